@@ -1,0 +1,308 @@
+"""The local Apache Kafka broker: fetched by Maven, KRaft single node, 127.0.0.1 only.
+
+``riverbed broker start|stop|status|fetch`` and the test suite's session fixture use
+this module alike, so the broker a newcomer sees is the broker the tests ran against.
+
+* The jars are resolved by Maven from Maven Central at the version pinned in
+  ``deploy/kafka/pom.xml`` into ``.cache/kafka/<version>/libs`` (ignored), once.
+* Storage is formatted once per data directory (``.riverbed/broker-<port>``, ignored).
+* The broker runs in its own session; its PID is recorded and ``stop`` only ever
+  signals that PID, after checking it still is a Kafka broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.config import PROJECT_ROOT
+from app.exceptions import BrokerError
+
+__all__ = ["LocalBroker", "answers_metadata", "kafka_version"]
+
+logger = logging.getLogger(__name__)
+
+DEPLOY = PROJECT_ROOT / "deploy" / "kafka"
+CACHE = PROJECT_ROOT / ".cache" / "kafka"
+STATE = PROJECT_ROOT / ".riverbed"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+MIN_JAVA = 17
+
+
+def kafka_version() -> str:
+    """The Kafka version pinned in ``deploy/kafka/pom.xml``."""
+    text = (DEPLOY / "pom.xml").read_text()
+    m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", text)
+    if not m:
+        msg = "deploy/kafka/pom.xml has no <kafka.version>"
+        raise BrokerError(msg)
+    return m.group(1).strip()
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+async def _metadata(bootstrap: str, timeout: float) -> bool:
+    from aiokafka.client import AIOKafkaClient
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return bool(client.cluster.brokers())
+    except Exception:  # noqa: BLE001 - any failure means "does not answer"
+        return False
+    finally:
+        await client.close()
+
+
+def answers_metadata(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(_metadata(bootstrap, timeout))
+    finally:
+        quiet.setLevel(level)
+
+
+def _java_major() -> int:
+    java = shutil.which("java")
+    if not java:
+        msg = (
+            f"Java {MIN_JAVA}+ is needed to run the local Kafka broker and `java` is not "
+            "on PATH (Debian: apt-get install openjdk-17-jre-headless)"
+        )
+        raise BrokerError(msg)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        msg = f"cannot read the Java version from `java -version`: {out.stderr.strip()!r}"
+        raise BrokerError(msg)
+    major = int(m.group(1))
+    if major == 1 and m.group(2):  # "1.8.0" style
+        major = int(m.group(2))
+    if major < MIN_JAVA:
+        msg = f"Java {MIN_JAVA}+ is needed for Kafka {kafka_version()}; found Java {major}"
+        raise BrokerError(msg)
+    return major
+
+
+@dataclass
+class LocalBroker:
+    """One single-node KRaft broker+controller on 127.0.0.1.
+
+    Parameters
+    ----------
+    port
+        Client (PLAINTEXT) port.
+    controller_port
+        KRaft controller port; ``port + 1`` by default.
+    data_dir
+        Storage, config, log and PID file; ``.riverbed/broker-<port>`` by default.
+    heap
+        JVM heap (``-Xmx``), small enough to sit beside the tests on 2 cores.
+
+    """
+
+    port: int = 9092
+    controller_port: int = 0
+    data_dir: Path = field(default=Path())
+    heap: str = "512m"
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if not self.controller_port:
+            self.controller_port = self.port + 1
+        if self.data_dir == Path():
+            self.data_dir = STATE / f"broker-{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def libs(self) -> Path:
+        return CACHE / kafka_version() / "libs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    # -- fetch -----------------------------------------------------------------------
+    def fetch(self) -> Path:
+        """Resolve the broker's jars with Maven into the cache, once; return the folder."""
+        libs = self.libs
+        if (libs / ".complete").exists():
+            return libs
+        mvn = shutil.which("mvn")
+        if not mvn:
+            msg = (
+                "Maven is needed once to fetch the Kafka broker jars from Maven Central and "
+                "`mvn` is not on PATH (Debian: apt-get install maven)"
+            )
+            raise BrokerError(msg)
+        tmp = libs.with_name(f"libs.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [
+            mvn, "-q", "-B", "-f", str(DEPLOY / "pom.xml"),
+            "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+        ]  # fmt: skip
+        logger.info("fetching Kafka %s jars with Maven", kafka_version())
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+            shutil.rmtree(tmp, ignore_errors=True)
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            msg = f"Maven could not fetch Kafka {kafka_version()} (exit {proc.returncode}):\n{tail}"
+            raise BrokerError(msg)
+        (tmp / ".complete").write_text(kafka_version() + "\n")
+        shutil.rmtree(libs, ignore_errors=True)
+        tmp.rename(libs)
+        return libs
+
+    # -- status ----------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """PID of the broker this data directory started, if it is still running."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        # Guard against PID reuse: only a JVM running kafka.Kafka with our config is ours.
+        if b"kafka.Kafka" in cmdline and str(self.data_dir).encode() in cmdline:
+            return pid
+        return None
+
+    def running(self) -> bool:
+        return answers_metadata(self.bootstrap, timeout=2.0)
+
+    # -- start -----------------------------------------------------------------------
+    def _java_cmd(self, main: str, *args: str) -> list[str]:
+        return [
+            "java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={DEPLOY / 'log4j2.properties'}",
+            "-cp", f"{self.libs}/*", main, *args,
+        ]  # fmt: skip
+
+    def _write_config(self) -> Path:
+        template = (DEPLOY / "server.properties.in").read_text()
+        cfg = self.data_dir / "server.properties"
+        cfg.write_text(
+            template.format(
+                host=self.host,
+                port=self.port,
+                controller_port=self.controller_port,
+                log_dir=self.data_dir / "kraft-logs",
+            )
+        )
+        return cfg
+
+    def _format(self, cfg: Path) -> None:
+        if (self.data_dir / "kraft-logs" / "meta.properties").exists():
+            return
+        cluster_id = _kafka_cluster_id()
+        proc = subprocess.run(
+            self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            msg = f"formatting the broker storage failed: {(proc.stderr or proc.stdout).strip()}"
+            raise BrokerError(msg)
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> str:
+        """Start the broker (or find it running) and wait until it answers metadata.
+
+        Returns the bootstrap address. A second ``start`` is harmless.
+        """
+        if self.running():
+            return self.bootstrap
+        for p in (self.port, self.controller_port):
+            if _port_open(self.host, p):
+                msg = (
+                    f"port {p} on {self.host} is taken by a program that is not a Kafka broker; "
+                    "stop it or choose another port (riverbed broker start --port N)"
+                )
+                raise BrokerError(msg)
+        _java_major()
+        self.fetch()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self._write_config()
+        self._format(cfg)
+        t0 = time.monotonic()
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                self._java_cmd("kafka.Kafka", str(cfg)),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.data_dir,
+            )  # fmt: skip
+        self.pid_file.write_text(f"{proc.pid}\n")
+        while time.monotonic() - t0 < timeout:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
+                msg = f"the Kafka broker exited with {proc.returncode}; its log ends:\n{tail}"
+                raise BrokerError(msg)
+            if answers_metadata(self.bootstrap, timeout=2.0):
+                logger.info("broker ready in %.1f s", time.monotonic() - t0)
+                return self.bootstrap
+            time.sleep(0.2)  # poll interval while waiting for the condition above
+        self.stop()
+        msg = f"the Kafka broker did not answer within {timeout:.0f} s; see {self.log_file}"
+        raise BrokerError(msg)
+
+    # -- stop ------------------------------------------------------------------------
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the broker this data directory started; False when none was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid() is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)  # poll interval while the JVM shuts down
+        if self.pid() is not None:
+            logger.warning("broker %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def wipe(self) -> None:
+        """Delete this broker's data directory (it must be stopped)."""
+        if self.pid() is not None:
+            msg = "stop the broker before wiping its data"
+            raise BrokerError(msg)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _kafka_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,223 @@
+"""Settings: the only reader of the environment.
+
+Every setting is a ``RIVERBED_*`` environment variable with a default and a line of
+documentation (the ``SPECS`` table, which ``riverbed config`` and the README print).
+Values are parsed once into a frozen :class:`Settings`; a bad value raises
+:class:`~app.exceptions.ConfigError` naming the variable, so a worker never starts
+half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from app.exceptions import ConfigError
+
+__all__ = ["SPECS", "Settings", "parse_broker"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_broker(value: str) -> tuple[str, ...]:
+    """Parse Faust's ``kafka://host:port`` form or plain ``host:port``, comma-separated.
+
+    Examples
+    --------
+    >>> parse_broker("kafka://127.0.0.1:9092")
+    ('127.0.0.1:9092',)
+    >>> parse_broker("a:1, kafka://b:2")
+    ('a:1', 'b:2')
+
+    """
+    out = []
+    for raw in value.split(","):
+        part = raw.strip()
+        if part.startswith("kafka://"):
+            part = part[len("kafka://") :]
+        part = part.rstrip("/")
+        m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", part)
+        if not m or not 0 < int(m.group(2)) < 65536:
+            msg = f"{part!r} is not host:port (or kafka://host:port)"
+            raise ValueError(msg)
+        out.append(part)
+    if not out:
+        msg = "no broker address given"
+        raise ValueError(msg)
+    return tuple(out)
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        msg = f"{value!r} must be a positive integer"
+        raise ValueError(msg)
+    return n
+
+
+def _non_negative_float(value: str) -> float:
+    f = float(value)
+    if not f >= 0 or f == float("inf"):
+        msg = f"{value!r} must be a finite number >= 0"
+        raise ValueError(msg)
+    return f
+
+
+def _port(value: str) -> int:
+    n = int(value)
+    if not 0 < n < 65536:
+        msg = f"{value!r} is not a TCP port"
+        raise ValueError(msg)
+    return n
+
+
+def _name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        msg = f"{value!r} may only hold letters, digits, '.', '_' and '-'"
+        raise ValueError(msg)
+    return value
+
+
+def _prefix(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        msg = f"{value!r} may only hold letters, digits, '.', '_' and '-'"
+        raise ValueError(msg)
+    return value
+
+
+def _log_level(value: str) -> str:
+    v = value.lower()
+    if v not in {"debug", "info", "warning", "error", "critical"}:
+        msg = f"{value!r} is not one of debug, info, warning, error, critical"
+        raise ValueError(msg)
+    return v
+
+
+def _model(value: str) -> str:
+    if not value.strip():
+        msg = "model name is empty"
+        raise ValueError(msg)
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class _Spec:
+    field: str
+    default: str
+    parse: Callable[[str], Any]
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return "RIVERBED_" + self.field.upper()
+
+
+SPECS: tuple[_Spec, ...] = (
+    _Spec("broker", "kafka://127.0.0.1:9092", parse_broker,
+          "Kafka bootstrap servers: kafka://host:port or host:port, comma-separated."),
+    _Spec("app_id", "riverbed", _name,
+          "Consumer group and prefix of Faust's internal topics; one per application."),
+    _Spec("topic_prefix", "riverbed.", _prefix,
+          "Prefix of every riverbed topic (events, labels, predictions, metrics, dlq)."),
+    _Spec("model", "logreg", _model,
+          "Catalog model name (see `riverbed models`) or module:factory."),
+    _Spec("partitions", "4", _positive_int,
+          "Partitions of the topics riverbed creates; events and labels must match."),
+    _Spec("replication", "1", _positive_int,
+          "Replication factor of the topics riverbed creates."),
+    _Spec("web_host", "127.0.0.1", _name,
+          "Interface of the HTTP server (/metrics, /health, /ready, /models)."),
+    _Spec("web_port", "6066", _port, "Port of the HTTP server."),
+    _Spec("pending_max", "100000", _positive_int,
+          "Per partition: most events kept waiting for a delayed label; oldest evicted first."),
+    _Spec("pending_ttl", "3600", _non_negative_float,
+          "Seconds of stream time an unlabelled event waits for its label (0: forever)."),
+    _Spec("max_record_bytes", "1000000", _positive_int,
+          "Larger event or label values go to the dead-letter topic."),
+    _Spec("batch_max", "500", _positive_int,
+          "Most records the agent takes from the stream at once (order is kept)."),
+    _Spec("batch_within", "0.005", _non_negative_float,
+          "Seconds the agent waits to fill a batch before handling what it has."),
+    _Spec("data_dir", str(PROJECT_ROOT / ".riverbed" / "worker"), str,
+          "Faust's data directory for this worker."),
+    _Spec("log_level", "info", _log_level, "Log level: debug, info, warning, error."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen riverbed settings; build with :meth:`from_env`.
+
+    Examples
+    --------
+    >>> s = Settings.from_env({"RIVERBED_PARTITIONS": "2", "RIVERBED_TOPIC_PREFIX": "t."})
+    >>> s.partitions, s.topic("events"), s.bootstrap
+    (2, 't.events', '127.0.0.1:9092')
+    >>> Settings.from_env({"RIVERBED_PARTITIONS": "zero"})
+    Traceback (most recent call last):
+    ...
+    app.exceptions.ConfigError: RIVERBED_PARTITIONS='zero': invalid literal for int() ...
+
+    """
+
+    broker: tuple[str, ...]
+    app_id: str
+    topic_prefix: str
+    model: str
+    partitions: int
+    replication: int
+    web_host: str
+    web_port: int
+    pending_max: int
+    pending_ttl: float
+    max_record_bytes: int
+    batch_max: int
+    batch_within: float
+    data_dir: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``RIVERBED_*`` variable once; unknown ``RIVERBED_*`` names are errors."""
+        env = os.environ if environ is None else environ
+        known = {spec.env for spec in SPECS}
+        unknown = sorted(k for k in env if k.startswith("RIVERBED_") and k not in known)
+        if unknown:
+            msg = f"unknown setting {unknown[0]} (known: {', '.join(s.env for s in SPECS)})"
+            raise ConfigError(msg)
+        values: dict[str, Any] = {}
+        for spec in SPECS:
+            raw = env.get(spec.env, spec.default)
+            try:
+                values[spec.field] = spec.parse(raw)
+            except ValueError as exc:
+                msg = f"{spec.env}={raw!r}: {exc}"
+                raise ConfigError(msg) from None
+        return cls(**values)
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap servers in aiokafka's ``host:port,host:port`` form."""
+        return ",".join(self.broker)
+
+    @property
+    def faust_broker(self) -> str:
+        """Bootstrap servers in Faust's ``kafka://host:port;...`` form."""
+        return ";".join(f"kafka://{b}" for b in self.broker)
+
+    def topic(self, name: str) -> str:
+        """Full name of one of riverbed's topics, with the prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """``(variable, current value, documentation)`` for every setting."""
+        out = []
+        for spec, f in zip(SPECS, fields(self), strict=True):
+            value = getattr(self, f.name)
+            shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            out.append((spec.env, shown, spec.doc))
+        return out

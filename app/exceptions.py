@@ -1,0 +1,45 @@
+"""The one exception root of riverbed and its small, condition-named subclasses."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "InvalidRecord",
+    "RiverbedError",
+    "UnknownModel",
+]
+
+
+class RiverbedError(Exception):
+    """Root of every error riverbed raises on purpose."""
+
+
+class ConfigError(RiverbedError):
+    """A setting is missing or malformed; raised at start-up, naming the variable."""
+
+
+class UnknownModel(ConfigError):
+    """``RIVERBED_MODEL`` names no catalog model and no importable ``module:factory``."""
+
+
+class BrokerError(RiverbedError):
+    """The local broker cannot be fetched, started, reached or stopped."""
+
+
+class InvalidRecord(RiverbedError):
+    """A record on the wire breaks the contract; the message is the dead-letter reason.
+
+    Parameters
+    ----------
+    reason
+        Readable reason, stored in the dead-letter headers.
+    stage
+        Where it failed: ``deserialize`` or ``validate``.
+
+    """
+
+    def __init__(self, reason: str, *, stage: str = "validate") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stage = stage

@@ -1,0 +1,238 @@
+"""PartitionLearner: one partition's model, metric and pending labels; pure and synchronous.
+
+No faust import: this is riverbed's learning logic, unit-tested with plain lists, the
+way Bytewax keeps stateful logic apart from its runtime. The agent feeds it records in
+offset order and publishes what it returns.
+
+For each event, exactly what :func:`river.evaluate.progressive_val_score` does:
+predict with the current model, then, when the label came inline, update the metric
+with ``(y, prediction)`` and learn. An event without a label is remembered (features
+and prediction) until its label arrives on the labels topic; then the metric is
+updated with the *remembered* prediction and the model learns from the remembered
+features. A remembered event waits at most ``pending_ttl_ms`` of stream time (Kafka
+record timestamps, so a replay expires exactly what the live run expired) and at most
+``pending_max`` events wait; the oldest go first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from river import base
+
+from app.exceptions import InvalidRecord
+from app.records import Event, Label, Value
+from models import ModelSpec, final_step
+
+__all__ = ["LabelOutcome", "PartitionLearner"]
+
+
+class LabelOutcome:
+    """What became of a label record (string constants, the Prometheus label values)."""
+
+    JOINED = "joined"  # matched a pending prediction: metric updated, model learned
+    LATE = "late"  # its event was already learned (inline label or an earlier label)
+    ORPHAN = "orphan"  # no such event pending: unknown id, or it expired
+    REPLAYED = "replayed"  # offset already handled (a re-delivery after a rebalance)
+
+
+@dataclass(slots=True)
+class _Pending:
+    x: dict[str, Value] | None  # None for anomaly models: they learned at event time
+    y_pred: Any  # what the metric is updated with: label, proba or score
+    ts_ms: int
+
+
+class PartitionLearner:
+    """Test-then-train for one partition.
+
+    Parameters
+    ----------
+    spec
+        The catalog entry: builds the model and the metric.
+    partition
+        The partition this learner owns (only reported).
+    pending_max
+        Most events waiting for a delayed label.
+    pending_ttl_ms
+        Stream-time milliseconds an event waits for its label; 0 waits forever.
+
+    Examples
+    --------
+    >>> import models
+    >>> from app.records import Event, Label
+    >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
+    >>> learner.process_event(Event("a", {"f": 1.0}, y=True), offset=0, ts_ms=0)
+    {'id': 'a', 'y_pred': False, 'proba': {False: 0.5, True: 0.5}, 'y': True}
+    >>> learner.process_event(Event("b", {"f": 2.0}), offset=1, ts_ms=1)["y_pred"]
+    True
+    >>> learner.process_label(Label("b", False), offset=0, ts_ms=2)
+    'joined'
+    >>> learner.process_label(Label("b", False), offset=1, ts_ms=3)
+    'late'
+    >>> learner.learned, learner.metric
+    (2, Accuracy: 0.00%)
+
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        partition: int,
+        pending_max: int = 100_000,
+        pending_ttl_ms: int = 3_600_000,
+    ) -> None:
+        self.spec = spec
+        self.partition = partition
+        self.pending_max = pending_max
+        self.pending_ttl_ms = pending_ttl_ms
+        self.model = spec.build()
+        self.metric = spec.metric()
+        self.task = spec.task
+        # Proba-based metrics (ROCAUC, LogLoss) get proba/scores, the rest get labels,
+        # the same choice progressive_val_score makes with `metric.requires_labels`.
+        self._metric_wants_label = bool(getattr(self.metric, "requires_labels", True))
+        # River's default Classifier.predict_one is argmax(predict_proba_one): when the
+        # final estimator keeps that default, derive y_pred from the proba we need anyway
+        # instead of running the whole pipeline twice. Same result, half the work.
+        est = final_step(self.model)
+        self._argmax_proba = type(est).predict_one is base.Classifier.predict_one
+        self._has_proba = True
+        self.pending: OrderedDict[str, _Pending] = OrderedDict()
+        # Ids learned recently, to tell a late duplicate label from an orphan one.
+        self._learned_ids: OrderedDict[str, None] = OrderedDict()
+        self.events = 0
+        self.learned = 0
+        self.labels: dict[str, int] = {
+            LabelOutcome.JOINED: 0,
+            LabelOutcome.LATE: 0,
+            LabelOutcome.ORPHAN: 0,
+            LabelOutcome.REPLAYED: 0,
+        }
+        self.replayed_events = 0
+        self.expired = 0
+        self.last_offset = -1  # last events offset handled
+        self.last_label_offset = -1  # last labels offset handled
+
+    # -- prediction ------------------------------------------------------------------
+    def _predict(self, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:
+        if self.task == "classification":
+            if self._has_proba:
+                try:
+                    proba = self.model.predict_proba_one(x)
+                except NotImplementedError:
+                    self._has_proba = False
+                else:
+                    if self._argmax_proba:
+                        return (max(proba, key=proba.get) if proba else None), proba
+                    return self.model.predict_one(x), proba
+            return self.model.predict_one(x), None
+        if self.task == "regression":
+            return self.model.predict_one(x), None
+        return self.model.score_one(x), None
+
+    def _check_label(self, y: Value) -> None:
+        if self.task == "regression" and (isinstance(y, bool) or not isinstance(y, int | float)):
+            msg = f'"y" must be a number for the regression model {self.spec.name!r}, got {y!r}'
+            raise InvalidRecord(msg)
+
+    def _remember_learned(self, rid: str) -> None:
+        ids = self._learned_ids
+        ids[rid] = None
+        if len(ids) > self.pending_max:
+            ids.popitem(last=False)
+
+    def _expire(self, now_ms: int) -> None:
+        if not self.pending_ttl_ms:
+            return
+        cutoff = now_ms - self.pending_ttl_ms
+        pending = self.pending
+        while pending:
+            first = next(iter(pending.values()))
+            if first.ts_ms >= cutoff:
+                break
+            pending.popitem(last=False)
+            self.expired += 1
+
+    # -- the two entry points --------------------------------------------------------
+    def process_event(self, event: Event, *, offset: int, ts_ms: int) -> dict[str, Any] | None:
+        """Predict, then learn when the label is inline; the prediction record's fields.
+
+        Returns None for an offset this learner already handled (a re-delivery), which
+        is neither predicted nor learned again.
+        """
+        if offset <= self.last_offset:
+            self.replayed_events += 1
+            return None
+        y = event.y
+        if y is not None:
+            self._check_label(y)
+        x = event.x
+        y_pred, proba = self._predict(x)
+        metric_pred = y_pred if self._metric_wants_label or proba is None else proba
+        # Like progressive_val_score: no metric update for a model with no opinion yet.
+        if y is not None and metric_pred is not None and metric_pred != {}:
+            self.metric.update(y, metric_pred)
+        if self.task == "anomaly":
+            self.model.learn_one(x)  # unsupervised: every event teaches it
+            self.learned += 1
+        elif y is not None:
+            self.model.learn_one(x, y)
+            self.learned += 1
+            self._remember_learned(event.id)
+        if y is None:
+            self._expire(ts_ms)
+            pending = self.pending
+            pending[event.id] = _Pending(None if self.task == "anomaly" else x, metric_pred, ts_ms)
+            pending.move_to_end(event.id)
+            if len(pending) > self.pending_max:
+                pending.popitem(last=False)
+                self.expired += 1
+        self.events += 1
+        self.last_offset = offset
+        out: dict[str, Any] = {"id": event.id, "y_pred": y_pred}
+        if proba is not None:
+            out["proba"] = proba
+        if y is not None:
+            out["y"] = y
+        return out
+
+    def process_label(self, label: Label, *, offset: int, ts_ms: int) -> str:
+        """Join a delayed label with its pending event; return a :class:`LabelOutcome`."""
+        if offset <= self.last_label_offset:
+            self.labels[LabelOutcome.REPLAYED] += 1
+            return LabelOutcome.REPLAYED
+        self._check_label(label.y)
+        self.last_label_offset = offset
+        self._expire(ts_ms)
+        pending = self.pending.pop(label.id, None)
+        if pending is None:
+            outcome = LabelOutcome.LATE if label.id in self._learned_ids else LabelOutcome.ORPHAN
+        else:
+            if pending.y_pred is not None and pending.y_pred != {}:
+                self.metric.update(label.y, pending.y_pred)
+            if pending.x is not None:
+                self.model.learn_one(pending.x, label.y)
+                self.learned += 1
+            self._remember_learned(label.id)
+            outcome = LabelOutcome.JOINED
+        self.labels[outcome] += 1
+        return outcome
+
+    # -- reporting -------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The partition's entry of ``/models``."""
+        value = self.metric.get()
+        return {
+            "events": self.events,
+            "learned": self.learned,
+            "pending": len(self.pending),
+            "labels": dict(self.labels),
+            "expired": self.expired,
+            "replayed": self.replayed_events,
+            "metric": {"name": type(self.metric).__name__, "value": value},
+            "last_offset": self.last_offset,
+        }
