@@ -6,6 +6,7 @@ __all__ = [
     "BrokerError",
     "ConfigError",
     "InvalidRecord",
+    "ModelError",
     "RiverbedError",
     "UnknownModel",
 ]
@@ -43,3 +44,21 @@ class InvalidRecord(RiverbedError):
         super().__init__(reason)
         self.reason = reason
         self.stage = stage
+
+
+class ModelError(RiverbedError):
+    """The model raised on one record; the record goes to the dead-letter topic.
+
+    Parameters
+    ----------
+    stage
+        ``predict`` or ``learn``.
+    cause
+        The model's exception.
+
+    """
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"model failed to {stage}: {type(cause).__name__}: {cause}")
+        self.stage = stage
+        self.cause = cause

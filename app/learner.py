@@ -22,7 +22,7 @@ from typing import Any
 
 from river import base
 
-from app.exceptions import InvalidRecord
+from app.exceptions import InvalidRecord, ModelError
 from app.records import Event, Label, Value
 from models import ModelSpec, final_step
 
@@ -171,17 +171,24 @@ class PartitionLearner:
         if y is not None:
             self._check_label(y)
         x = event.x
-        y_pred, proba = self._predict(x)
+        try:
+            y_pred, proba = self._predict(x)
+        except Exception as exc:
+            raise ModelError("predict", exc) from exc
         metric_pred = y_pred if self._metric_wants_label or proba is None else proba
         # Like progressive_val_score: no metric update for a model with no opinion yet.
         if y is not None and metric_pred is not None and metric_pred != {}:
             self.metric.update(y, metric_pred)
-        if self.task == "anomaly":
-            self.model.learn_one(x)  # unsupervised: every event teaches it
+        try:
+            if self.task == "anomaly":
+                self.model.learn_one(x)  # unsupervised: every event teaches it
+            elif y is not None:
+                self.model.learn_one(x, y)
+        except Exception as exc:
+            raise ModelError("learn", exc) from exc
+        if self.task == "anomaly" or y is not None:
             self.learned += 1
-        elif y is not None:
-            self.model.learn_one(x, y)
-            self.learned += 1
+        if y is not None:
             self._remember_learned(event.id)
         if y is None:
             self._expire(ts_ms)
@@ -215,7 +222,10 @@ class PartitionLearner:
             if pending.y_pred is not None and pending.y_pred != {}:
                 self.metric.update(label.y, pending.y_pred)
             if pending.x is not None:
-                self.model.learn_one(pending.x, label.y)
+                try:
+                    self.model.learn_one(pending.x, label.y)
+                except Exception as exc:
+                    raise ModelError("learn", exc) from exc
                 self.learned += 1
             self._remember_learned(label.id)
             outcome = LabelOutcome.JOINED

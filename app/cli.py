@@ -1,0 +1,221 @@
+"""``riverbed``: project commands plus the Faust app's own command line.
+
+``broker``, ``produce``, ``tail``, ``models``, ``config`` and ``demo`` are riverbed's;
+anything else (``worker``, ``agents``, ``--help`` of Faust ...) goes to Faust's
+command line of the app built from the settings, so ``riverbed worker -l info`` is
+exactly ``faust -A ... worker -l info``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.config import Settings
+from app.exceptions import BrokerError, ConfigError, RiverbedError
+
+__all__ = ["main"]
+
+PROJECT_COMMANDS = {"broker", "produce", "tail", "models", "config", "demo"}
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"riverbed: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _local_broker(settings: Settings, port: int | None) -> tuple[object, str]:
+    from app.broker import LocalBroker
+
+    host, _, p = settings.broker[0].rpartition(":")
+    if port is None and host not in {"127.0.0.1", "localhost"}:
+        msg = (f"RIVERBED_BROKER={settings.bootstrap} is not on this machine; the local "
+               "broker only binds 127.0.0.1 (use --port, or unset RIVERBED_BROKER)")  # fmt: skip
+        raise BrokerError(msg)
+    return LocalBroker(port=port or int(p)), host
+
+
+def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from app.broker import LocalBroker, answers_metadata, kafka_version
+
+    broker, _ = _local_broker(settings, args.port)
+    assert isinstance(broker, LocalBroker)
+    if args.action == "fetch":
+        print(f"Kafka {kafka_version()} jars in {broker.fetch()}")
+    elif args.action == "start":
+        if answers_metadata(broker.bootstrap) and broker.pid() is None:
+            print(f"a Kafka broker already answers at {broker.bootstrap}; using it")
+            return 0
+        import time
+
+        t0 = time.monotonic()
+        was = broker.pid()
+        bootstrap = broker.start()
+        pid = broker.pid()
+        if was is not None:
+            print(f"Kafka {kafka_version()} already running at {bootstrap} (pid {pid})")
+        else:
+            took = time.monotonic() - t0
+            print(f"Kafka {kafka_version()} ready at {bootstrap} (pid {pid}, {took:.1f} s)")
+    elif args.action == "stop":
+        if broker.stop():
+            print(f"stopped the broker at {broker.bootstrap}")
+        else:
+            print(f"no broker started by riverbed is running at {broker.bootstrap}")
+    elif args.action == "status":
+        pid = broker.pid()
+        if pid is not None and broker.running():
+            print(f"running: Kafka {kafka_version()} at {broker.bootstrap} (pid {pid})")
+            return 0
+        if answers_metadata(broker.bootstrap):
+            print(f"a Kafka broker not started by riverbed answers at {broker.bootstrap}")
+            return 0
+        print(f"stopped: nothing answers at {broker.bootstrap}")
+        return 3
+    elif args.action == "wipe":
+        broker.wipe()
+        print(f"deleted {broker.data_dir}")
+    return 0
+
+
+def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from app.produce import produce
+
+    stats = asyncio.run(
+        produce(settings, dataset=args.dataset, limit=args.limit, rate=args.rate, key=args.key,
+                seed=args.seed, label_delay=args.label_delay, labels=not args.no_labels,
+                id_prefix=args.id_prefix, drift_at=args.drift_at)  # fmt: skip
+    )
+    rate = stats.events / stats.seconds if stats.seconds else 0.0
+    print(f"sent {stats.events} events and {stats.labels} labels to "
+          f"{settings.topic('events')} in {stats.seconds:.2f} s ({rate:,.0f} events/s); "
+          f"ids {stats.id_prefix}-0..{stats.events - 1}")  # fmt: skip
+    return 0
+
+
+def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from app.tail import tail
+
+    topic = args.topic
+    if topic in {"events", "labels", "predictions", "metrics", "dlq"}:
+        topic = settings.topic(topic)
+    asyncio.run(tail(settings, topic, from_beginning=not args.from_end, limit=args.limit,
+                     idle_timeout=args.idle_timeout))  # fmt: skip
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    import models
+
+    for name in models.available():
+        spec = models.spec(name)
+        doc = (spec.factory.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:10} {spec.task:15} {spec.metric.__name__:9} {doc}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    for env, value, doc in settings.describe():
+        print(f"{env}={value}\n    {doc}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import run_demo
+
+    return run_demo(settings, rate=args.rate, dataset=args.dataset, duration=args.duration)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from app.produce import DATASETS, KEYS
+
+    p = argparse.ArgumentParser(
+        prog="riverbed",
+        description="Online learning on Kafka streams. Project commands are below; "
+        "`riverbed worker` and the rest are Faust's command line.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, 127.0.0.1)")
+    b.add_argument("action", choices=["start", "stop", "status", "fetch", "wipe"])
+    b.add_argument("--port", type=int, default=None,
+                   help="client port (default: the port of RIVERBED_BROKER)")  # fmt: skip
+    pr = sub.add_parser("produce", help="replay a River dataset or synthetic stream into events")
+    pr.add_argument("--dataset", choices=DATASETS, default="phishing")
+    pr.add_argument("--limit", type=int, default=None, help="stop after N events")
+    pr.add_argument("--rate", type=float, default=0.0, help="events per second (0: max)")
+    pr.add_argument("--key", choices=KEYS, default="id",
+                    help="message key: the event id (hash-partitioned) or none (round-robin)")  # fmt: skip
+    pr.add_argument("--seed", type=int, default=42, help="seed of synthetic streams")
+    pr.add_argument("--label-delay", type=int, default=0, metavar="N",
+                    help="send each label on the labels topic N events later (0: inline)")  # fmt: skip
+    pr.add_argument("--no-labels", action="store_true", help="send no labels at all")
+    pr.add_argument("--id-prefix", default=None, help="event ids are PREFIX-<n> (default random)")
+    pr.add_argument("--drift-at", type=int, default=5000, help="drift position (dataset drift)")
+    t = sub.add_parser("tail", help="pretty-print a topic")
+    t.add_argument("topic", help="events, labels, predictions, metrics, dlq or a full name")
+    t.add_argument("--from-end", action="store_true", help="only new records")
+    t.add_argument("--limit", type=int, default=None)
+    t.add_argument("--idle-timeout", type=float, default=None,
+                   help="exit after this many seconds without a record")  # fmt: skip
+    sub.add_parser("models", help="list the model catalog")
+    sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
+    d = sub.add_parser("demo", help="broker + worker + drifting stream + live accuracy")
+    d.add_argument("--rate", type=float, default=400.0)
+    d.add_argument("--dataset", choices=DATASETS, default="drift")
+    d.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``riverbed`` console script."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args_list and args_list[0] in PROJECT_COMMANDS or not args_list or args_list[0] in {
+        "-h", "--help"
+    }:
+        args = _parser().parse_args(args_list)
+        handler = globals()[f"_cmd_{args.command}"]
+        try:
+            return int(handler(args, settings))
+        except RiverbedError as exc:
+            return _fail(str(exc))
+        except KeyboardInterrupt:
+            return 130
+    return _faust(settings, args_list)
+
+
+def _faust(settings: Settings, args_list: list[str]) -> int:
+    import models
+    from app.main import create_app
+    from app.topics import ensure_topics
+
+    try:
+        models.spec(settings.model)
+    except ConfigError as exc:
+        return _fail(f"RIVERBED_MODEL={settings.model!r}: {exc}")
+    if args_list and args_list[0] == "worker":
+        # Create the topics with the right partitions before Faust subscribes, on the
+        # loop Faust will then use (mode takes the current event loop).
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(ensure_topics(settings))
+        except ConfigError as exc:
+            return _fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any connection failure
+            return _fail(f"cannot reach Kafka at RIVERBED_BROKER={settings.bootstrap} "
+                         f"({type(exc).__name__}: {exc}); start one with "
+                         "`riverbed broker start` or `make kafka-up`")  # fmt: skip
+        if not any(a in {"-l", "--loglevel"} or a.startswith("--loglevel=") for a in args_list):
+            args_list = [*args_list, "--loglevel", settings.log_level]
+    app = create_app(settings)
+    sys.argv = ["riverbed", *args_list]
+    app.main()  # exits the process
+    return 0

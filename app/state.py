@@ -1,0 +1,73 @@
+"""Which partitions this worker owns and their learners.
+
+A learner is created on the first record of a partition this worker owns and dropped
+when the partition is assigned elsewhere: the model follows the partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.learner import PartitionLearner
+from models import ModelSpec
+
+__all__ = ["Learners"]
+
+logger = logging.getLogger(__name__)
+
+
+class Learners:
+    """Partition number -> :class:`PartitionLearner` for one worker.
+
+    Examples
+    --------
+    >>> import models
+    >>> learners = Learners(models.spec("logreg"))
+    >>> learners.get(3).partition
+    3
+    >>> learners.assign({0, 1})
+    >>> sorted(learners.describe()["partitions"])
+    []
+
+    """
+
+    def __init__(self, spec: ModelSpec, *, pending_max: int = 100_000,
+                 pending_ttl_ms: int = 3_600_000) -> None:  # fmt: skip
+        self.spec = spec
+        self.pending_max = pending_max
+        self.pending_ttl_ms = pending_ttl_ms
+        self.assigned: set[int] = set()
+        self._by_partition: dict[int, PartitionLearner] = {}
+
+    def get(self, partition: int) -> PartitionLearner:
+        """The partition's learner, created fresh on first use."""
+        learner = self._by_partition.get(partition)
+        if learner is None:
+            learner = PartitionLearner(
+                self.spec,
+                partition=partition,
+                pending_max=self.pending_max,
+                pending_ttl_ms=self.pending_ttl_ms,
+            )
+            self._by_partition[partition] = learner
+        return learner
+
+    def assign(self, partitions: set[int]) -> None:
+        """The partitions this worker owns now; learners of the others are dropped."""
+        for p in set(self._by_partition) - partitions:
+            logger.info("partition %d moved away; dropping its learner", p)
+            del self._by_partition[p]
+        self.assigned = set(partitions)
+
+    def items(self) -> list[tuple[int, PartitionLearner]]:
+        return sorted(self._by_partition.items())
+
+    def describe(self) -> dict[str, Any]:
+        """``/models``: the model name and one entry per partition."""
+        return {
+            "model": self.spec.name,
+            "task": self.spec.task,
+            "assigned": sorted(self.assigned),
+            "partitions": {str(p): lr.describe() for p, lr in self.items()},
+        }
