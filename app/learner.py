@@ -99,7 +99,7 @@ class PartitionLearner:
         # final estimator keeps that default, derive y_pred from the proba we need anyway
         # instead of running the whole pipeline twice. Same result, half the work.
         est = final_step(self.model)
-        self._argmax_proba = type(est).predict_one is base.Classifier.predict_one
+        self._argmax_proba = getattr(type(est), "predict_one", None) is base.Classifier.predict_one
         self._has_proba = True
         self.pending: OrderedDict[str, _Pending] = OrderedDict()
         # Ids learned recently, to tell a late duplicate label from an orphan one.
@@ -176,10 +176,10 @@ class PartitionLearner:
         except Exception as exc:
             raise ModelError("predict", exc) from exc
         metric_pred = y_pred if self._metric_wants_label or proba is None else proba
-        # Like progressive_val_score: no metric update for a model with no opinion yet.
-        if y is not None and metric_pred is not None and metric_pred != {}:
-            self.metric.update(y, metric_pred)
         try:
+            # Like progressive_val_score: no metric update for a model with no opinion yet.
+            if y is not None and metric_pred is not None and metric_pred != {}:
+                self.metric.update(y, metric_pred)
             if self.task == "anomaly":
                 self.model.learn_one(x)  # unsupervised: every event teaches it
             elif y is not None:
@@ -219,13 +219,14 @@ class PartitionLearner:
         if pending is None:
             outcome = LabelOutcome.LATE if label.id in self._learned_ids else LabelOutcome.ORPHAN
         else:
-            if pending.y_pred is not None and pending.y_pred != {}:
-                self.metric.update(label.y, pending.y_pred)
-            if pending.x is not None:
-                try:
+            try:
+                if pending.y_pred is not None and pending.y_pred != {}:
+                    self.metric.update(label.y, pending.y_pred)
+                if pending.x is not None:
                     self.model.learn_one(pending.x, label.y)
-                except Exception as exc:
-                    raise ModelError("learn", exc) from exc
+            except Exception as exc:
+                raise ModelError("learn", exc) from exc
+            if pending.x is not None:
                 self.learned += 1
             self._remember_learned(label.id)
             outcome = LabelOutcome.JOINED

@@ -85,8 +85,14 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> dict[st
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    # Describe only topics that exist: a metadata request naming a missing topic makes a
+    # broker with auto.create.topics.enable create it with num.partitions (often 1).
+    present = set(await admin.list_topics())
+    wanted = [t for t in topics if t in present]
     out: dict[str, int] = {}
-    for desc in await admin.describe_topics(topics):
+    if not wanted:
+        return out
+    for desc in await admin.describe_topics(wanted):
         if desc.get("error_code", 0) == 0 and desc.get("partitions"):
             out[desc["topic"]] = len(desc["partitions"])
     return out

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from app.exceptions import InvalidRecord
+from app.records import decode_event, decode_label
+
+MAX = 10_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "stage", "reason"),
+    [
+        (None, "deserialize", "tombstone"),
+        (b"{not json", "deserialize", "not valid JSON"),
+        (b'{"id":"a","x":{"f":NaN}}', "deserialize", "not valid JSON"),
+        (b'{"id":"a","x":{"f":1e999}}', "deserialize", "infinity"),
+        (b"\xff\xfe", "deserialize", "not valid JSON"),
+        (b"[1,2]", "validate", "JSON object"),
+        (b'{"x":{"f":1}}', "validate", '"id" must be a non-empty string, got missing'),
+        (b'{"id":7,"x":{"f":1}}', "validate", '"id" must be a non-empty string, got int'),
+        (b'{"id":"a"}', "validate", '"x" must be a non-empty object'),
+        (b'{"id":"a","x":[]}', "validate", '"x" must be a non-empty object'),
+        (b'{"id":"a","x":{"f":null}}', "validate", '"x.f" must be'),
+        (b'{"id":"a","x":{"f":{"g":1}}}', "validate", '"x.f" must be'),
+        (b'{"id":"a","x":{"f":1},"y":[1]}', "validate", '"y" must be'),
+        (b'{"id":"a","x":{"f":1},"ts":"now"}', "validate", '"ts" must be'),
+        (b'{"id":"a","x":{"f":1},"ts":-5}', "validate", '"ts" must be'),
+        (b'{"id":"a","x":{"f":"' + b"z" * MAX + b'"}}', "deserialize", "RIVERBED_MAX_RECORD_BYTES"),
+    ],
+)
+def test_bad_events(raw: bytes | None, stage: str, reason: str) -> None:
+    with pytest.raises(InvalidRecord) as exc:
+        decode_event(raw, MAX)
+    assert exc.value.stage == stage
+    assert reason in exc.value.reason
+
+
+def test_good_event_keeps_types() -> None:
+    ev = decode_event(b'{"id":"a","x":{"i":1,"f":1.0,"s":"x","b":false},"y":0,"ts":5}', MAX)
+    assert ev.x == {"i": 1, "f": 1.0, "s": "x", "b": False}
+    assert type(ev.x["f"]) is float and type(ev.x["i"]) is int
+    assert ev.y == 0 and ev.ts == 5
+
+
+def test_null_label_means_no_label() -> None:
+    assert decode_event(b'{"id":"a","x":{"f":1},"y":null}', MAX).y is None
+
+
+@pytest.mark.parametrize("raw", [b'{"id":"a"}', b'{"id":"a","y":null}', b'{"y":1}', b'{"id":"a","y":{}}'])
+def test_bad_labels(raw: bytes) -> None:
+    with pytest.raises(InvalidRecord):
+        decode_label(raw, MAX)
