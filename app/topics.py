@@ -77,6 +77,10 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> dict[st
     finally:
         await admin.close()
     counts = {getattr(names, n): existing.get(getattr(names, n), 0) for n in CO_PARTITIONED}
+    if counts[names.events] != settings.partitions:
+        logger.warning("%s exists with %d partitions; RIVERBED_PARTITIONS=%d only applies to "
+                       "topics riverbed creates", names.events, counts[names.events],
+                       settings.partitions)  # fmt: skip
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{t}={c}" for t, c in counts.items())
         msg = f"topics must have the same number of partitions ({detail}); see RIVERBED_PARTITIONS"
