@@ -36,13 +36,23 @@ def register(
 
     @app.agent(source, name="riverbed.learn")
     async def learn(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(batch_max, within=batch_within):
+        # StreamT, the interface faust types agents with, predates take_events.
+        batches = stream.take_events(batch_max, within=batch_within)  # type: ignore[attr-defined]
+        async for batch in batches:
             for event in batch:
                 m = event.message
-                out = handle(m.topic, m.partition, m.offset, int(m.timestamp * 1000),
-                             m.key, m.value, m.headers)  # fmt: skip
+                out = handle(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    int(m.timestamp * 1000),
+                    m.key,
+                    m.value,
+                    m.headers,
+                )
                 if out is not None:
-                    outputs[out.topic].send_soon(key=out.key, value=out.value,
-                                                 partition=out.partition, headers=out.headers)  # fmt: skip
+                    outputs[out.topic].send_soon(
+                        key=out.key, value=out.value, partition=out.partition, headers=out.headers
+                    )
 
     return learn

@@ -64,7 +64,7 @@ async def _metadata(bootstrap: str, timeout: float) -> bool:
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
         return bool(client.cluster.brokers())
-    except Exception:  # noqa: BLE001 - any failure means "does not answer"
+    except Exception:
         return False
     finally:
         await client.close()
@@ -164,9 +164,15 @@ class LocalBroker:
         tmp = libs.with_name(f"libs.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         cmd = [
-            mvn, "-q", "-B", "-f", str(DEPLOY / "pom.xml"),
-            "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
-        ]  # fmt: skip
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(DEPLOY / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
+        ]
         logger.info("fetching Kafka %s jars with Maven", kafka_version())
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
@@ -201,10 +207,17 @@ class LocalBroker:
     # -- start -----------------------------------------------------------------------
     def _java_cmd(self, main: str, *args: str) -> list[str]:
         return [
-            "java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={DEPLOY / 'log4j2.properties'}",
-            "-cp", f"{self.libs}/*", main, *args,
-        ]  # fmt: skip
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
+        ]
 
     def _write_config(self) -> Path:
         template = (DEPLOY / "server.properties.in").read_text()
@@ -225,8 +238,10 @@ class LocalBroker:
         cluster_id = _kafka_cluster_id()
         proc = subprocess.run(
             self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             msg = f"formatting the broker storage failed: {(proc.stderr or proc.stdout).strip()}"
             raise BrokerError(msg)
@@ -254,9 +269,12 @@ class LocalBroker:
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
                 self._java_cmd("kafka.Kafka", str(cfg)),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.data_dir,
-            )  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.data_dir,
+            )
         self.pid_file.write_text(f"{proc.pid}\n")
         while time.monotonic() - t0 < timeout:
             if proc.poll() is not None:

@@ -32,8 +32,10 @@ def _local_broker(settings: Settings, port: int | None) -> tuple[object, str]:
 
     host, _, p = settings.broker[0].rpartition(":")
     if port is None and host not in {"127.0.0.1", "localhost"}:
-        msg = (f"RIVERBED_BROKER={settings.bootstrap} is not on this machine; the local "
-               "broker only binds 127.0.0.1 (use --port, or unset RIVERBED_BROKER)")  # fmt: skip
+        msg = (
+            f"RIVERBED_BROKER={settings.bootstrap} is not on this machine; the local "
+            "broker only binds 127.0.0.1 (use --port, or unset RIVERBED_BROKER)"
+        )
         raise BrokerError(msg)
     return LocalBroker(port=port or int(p)), host
 
@@ -85,14 +87,25 @@ def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from app.produce import produce
 
     stats = asyncio.run(
-        produce(settings, dataset=args.dataset, limit=args.limit, rate=args.rate, key=args.key,
-                seed=args.seed, label_delay=args.label_delay, labels=not args.no_labels,
-                id_prefix=args.id_prefix, drift_at=args.drift_at)  # fmt: skip
+        produce(
+            settings,
+            dataset=args.dataset,
+            limit=args.limit,
+            rate=args.rate,
+            key=args.key,
+            seed=args.seed,
+            label_delay=args.label_delay,
+            labels=not args.no_labels,
+            id_prefix=args.id_prefix,
+            drift_at=args.drift_at,
+        )
     )
     rate = stats.events / stats.seconds if stats.seconds else 0.0
-    print(f"sent {stats.events} events and {stats.labels} labels to "
-          f"{settings.topic('events')} in {stats.seconds:.2f} s ({rate:,.0f} events/s); "
-          f"ids {stats.id_prefix}-0..{stats.events - 1}")  # fmt: skip
+    print(
+        f"sent {stats.events} events and {stats.labels} labels to "
+        f"{settings.topic('events')} in {stats.seconds:.2f} s ({rate:,.0f} events/s); "
+        f"ids {stats.id_prefix}-0..{stats.events - 1}"
+    )
     return 0
 
 
@@ -102,8 +115,15 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     topic = args.topic
     if topic in {"events", "labels", "predictions", "metrics", "dlq"}:
         topic = settings.topic(topic)
-    asyncio.run(tail(settings, topic, from_beginning=not args.from_end, limit=args.limit,
-                     idle_timeout=args.idle_timeout))  # fmt: skip
+    asyncio.run(
+        tail(
+            settings,
+            topic,
+            from_beginning=not args.from_end,
+            limit=args.limit,
+            idle_timeout=args.idle_timeout,
+        )
+    )
     return 0
 
 
@@ -140,17 +160,27 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, 127.0.0.1)")
     b.add_argument("action", choices=["start", "stop", "status", "fetch", "wipe"])
-    b.add_argument("--port", type=int, default=None,
-                   help="client port (default: the port of RIVERBED_BROKER)")  # fmt: skip
+    b.add_argument(
+        "--port", type=int, default=None, help="client port (default: the port of RIVERBED_BROKER)"
+    )
     pr = sub.add_parser("produce", help="replay a River dataset or synthetic stream into events")
     pr.add_argument("--dataset", choices=DATASETS, default="phishing")
     pr.add_argument("--limit", type=int, default=None, help="stop after N events")
     pr.add_argument("--rate", type=float, default=0.0, help="events per second (0: max)")
-    pr.add_argument("--key", choices=KEYS, default="id",
-                    help="message key: the event id (hash-partitioned) or none (round-robin)")  # fmt: skip
+    pr.add_argument(
+        "--key",
+        choices=KEYS,
+        default="id",
+        help="message key: the event id (hash-partitioned) or none (round-robin)",
+    )
     pr.add_argument("--seed", type=int, default=42, help="seed of synthetic streams")
-    pr.add_argument("--label-delay", type=int, default=0, metavar="N",
-                    help="send each label on the labels topic N events later (0: inline)")  # fmt: skip
+    pr.add_argument(
+        "--label-delay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send each label on the labels topic N events later (0: inline)",
+    )
     pr.add_argument("--no-labels", action="store_true", help="send no labels at all")
     pr.add_argument("--id-prefix", default=None, help="event ids are PREFIX-<n> (default random)")
     pr.add_argument("--drift-at", type=int, default=5000, help="drift position (dataset drift)")
@@ -158,8 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("topic", help="events, labels, predictions, metrics, dlq or a full name")
     t.add_argument("--from-end", action="store_true", help="only new records")
     t.add_argument("--limit", type=int, default=None)
-    t.add_argument("--idle-timeout", type=float, default=None,
-                   help="exit after this many seconds without a record")  # fmt: skip
+    t.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        help="exit after this many seconds without a record",
+    )
     sub.add_parser("models", help="list the model catalog")
     sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
     d = sub.add_parser("demo", help="broker + worker + drifting stream + live accuracy")
@@ -177,9 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         return _fail(str(exc))
-    if args_list and args_list[0] in PROJECT_COMMANDS or not args_list or args_list[0] in {
-        "-h", "--help"
-    }:
+    if (
+        (args_list and args_list[0] in PROJECT_COMMANDS)
+        or not args_list
+        or args_list[0] in {"-h", "--help"}
+    ):
         args = _parser().parse_args(args_list)
         handler = globals()[f"_cmd_{args.command}"]
         try:
@@ -209,10 +245,12 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             loop.run_until_complete(ensure_topics(settings))
         except ConfigError as exc:
             return _fail(str(exc))
-        except Exception as exc:  # noqa: BLE001 - any connection failure
-            return _fail(f"cannot reach Kafka at RIVERBED_BROKER={settings.bootstrap} "
-                         f"({type(exc).__name__}: {exc}); start one with "
-                         "`riverbed broker start` or `make kafka-up`")  # fmt: skip
+        except Exception as exc:
+            return _fail(
+                f"cannot reach Kafka at RIVERBED_BROKER={settings.bootstrap} "
+                f"({type(exc).__name__}: {exc}); start one with "
+                "`riverbed broker start` or `make kafka-up`"
+            )
         if not any(a in {"-l", "--loglevel"} or a.startswith("--loglevel=") for a in args_list):
             args_list = [*args_list, "--loglevel", settings.log_level]
     app = create_app(settings)

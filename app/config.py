@@ -89,9 +89,21 @@ def _prefix(value: str) -> str:
     return value
 
 
+_LOG_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "crit": "crit",
+    "critical": "crit",
+}
+
+
 def _log_level(value: str) -> str:
-    v = value.lower()
-    if v not in {"debug", "info", "warning", "error", "critical"}:
+    """A log level in Faust's spelling (``warn``, ``crit``)."""
+    v = _LOG_LEVELS.get(value.lower())
+    if v is None:
         msg = f"{value!r} is not one of debug, info, warning, error, critical"
         raise ValueError(msg)
     return v
@@ -117,33 +129,77 @@ class _Spec:
 
 
 SPECS: tuple[_Spec, ...] = (
-    _Spec("broker", "kafka://127.0.0.1:9092", parse_broker,
-          "Kafka bootstrap servers: kafka://host:port or host:port, comma-separated."),
-    _Spec("app_id", "riverbed", _name,
-          "Consumer group and prefix of Faust's internal topics; one per application."),
-    _Spec("topic_prefix", "riverbed.", _prefix,
-          "Prefix of every riverbed topic (events, labels, predictions, metrics, dlq)."),
-    _Spec("model", "logreg", _model,
-          "Catalog model name (see `riverbed models`) or module:factory."),
-    _Spec("partitions", "4", _positive_int,
-          "Partitions of the topics riverbed creates; events and labels must match."),
-    _Spec("replication", "1", _positive_int,
-          "Replication factor of the topics riverbed creates."),
-    _Spec("web_host", "127.0.0.1", _name,
-          "Interface of the HTTP server (/metrics, /health, /ready, /models)."),
+    _Spec(
+        "broker",
+        "kafka://127.0.0.1:9092",
+        parse_broker,
+        "Kafka bootstrap servers: kafka://host:port or host:port, comma-separated.",
+    ),
+    _Spec(
+        "app_id",
+        "riverbed",
+        _name,
+        "Consumer group and prefix of Faust's internal topics; one per application.",
+    ),
+    _Spec(
+        "topic_prefix",
+        "riverbed.",
+        _prefix,
+        "Prefix of every riverbed topic (events, labels, predictions, metrics, dlq).",
+    ),
+    _Spec(
+        "model", "logreg", _model, "Catalog model name (see `riverbed models`) or module:factory."
+    ),
+    _Spec(
+        "partitions",
+        "4",
+        _positive_int,
+        "Partitions of the topics riverbed creates; events and labels must match.",
+    ),
+    _Spec("replication", "1", _positive_int, "Replication factor of the topics riverbed creates."),
+    _Spec(
+        "web_host",
+        "127.0.0.1",
+        _name,
+        "Interface of the HTTP server (/metrics, /health, /ready, /models).",
+    ),
     _Spec("web_port", "6066", _port, "Port of the HTTP server."),
-    _Spec("pending_max", "100000", _positive_int,
-          "Per partition: most events kept waiting for a delayed label; oldest evicted first."),
-    _Spec("pending_ttl", "3600", _non_negative_float,
-          "Seconds of stream time an unlabelled event waits for its label (0: forever)."),
-    _Spec("max_record_bytes", "1000000", _positive_int,
-          "Larger event or label values go to the dead-letter topic."),
-    _Spec("batch_max", "500", _positive_int,
-          "Most records the agent takes from the stream at once (order is kept)."),
-    _Spec("batch_within", "0.005", _non_negative_float,
-          "Seconds the agent waits to fill a batch before handling what it has."),
-    _Spec("data_dir", str(PROJECT_ROOT / ".riverbed" / "worker"), str,
-          "Faust's data directory for this worker."),
+    _Spec(
+        "pending_max",
+        "100000",
+        _positive_int,
+        "Per partition: most events kept waiting for a delayed label; oldest evicted first.",
+    ),
+    _Spec(
+        "pending_ttl",
+        "3600",
+        _non_negative_float,
+        "Seconds of stream time an unlabelled event waits for its label (0: forever).",
+    ),
+    _Spec(
+        "max_record_bytes",
+        "1000000",
+        _positive_int,
+        "Larger event or label values go to the dead-letter topic.",
+    ),
+    _Spec(
+        "batch_max",
+        "500",
+        _positive_int,
+        "Most records the agent takes from the stream at once (order is kept).",
+    ),
+    _Spec(
+        "batch_within",
+        "0.005",
+        _non_negative_float,
+        "Seconds the agent waits to fill a batch before handling what it has.",
+    ),
+    _Spec(
+        "data_dir",
+        str(PROJECT_ROOT / ".riverbed" / "worker"),
+        str,
+        "Faust's data directory for this worker.",
+    ),
     _Spec("log_level", "info", _log_level, "Log level: debug, info, warning, error."),
 )
 

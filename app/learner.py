@@ -26,7 +26,11 @@ from app.exceptions import InvalidRecord, ModelError
 from app.records import Event, Label, Value
 from models import ModelSpec, final_step
 
-__all__ = ["LabelOutcome", "PartitionLearner"]
+__all__ = ["LEARN", "PREDICT", "LabelOutcome", "PartitionLearner"]
+
+# Dead-letter stages of model errors.
+PREDICT = "predict"
+LEARN = "learn"
 
 
 class LabelOutcome:
@@ -174,7 +178,7 @@ class PartitionLearner:
         try:
             y_pred, proba = self._predict(x)
         except Exception as exc:
-            raise ModelError("predict", exc) from exc
+            raise ModelError(PREDICT, exc) from exc
         metric_pred = y_pred if self._metric_wants_label or proba is None else proba
         try:
             # Like progressive_val_score: no metric update for a model with no opinion yet.
@@ -185,7 +189,7 @@ class PartitionLearner:
             elif y is not None:
                 self.model.learn_one(x, y)
         except Exception as exc:
-            raise ModelError("learn", exc) from exc
+            raise ModelError(LEARN, exc) from exc
         if self.task == "anomaly" or y is not None:
             self.learned += 1
         if y is not None:
@@ -225,7 +229,7 @@ class PartitionLearner:
                 if pending.x is not None:
                     self.model.learn_one(pending.x, label.y)
             except Exception as exc:
-                raise ModelError("learn", exc) from exc
+                raise ModelError(LEARN, exc) from exc
             if pending.x is not None:
                 self.learned += 1
             self._remember_learned(label.id)

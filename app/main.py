@@ -38,8 +38,12 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
     )
     names = TopicNames.from_settings(settings)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw"}  # fmt: skip
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     source = app.topic(names.events, names.labels, **raw)
     outputs = {
         names.predictions: app.topic(names.predictions, **raw),
@@ -54,16 +58,23 @@ def create_app(settings: Settings) -> faust.App:
     status = web.WorkerStatus()
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         status.ready = False
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = args[0]  # faust sends the set of assigned TopicPartitions
         learners.assign({tp.partition for tp in assigned if tp.topic == names.events})
         status.ready = True
         logger.info("riverbed owns partitions %s (model %s)", sorted(learners.assigned), spec.name)
 
-    agents.register(app, source, outputs, processor,
-                    batch_max=settings.batch_max, batch_within=settings.batch_within)  # fmt: skip
+    agents.register(
+        app,
+        source,
+        outputs,
+        processor,
+        batch_max=settings.batch_max,
+        batch_within=settings.batch_within,
+    )
     web.register(app, learners, processor, status)
     return app

@@ -91,15 +91,34 @@ class Processor:
                 learner.process_label(label, offset=offset, ts_ms=timestamp_ms)
                 return None
         except InvalidRecord as exc:
-            return self._dead_letter(topic, partition, offset, key, value, headers,
-                                     stage=exc.stage, reason=exc.reason, error=exc)  # fmt: skip
+            return self._dead_letter(
+                topic,
+                partition,
+                offset,
+                key,
+                value,
+                headers,
+                stage=exc.stage,
+                reason=exc.reason,
+                error=exc,
+            )
         except ModelError as exc:
             logger.warning("model error at %s[%d]@%d: %s", topic, partition, offset, exc)
-            return self._dead_letter(topic, partition, offset, key, value, headers,
-                                     stage=exc.stage, reason=str(exc), error=exc.cause)  # fmt: skip
+            return self._dead_letter(
+                topic,
+                partition,
+                offset,
+                key,
+                value,
+                headers,
+                stage=exc.stage,
+                reason=str(exc),
+                error=exc.cause,
+            )
         msg = f"record from unexpected topic {topic!r}"
-        return self._dead_letter(topic, partition, offset, key, value, headers,
-                                 stage="route", reason=msg, error=None)  # fmt: skip
+        return self._dead_letter(
+            topic, partition, offset, key, value, headers, stage="route", reason=msg, error=None
+        )
 
     def _dead_letter(
         self,

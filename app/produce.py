@@ -33,13 +33,22 @@ __all__ = ["DATASETS", "ProduceStats", "dataset_stream", "produce"]
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("phishing", "bananas", "imagesegments", "trumpapproval",
-            "agrawal", "sea", "hyperplane", "drift")  # fmt: skip
+DATASETS = (
+    "phishing",
+    "bananas",
+    "imagesegments",
+    "trumpapproval",
+    "agrawal",
+    "sea",
+    "hyperplane",
+    "drift",
+)
 KEYS = ("id", "none")
 
 
-def dataset_stream(name: str, *, seed: int = 42, drift_at: int = 5000,
-                   drift_width: int = 500) -> Iterator[tuple[dict[str, Any], Any]]:  # fmt: skip
+def dataset_stream(
+    name: str, *, seed: int = 42, drift_at: int = 5000, drift_width: int = 500
+) -> Iterator[tuple[dict[str, Any], Any]]:
     """``(x, y)`` pairs of a dataset by name."""
     if name == "phishing":
         return iter(datasets.Phishing())
@@ -106,8 +115,9 @@ async def produce(
     stream = dataset_stream(dataset, seed=seed, drift_at=drift_at)
     if limit is not None:
         stream = itertools.islice(stream, limit)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all",
-                                max_batch_size=256 * 1024)  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all", max_batch_size=256 * 1024
+    )
     await producer.start()
     stats = ProduceStats(id_prefix=prefix)
     waiting: deque[tuple[int, bytes | None, int | None, bytes]] = deque()

@@ -32,8 +32,9 @@ class Learners:
 
     """
 
-    def __init__(self, spec: ModelSpec, *, pending_max: int = 100_000,
-                 pending_ttl_ms: int = 3_600_000) -> None:  # fmt: skip
+    def __init__(
+        self, spec: ModelSpec, *, pending_max: int = 100_000, pending_ttl_ms: int = 3_600_000
+    ) -> None:
         self.spec = spec
         self.pending_max = pending_max
         self.pending_ttl_ms = pending_ttl_ms

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import TextIO
 
@@ -14,8 +13,13 @@ from app.config import Settings
 __all__ = ["format_record", "tail"]
 
 
-def format_record(partition: int, offset: int, key: bytes | None, value: bytes | None,
-                  headers: list[tuple[str, bytes]] | None = None) -> str:  # fmt: skip
+def format_record(
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> str:
     """One readable line (plus indented headers, when there are any).
 
     Examples
@@ -38,9 +42,15 @@ def format_record(partition: int, offset: int, key: bytes | None, value: bytes |
     return "\n".join(lines)
 
 
-async def tail(settings: Settings, topic: str, *, from_beginning: bool = True,
-               limit: int | None = None, idle_timeout: float | None = None,
-               out: TextIO = sys.stdout) -> int:  # fmt: skip
+async def tail(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    limit: int | None = None,
+    idle_timeout: float | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
     """Print records of ``topic``; stop after ``limit`` records or ``idle_timeout`` idle s."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
@@ -62,12 +72,14 @@ async def tail(settings: Settings, topic: str, *, from_beginning: bool = True,
                 break
             for records in batch.values():
                 for r in records:
-                    print(format_record(r.partition, r.offset, r.key, r.value,
-                                        list(r.headers or ())), file=out, flush=True)  # fmt: skip
+                    print(
+                        format_record(r.partition, r.offset, r.key, r.value, list(r.headers or ())),
+                        file=out,
+                        flush=True,
+                    )
                     seen += 1
                     if limit is not None and seen >= limit:
                         return seen
     finally:
         await consumer.stop()
     return seen
-

@@ -10,6 +10,7 @@ and refuses to start when events, labels and predictions disagree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -64,10 +65,8 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> dict[st
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [NewTopic(t, settings.partitions, settings.replication) for t in missing]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:  # another worker won the race
-                pass
             logger.info("created topics %s with %d partitions", missing, settings.partitions)
             for _ in range(50):  # metadata is eventually consistent after creation
                 existing = await _partition_counts(admin, list(wanted))
@@ -78,9 +77,13 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> dict[st
         await admin.close()
     counts = {getattr(names, n): existing.get(getattr(names, n), 0) for n in CO_PARTITIONED}
     if counts[names.events] != settings.partitions:
-        logger.warning("%s exists with %d partitions; RIVERBED_PARTITIONS=%d only applies to "
-                       "topics riverbed creates", names.events, counts[names.events],
-                       settings.partitions)  # fmt: skip
+        logger.warning(
+            "%s exists with %d partitions; RIVERBED_PARTITIONS=%d only applies to "
+            "topics riverbed creates",
+            names.events,
+            counts[names.events],
+            settings.partitions,
+        )
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{t}={c}" for t, c in counts.items())
         msg = f"topics must have the same number of partitions ({detail}); see RIVERBED_PARTITIONS"

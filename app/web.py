@@ -20,8 +20,9 @@ class WorkerStatus:
         self.ready = False
 
 
-def register(app: faust.App, learners: Learners, processor: Processor,
-             status: WorkerStatus) -> None:  # fmt: skip
+def register(
+    app: faust.App, learners: Learners, processor: Processor, status: WorkerStatus
+) -> None:
     """Attach the views to ``app``."""
 
     @app.page("/health")

@@ -55,7 +55,7 @@ class ModelSpec:
         return self.factory()
 
 
-def logreg() -> base.Classifier:
+def logreg() -> base.Estimator:
     """Standard-scaled logistic regression: the default, a fast binary classifier.
 
     Examples
@@ -94,7 +94,7 @@ def arf() -> base.Classifier:
     return forest.ARFClassifier(n_models=10, seed=SEED)
 
 
-def linreg() -> base.Regressor:
+def linreg() -> base.Estimator:
     """Standard-scaled linear regression, for numeric targets.
 
     Examples
@@ -107,7 +107,7 @@ def linreg() -> base.Regressor:
     return preprocessing.StandardScaler() | linear_model.LinearRegression()
 
 
-def hst() -> base.AnomalyDetector:
+def hst() -> base.Estimator:
     """Half-space trees on min-max scaled features: anomaly scores in [0, 1].
 
     It learns from every event (no label needed); a label, when one comes, only

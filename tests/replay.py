@@ -26,7 +26,9 @@ def _key(k: Any) -> str:
     return str(k)
 
 
-def replay(model_name: str, steps: Iterable[tuple[str, dict[str, Any] | None, Any]]) -> tuple[list[dict[str, Any]], Any]:
+def replay(
+    model_name: str, steps: Iterable[tuple[str, dict[str, Any] | None, Any]]
+) -> tuple[list[dict[str, Any]], Any]:
     """Run ``steps`` through a fresh catalog model; return predictions and the metric.
 
     Each step is ``("event", x, y_or_None)`` (predict; learn when y is given) or

@@ -110,10 +110,19 @@ def riverbed_env(kafka: str, names: Names, **settings: Any) -> dict[str, str]:
     return env
 
 
-def riverbed(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def riverbed(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the riverbed CLI to completion."""
-    return subprocess.run([sys.executable, "-m", "app", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class Worker:
@@ -124,9 +133,13 @@ class Worker:
         self.port = int(env["RIVERBED_WEB_PORT"])
         self.log = log
         self._log_fh = log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "worker", "-l", "info"],
-                                     env=env, cwd=ROOT, stdout=self._log_fh,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "-l", "info"],
+            env=env,
+            cwd=ROOT,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+        )
 
     def get(self, path: str) -> tuple[int, Any]:
         try:
@@ -193,29 +206,38 @@ def start_worker(kafka: str, names: Names, output_dir: Path) -> Iterator[Any]:
 
 
 # -- Kafka helpers ---------------------------------------------------------------------
-async def _produce(bootstrap: str, topic: str,
-                   records: list[tuple[bytes | None, bytes | None, int | None]],
-                   headers: list[tuple[str, bytes]] | None = None) -> None:  # fmt: skip
+async def _produce(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes | None, bytes | None, int | None]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
     await producer.start()
     try:
-        futs = [await producer.send(topic, value=v, key=k, partition=p, headers=headers)
-                for k, v, p in records]  # fmt: skip
+        futs = [
+            await producer.send(topic, value=v, key=k, partition=p, headers=headers)
+            for k, v, p in records
+        ]
         await asyncio.gather(*futs)
     finally:
         await producer.stop()
 
 
-def produce(bootstrap: str, topic: str,
-            records: list[tuple[bytes | None, bytes | None, int | None]],
-            headers: list[tuple[str, bytes]] | None = None) -> None:  # fmt: skip
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes | None, bytes | None, int | None]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     """Send ``(key, value, partition)`` records and wait for the acks."""
     asyncio.run(_produce(bootstrap, topic, records, headers))
 
 
 async def _consume(bootstrap: str, topic: str, n: int, timeout: float) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out: list[Any] = []
     loop = asyncio.get_running_loop()

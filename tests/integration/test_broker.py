@@ -24,13 +24,24 @@ def test_aiokafka_round_trip(kafka: str) -> None:
 def test_kcat_round_trip(kafka: str) -> None:
     topic = f"kc-{uuid.uuid4().hex[:8]}"
     lines = "\n".join(f"key{i}:value{i}" for i in range(10)) + "\n"
-    subprocess.run(["kcat", "-b", kafka, "-P", "-t", topic, "-K:"], input=lines, text=True,
-                   check=True, timeout=60)  # fmt: skip
-    out = subprocess.run(["kcat", "-b", kafka, "-C", "-t", topic, "-e", "-q", "-f", "%k=%s\n"],
-                         capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        ["kcat", "-b", kafka, "-P", "-t", topic, "-K:"],
+        input=lines,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    out = subprocess.run(
+        ["kcat", "-b", kafka, "-C", "-t", topic, "-e", "-q", "-f", "%k=%s\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert sorted(out.stdout.split()) == sorted(f"key{i}=value{i}" for i in range(10))
-    meta = subprocess.run(["kcat", "-b", kafka, "-L"], capture_output=True, text=True,
-                          check=True, timeout=60)  # fmt: skip
+    meta = subprocess.run(
+        ["kcat", "-b", kafka, "-L"], capture_output=True, text=True, check=True, timeout=60
+    )
     assert "1 brokers" in meta.stdout
 
 

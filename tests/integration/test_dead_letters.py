@@ -9,9 +9,19 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.conftest import wait_for
-from tests.integration.conftest import RECV_TIMEOUT_S, Names, consume, produce, riverbed, riverbed_env
+from tests.integration.conftest import (
+    RECV_TIMEOUT_S,
+    Names,
+    consume,
+    produce,
+    riverbed,
+    riverbed_env,
+)
 
-GOOD = [orjson.dumps({"id": f"g{i}", "x": {"a": float(i), "b": i % 3}, "y": i % 2 == 0}) for i in range(40)]
+GOOD = [
+    orjson.dumps({"id": f"g{i}", "x": {"a": float(i), "b": i % 3}, "y": i % 2 == 0})
+    for i in range(40)
+]
 BAD_EVENTS: list[tuple[bytes | None, str, str]] = [
     (b"{this is not json", "deserialize", "not valid JSON"),
     (b'{"id":"n1","x":{"a":NaN},"y":true}', "deserialize", "not valid JSON"),
@@ -34,8 +44,9 @@ def _headers(record: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
 
 
-def test_bad_records_are_dead_lettered_and_good_ones_predicted(kafka: str, names: Names,
-                                                                 start_worker: Any) -> None:  # fmt: skip
+def test_bad_records_are_dead_lettered_and_good_ones_predicted(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
     worker = start_worker(partitions=1, max_record_bytes=2000)
     records: list[tuple[bytes | None, bytes | None, int | None]] = []
     for i, good in enumerate(GOOD):
@@ -43,14 +54,18 @@ def test_bad_records_are_dead_lettered_and_good_ones_predicted(kafka: str, names
         if i < len(BAD_EVENTS):
             records.append((f"bad{i}".encode(), BAD_EVENTS[i][0], 0))
     produce(kafka, names.topic("events"), records, headers=[("trace", b"abc")])
-    produce(kafka, names.topic("labels"), [(b"l0", BAD_LABELS[0][0], 0), (b"l1", BAD_LABELS[1][0], 0)])
+    produce(
+        kafka, names.topic("labels"), [(b"l0", BAD_LABELS[0][0], 0), (b"l1", BAD_LABELS[1][0], 0)]
+    )
 
     dlq = consume(kafka, names.topic("dlq"), len(BAD_EVENTS) + len(BAD_LABELS))
     preds = consume(kafka, names.topic("predictions"), len(GOOD))
     assert sorted(orjson.loads(p.value)["id"] for p in preds) == sorted(f"g{i}" for i in range(40))
 
-    by_source = {(_headers(r)["riverbed.source.topic"], int(_headers(r)["riverbed.source.offset"])): r
-                 for r in dlq}  # fmt: skip
+    by_source = {
+        (_headers(r)["riverbed.source.topic"], int(_headers(r)["riverbed.source.offset"])): r
+        for r in dlq
+    }
     assert len(by_source) == len(dlq) == len(BAD_EVENTS) + len(BAD_LABELS)
     events_topic = names.topic("events")
     offset_of_bad = {i: 2 * i + 1 for i in range(len(BAD_EVENTS))}  # good, bad, good, bad, ...
@@ -65,17 +80,27 @@ def test_bad_records_are_dead_lettered_and_good_ones_predicted(kafka: str, names
     for j, (raw, stage, reason) in enumerate(BAD_LABELS):
         r = by_source[(names.topic("labels"), j)]
         assert r.value == raw and reason in _headers(r)["riverbed.error"]
+        assert _headers(r)["riverbed.stage"] == stage
 
     assert worker.alive() and worker.get("/health")[0] == 200
     dead = worker.models()["dead_letters"]
     assert sum(dead.values()) == len(BAD_EVENTS) + len(BAD_LABELS)
     # and it still learns: one more good event is predicted
-    produce(kafka, names.topic("events"), [(b"after", orjson.dumps({"id": "after", "x": {"a": 1.0}}), 0)])
-    wait_for(lambda: worker.models()["partitions"]["0"]["events"] == len(GOOD) + 1,
-             timeout=RECV_TIMEOUT_S, what="the event after the bad ones")  # fmt: skip
+    produce(
+        kafka,
+        names.topic("events"),
+        [(b"after", orjson.dumps({"id": "after", "x": {"a": 1.0}}), 0)],
+    )
+    wait_for(
+        lambda: worker.models()["partitions"]["0"]["events"] == len(GOOD) + 1,
+        timeout=RECV_TIMEOUT_S,
+        what="the event after the bad ones",
+    )
 
 
-def test_a_model_error_dead_letters_that_record_only(kafka: str, names: Names, start_worker: Any) -> None:
+def test_a_model_error_dead_letters_that_record_only(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
     worker = start_worker(partitions=1, model="tests.faulty_model:build")
     values = [
         orjson.dumps({"id": "ok1", "x": {"a": 1.0}, "y": True}),
@@ -106,8 +131,9 @@ def test_mismatched_partitions_stop_start_up(kafka: str, names: Names) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(names.topic("events"), 2, 1),
-                                       NewTopic(names.topic("labels"), 3, 1)])  # fmt: skip
+            await admin.create_topics(
+                [NewTopic(names.topic("events"), 2, 1), NewTopic(names.topic("labels"), 3, 1)]
+            )
         finally:
             await admin.close()
 

@@ -37,7 +37,9 @@ def by_partition(records: list[Any]) -> dict[int, list[Any]]:
     return out
 
 
-def test_phishing_on_four_partitions_equals_offline_replay(kafka: str, names: Names, start_worker: Any) -> None:
+def test_phishing_on_four_partitions_equals_offline_replay(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
     worker = start_worker(partitions=4)
     env = riverbed_env(kafka, names, partitions=4)
     res = riverbed("produce", "--dataset", "phishing", env=env)
@@ -61,8 +63,11 @@ def test_phishing_on_four_partitions_equals_offline_replay(kafka: str, names: Na
         assert [comparable(g) for g in got] == expected, f"partition {p} differs from its replay"
         assert all(g["model"] == "logreg" and "y" in g and "ts" in g for g in got)
         # the worker's metric for this partition is the replay's metric
-        wait_for(lambda p=p: worker.models()["partitions"][str(p)]["events"] == len(evs),
-                 timeout=RECV_TIMEOUT_S, what="the worker's counters")  # fmt: skip
+        wait_for(
+            lambda p=p, n=len(evs): worker.models()["partitions"][str(p)]["events"] == n,  # noqa: B008
+            timeout=RECV_TIMEOUT_S,
+            what="the worker's counters",
+        )
         assert worker.models()["partitions"][str(p)]["metric"]["value"] == metric.get()
     assert total(worker, "learned") == N_PHISHING
 
@@ -72,29 +77,51 @@ def test_phishing_on_four_partitions_equals_offline_replay(kafka: str, names: Na
     assert len(lines) == 3 and all('"y_pred"' in ln for ln in lines)
 
 
-def test_phishing_on_one_partition_matches_progressive_val_score(names: Names, kafka: str,
-                                                                 start_worker: Any) -> None:  # fmt: skip
+def test_phishing_on_one_partition_matches_progressive_val_score(
+    names: Names, kafka: str, start_worker: Any
+) -> None:
     worker = start_worker(partitions=1)
-    res = riverbed("produce", "--dataset", "phishing", "--key", "none",
-                   env=riverbed_env(kafka, names, partitions=1))  # fmt: skip
+    res = riverbed(
+        "produce",
+        "--dataset",
+        "phishing",
+        "--key",
+        "none",
+        env=riverbed_env(kafka, names, partitions=1),
+    )
     assert res.returncode == 0, res.stderr
-    wait_for(lambda: worker.models()["partitions"].get("0", {}).get("events") == N_PHISHING,
-             timeout=RECV_TIMEOUT_S, what="1250 events predicted")  # fmt: skip
-    offline = evaluate.progressive_val_score(datasets.Phishing(), models.build("logreg"),
-                                             metrics.Accuracy())  # fmt: skip
+    wait_for(
+        lambda: worker.models()["partitions"].get("0", {}).get("events") == N_PHISHING,
+        timeout=RECV_TIMEOUT_S,
+        what="1250 events predicted",
+    )
+    offline = evaluate.progressive_val_score(
+        datasets.Phishing(), models.build("logreg"), metrics.Accuracy()
+    )
     value = worker.models()["partitions"]["0"]["metric"]["value"]
     assert value == offline.get()
     assert f"{value:.2%}" == "89.28%"
 
 
-def test_delayed_labels_are_learned_exactly_once(names: Names, kafka: str, start_worker: Any) -> None:
+def test_delayed_labels_are_learned_exactly_once(
+    names: Names, kafka: str, start_worker: Any
+) -> None:
     worker = start_worker(partitions=4)
-    res = riverbed("produce", "--dataset", "phishing", "--label-delay", "25",
-                   env=riverbed_env(kafka, names, partitions=4))  # fmt: skip
+    res = riverbed(
+        "produce",
+        "--dataset",
+        "phishing",
+        "--label-delay",
+        "25",
+        env=riverbed_env(kafka, names, partitions=4),
+    )
     assert res.returncode == 0, res.stderr
     assert f"sent {N_PHISHING} events and {N_PHISHING} labels" in res.stdout
-    wait_for(lambda: total(worker, "labels", "joined") == N_PHISHING, timeout=RECV_TIMEOUT_S,
-             what="every label joined")  # fmt: skip
+    wait_for(
+        lambda: total(worker, "labels", "joined") == N_PHISHING,
+        timeout=RECV_TIMEOUT_S,
+        what="every label joined",
+    )
     m = worker.models()
     assert total(worker, "learned") == N_PHISHING
     assert total(worker, "labels", "late") == 0 and total(worker, "labels", "orphan") == 0
@@ -103,8 +130,10 @@ def test_delayed_labels_are_learned_exactly_once(names: Names, kafka: str, start
     # The metric is scored with the prediction made before the label was known: the
     # y_pred published for each id, against the label sent later.
     preds = [orjson.loads(r.value) for r in consume(kafka, names.topic("predictions"), N_PHISHING)]
-    labels = {orjson.loads(r.value)["id"]: orjson.loads(r.value)["y"]
-              for r in consume(kafka, names.topic("labels"), N_PHISHING)}  # fmt: skip
+    labels = {
+        orjson.loads(r.value)["id"]: orjson.loads(r.value)["y"]
+        for r in consume(kafka, names.topic("labels"), N_PHISHING)
+    }
     assert all("y" not in p for p in preds)
     per_partition: dict[int, metrics.Accuracy] = defaultdict(metrics.Accuracy)
     for p in preds:
@@ -113,8 +142,9 @@ def test_delayed_labels_are_learned_exactly_once(names: Names, kafka: str, start
         assert m["partitions"][str(part)]["metric"]["value"] == acc.get()
 
 
-def test_delayed_labels_equal_a_replay_that_learns_at_label_time(names: Names, kafka: str,
-                                                                  start_worker: Any) -> None:  # fmt: skip
+def test_delayed_labels_equal_a_replay_that_learns_at_label_time(
+    names: Names, kafka: str, start_worker: Any
+) -> None:
     """Phases make the interleaving of events and labels known, so the replay is exact."""
     worker = start_worker(partitions=2)
     stream = list(datasets.Phishing())[:600]
@@ -122,15 +152,33 @@ def test_delayed_labels_equal_a_replay_that_learns_at_label_time(names: Names, k
     sent = 0
     for start in range(0, len(stream), phase):
         chunk = list(enumerate(stream[start : start + phase], start))
-        produce(kafka, names.topic("events"),
-                [(f"e{i}".encode(), orjson.dumps({"id": f"e{i}", "x": x}), None) for i, (x, _) in chunk])  # fmt: skip
+        produce(
+            kafka,
+            names.topic("events"),
+            [
+                (f"e{i}".encode(), orjson.dumps({"id": f"e{i}", "x": x}), None)
+                for i, (x, _) in chunk
+            ],
+        )
         sent += len(chunk)
-        wait_for(lambda sent=sent: total(worker, "events") == sent, timeout=RECV_TIMEOUT_S,
-                 what=f"{sent} events predicted")  # fmt: skip
-        produce(kafka, names.topic("labels"),
-                [(f"e{i}".encode(), orjson.dumps({"id": f"e{i}", "y": y}), None) for i, (_, y) in chunk])  # fmt: skip
-        wait_for(lambda sent=sent: total(worker, "learned") == sent, timeout=RECV_TIMEOUT_S,
-                 what=f"{sent} labels learned")  # fmt: skip
+        wait_for(
+            lambda sent=sent: total(worker, "events") == sent,
+            timeout=RECV_TIMEOUT_S,
+            what=f"{sent} events predicted",
+        )
+        produce(
+            kafka,
+            names.topic("labels"),
+            [
+                (f"e{i}".encode(), orjson.dumps({"id": f"e{i}", "y": y}), None)
+                for i, (_, y) in chunk
+            ],
+        )
+        wait_for(
+            lambda sent=sent: total(worker, "learned") == sent,
+            timeout=RECV_TIMEOUT_S,
+            what=f"{sent} labels learned",
+        )
 
     events = by_partition(consume(kafka, names.topic("events"), len(stream)))
     labels = by_partition(consume(kafka, names.topic("labels"), len(stream)))

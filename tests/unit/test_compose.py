@@ -55,8 +55,12 @@ def test_mounted_files_exist(compose: dict) -> None:
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool comes with prometheus")
 def test_prometheus_config_is_valid() -> None:
-    res = subprocess.run(["promtool", "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
-                         capture_output=True, text=True, check=False)  # fmt: skip
+    res = subprocess.run(
+        ["promtool", "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     text = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
     assert re.search(r"port:\s*6066", text)

@@ -21,23 +21,35 @@ def _roundtrip(pred: dict) -> dict:
     return orjson.loads(orjson.dumps(pred, option=orjson.OPT_NON_STR_KEYS))
 
 
-@pytest.mark.parametrize(("name", "dataset"), [("logreg", datasets.Phishing), ("hoeffding", datasets.Phishing),
-                                               ("linreg", datasets.TrumpApproval)])
+@pytest.mark.parametrize(
+    ("name", "dataset"),
+    [
+        ("logreg", datasets.Phishing),
+        ("hoeffding", datasets.Phishing),
+        ("linreg", datasets.TrumpApproval),
+    ],
+)
 def test_metric_equals_progressive_val_score(name: str, dataset: type) -> None:
     learner = _learner(name)
     for i, (x, y) in enumerate(dataset()):
         learner.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
-    expected = evaluate.progressive_val_score(dataset(), models.build(name), models.spec(name).metric())
+    expected = evaluate.progressive_val_score(
+        dataset(), models.build(name), models.spec(name).metric()
+    )
     assert learner.metric.get() == expected.get()
     assert learner.learned == learner.events
 
 
 @pytest.mark.parametrize("name", ["logreg", "hoeffding", "arf", "linreg", "hst"])
 def test_predictions_equal_plain_river_replay(name: str) -> None:
-    stream = list(itertools.islice(datasets.TrumpApproval() if name == "linreg" else datasets.Phishing(), 400))
+    stream = list(
+        itertools.islice(datasets.TrumpApproval() if name == "linreg" else datasets.Phishing(), 400)
+    )
     learner = _learner(name)
-    got = [comparable(_roundtrip(learner.process_event(Event(str(i), x, y), offset=i, ts_ms=i)))
-           for i, (x, y) in enumerate(stream)]
+    got = [
+        comparable(_roundtrip(learner.process_event(Event(str(i), x, y), offset=i, ts_ms=i)))
+        for i, (x, y) in enumerate(stream)
+    ]
     expected, metric = replay(name, [("event", x, y) for x, y in stream])
     assert got == expected
     assert learner.metric.get() == metric.get()
@@ -48,12 +60,17 @@ def test_delayed_labels_learn_at_label_time() -> None:
     learner = _learner()
     steps, got = [], []
     label_offset = 0
-    for i, (x, y) in enumerate(stream):
-        got.append(comparable(_roundtrip(learner.process_event(Event(str(i), x), offset=i, ts_ms=i))))
+    for i, (x, _) in enumerate(stream):
+        got.append(
+            comparable(_roundtrip(learner.process_event(Event(str(i), x), offset=i, ts_ms=i)))
+        )
         steps.append(("event", x, None))
         if i >= 5:  # the label of event i-5 arrives now
             j = i - 5
-            assert learner.process_label(Label(str(j), stream[j][1]), offset=label_offset, ts_ms=i) == "joined"
+            assert (
+                learner.process_label(Label(str(j), stream[j][1]), offset=label_offset, ts_ms=i)
+                == "joined"
+            )
             label_offset += 1
             steps.append(("label", j, stream[j][1]))
     expected, metric = replay("logreg", steps)
@@ -73,8 +90,13 @@ def test_labels_are_never_learned_twice() -> None:
         learner.process_label(Label("unknown", True), offset=3, ts_ms=0),
         learner.process_label(Label("later", True), offset=3, ts_ms=0),  # re-delivered offset
     ]
-    assert outcomes == [LabelOutcome.JOINED, LabelOutcome.LATE, LabelOutcome.LATE,
-                        LabelOutcome.ORPHAN, LabelOutcome.REPLAYED]
+    assert outcomes == [
+        LabelOutcome.JOINED,
+        LabelOutcome.LATE,
+        LabelOutcome.LATE,
+        LabelOutcome.ORPHAN,
+        LabelOutcome.REPLAYED,
+    ]
     assert learner.learned == 2
 
 
@@ -103,7 +125,9 @@ def test_regression_labels_must_be_numbers() -> None:
     assert learner.events == 0
 
 
-@pytest.mark.parametrize(("feature", "stage"), [("boom_predict", "predict"), ("boom_learn", "learn")])
+@pytest.mark.parametrize(
+    ("feature", "stage"), [("boom_predict", "predict"), ("boom_learn", "learn")]
+)
 def test_model_errors_name_the_stage(feature: str, stage: str) -> None:
     learner = PartitionLearner(models.spec("tests.faulty_model:build"), partition=0)
     with pytest.raises(ModelError) as exc:

@@ -47,7 +47,9 @@ def test_null_label_means_no_label() -> None:
     assert decode_event(b'{"id":"a","x":{"f":1},"y":null}', MAX).y is None
 
 
-@pytest.mark.parametrize("raw", [b'{"id":"a"}', b'{"id":"a","y":null}', b'{"y":1}', b'{"id":"a","y":{}}'])
+@pytest.mark.parametrize(
+    "raw", [b'{"id":"a"}', b'{"id":"a","y":null}', b'{"y":1}', b'{"id":"a","y":{}}']
+)
 def test_bad_labels(raw: bytes) -> None:
     with pytest.raises(InvalidRecord):
         decode_label(raw, MAX)
