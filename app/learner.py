@@ -12,6 +12,11 @@ updated with the *remembered* prediction and the model learns from the remembere
 features. A remembered event waits at most ``pending_ttl_ms`` of stream time (Kafka
 record timestamps, so a replay expires exactly what the live run expired) and at most
 ``pending_max`` events wait; the oldest go first.
+
+Events and labels are separate topics, fetched independently, so a label can be
+handled before its event. Such an early label waits (same bounds); when its event
+arrives, the event is predicted first and then learned with it, exactly as if the
+label had come inline, so the label never leaks into the prediction.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ LEARN = "learn"
 class LabelOutcome:
     """What became of a label record (string constants, the Prometheus label values)."""
 
-    JOINED = "joined"  # matched a pending prediction: metric updated, model learned
+    JOINED = "joined"  # matched its event: metric updated, model learned
+    EARLY = "early"  # came before its event; kept until the event arrives (then JOINED)
     LATE = "late"  # its event was already learned (inline label or an earlier label)
-    ORPHAN = "orphan"  # no such event pending: unknown id, or it expired
+    ORPHAN = "orphan"  # no such event: its event expired, or it waited in vain
     REPLAYED = "replayed"  # offset already handled (a re-delivery after a rebalance)
 
 
@@ -106,12 +112,15 @@ class PartitionLearner:
         self._argmax_proba = getattr(type(est), "predict_one", None) is base.Classifier.predict_one
         self._has_proba = True
         self.pending: OrderedDict[str, _Pending] = OrderedDict()
-        # Ids learned recently, to tell a late duplicate label from an orphan one.
-        self._learned_ids: OrderedDict[str, None] = OrderedDict()
+        self.early: OrderedDict[str, tuple[Value, int]] = OrderedDict()  # id -> (y, ts_ms)
+        # Ids recently finished: True learned, False expired unlabelled. Tells a late
+        # duplicate label and a label for an expired event from an early one.
+        self._finished: OrderedDict[str, bool] = OrderedDict()
         self.events = 0
         self.learned = 0
         self.labels: dict[str, int] = {
             LabelOutcome.JOINED: 0,
+            LabelOutcome.EARLY: 0,
             LabelOutcome.LATE: 0,
             LabelOutcome.ORPHAN: 0,
             LabelOutcome.REPLAYED: 0,
@@ -143,11 +152,11 @@ class PartitionLearner:
             msg = f'"y" must be a number for the regression model {self.spec.name!r}, got {y!r}'
             raise InvalidRecord(msg)
 
-    def _remember_learned(self, rid: str) -> None:
-        ids = self._learned_ids
-        ids[rid] = None
-        if len(ids) > self.pending_max:
-            ids.popitem(last=False)
+    def _finish(self, rid: str, *, learned: bool) -> None:
+        done = self._finished
+        done[rid] = learned
+        if len(done) > self.pending_max:
+            done.popitem(last=False)
 
     def _expire(self, now_ms: int) -> None:
         if not self.pending_ttl_ms:
@@ -158,8 +167,12 @@ class PartitionLearner:
             first = next(iter(pending.values()))
             if first.ts_ms >= cutoff:
                 break
-            pending.popitem(last=False)
+            self._finish(pending.popitem(last=False)[0], learned=False)
             self.expired += 1
+        early = self.early
+        while early and next(iter(early.values()))[1] < cutoff:
+            early.popitem(last=False)
+            self.labels[LabelOutcome.ORPHAN] += 1
 
     # -- the two entry points --------------------------------------------------------
     def process_event(self, event: Event, *, offset: int, ts_ms: int) -> dict[str, Any] | None:
@@ -172,8 +185,13 @@ class PartitionLearner:
             self.replayed_events += 1
             return None
         y = event.y
+        joined_early = False
         if y is not None:
             self._check_label(y)
+        elif self.early:
+            early = self.early.pop(event.id, None)
+            if early is not None:
+                y, joined_early = early[0], True
         x = event.x
         try:
             y_pred, proba = self._predict(x)
@@ -193,22 +211,24 @@ class PartitionLearner:
         if self.task == "anomaly" or y is not None:
             self.learned += 1
         if y is not None:
-            self._remember_learned(event.id)
+            self._finish(event.id, learned=True)
         if y is None:
             self._expire(ts_ms)
             pending = self.pending
             pending[event.id] = _Pending(None if self.task == "anomaly" else x, metric_pred, ts_ms)
             pending.move_to_end(event.id)
             if len(pending) > self.pending_max:
-                pending.popitem(last=False)
+                self._finish(pending.popitem(last=False)[0], learned=False)
                 self.expired += 1
+        if joined_early:
+            self.labels[LabelOutcome.JOINED] += 1
         self.events += 1
         self.last_offset = offset
         out: dict[str, Any] = {"id": event.id, "y_pred": y_pred}
         if proba is not None:
             out["proba"] = proba
-        if y is not None:
-            out["y"] = y
+        if event.y is not None:
+            out["y"] = event.y
         return out
 
     def process_label(self, label: Label, *, offset: int, ts_ms: int) -> str:
@@ -221,7 +241,16 @@ class PartitionLearner:
         self._expire(ts_ms)
         pending = self.pending.pop(label.id, None)
         if pending is None:
-            outcome = LabelOutcome.LATE if label.id in self._learned_ids else LabelOutcome.ORPHAN
+            finished = self._finished.get(label.id)
+            if finished is not None:
+                outcome = LabelOutcome.LATE if finished else LabelOutcome.ORPHAN
+            else:
+                outcome = LabelOutcome.EARLY
+                self.early[label.id] = (label.y, ts_ms)
+                self.early.move_to_end(label.id)
+                if len(self.early) > self.pending_max:
+                    self.early.popitem(last=False)
+                    self.labels[LabelOutcome.ORPHAN] += 1
         else:
             try:
                 if pending.y_pred is not None and pending.y_pred != {}:
@@ -232,7 +261,7 @@ class PartitionLearner:
                 raise ModelError(LEARN, exc) from exc
             if pending.x is not None:
                 self.learned += 1
-            self._remember_learned(label.id)
+            self._finish(label.id, learned=True)
             outcome = LabelOutcome.JOINED
         self.labels[outcome] += 1
         return outcome
@@ -245,6 +274,7 @@ class PartitionLearner:
             "events": self.events,
             "learned": self.learned,
             "pending": len(self.pending),
+            "early_labels": len(self.early),
             "labels": dict(self.labels),
             "expired": self.expired,
             "replayed": self.replayed_events,

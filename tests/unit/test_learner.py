@@ -94,7 +94,7 @@ def test_labels_are_never_learned_twice() -> None:
         LabelOutcome.JOINED,
         LabelOutcome.LATE,
         LabelOutcome.LATE,
-        LabelOutcome.ORPHAN,
+        LabelOutcome.EARLY,
         LabelOutcome.REPLAYED,
     ]
     assert learner.learned == 2
@@ -142,3 +142,27 @@ def test_anomaly_learns_every_event_and_scores_on_labels() -> None:
         learner.process_event(Event(str(i), x, y if i % 2 else None), offset=i, ts_ms=i)
     assert learner.learned == 100
     assert learner.metric.__class__.__name__ == "ROCAUC"
+
+
+def test_an_early_label_joins_its_event_after_the_prediction() -> None:
+    stream = list(itertools.islice(datasets.Phishing(), 50))
+    learner = _learner()
+    for i, (x, y) in enumerate(stream[:49]):
+        learner.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
+    x, y = stream[49]
+    assert learner.process_label(Label("49", y), offset=0, ts_ms=49) == LabelOutcome.EARLY
+    pred = learner.process_event(Event("49", x), offset=49, ts_ms=49)
+    assert pred is not None and "y" not in pred
+    expected, metric = replay("logreg", [("event", x, y) for x, y in stream])
+    assert comparable(_roundtrip(pred)) == expected[-1], "predicted before learning the label"
+    assert learner.metric.get() == metric.get() and learner.learned == 50
+    assert learner.labels[LabelOutcome.JOINED] == 1 and not learner.early
+
+
+def test_early_labels_that_wait_in_vain_become_orphans() -> None:
+    learner = _learner(pending_max=2, pending_ttl_ms=100)
+    for i in range(3):
+        learner.process_label(Label(f"x{i}", True), offset=i, ts_ms=0)
+    assert learner.labels[LabelOutcome.ORPHAN] == 1 and len(learner.early) == 2
+    learner.process_event(Event("other", {"f": 1.0}), offset=0, ts_ms=500)
+    assert learner.labels[LabelOutcome.ORPHAN] == 3 and not learner.early
