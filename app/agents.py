@@ -3,23 +3,27 @@
 Events and labels are one Faust topic with two names, consumed by one agent, so a
 partition's events and labels are handled by one coroutine in offset order per topic.
 The agent takes records in batches (``stream.take_events``) and publishes with
-``send_soon`` (buffered, not awaited per record): Faust flushes its producer before it
-commits offsets, so a record's offset is committed only after its prediction or dead
-letter was written (Quix's checkpoint order: flush outputs, then commit).
+``send_soon`` (buffered, not awaited per record). Each message is held by the
+:class:`~app.checkpoint.Checkpointer` (one extra reference) until a snapshot that
+includes it is durable, so Faust commits its offset only then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import faust
 
+from app.checkpoint import Checkpointer
 from app.processor import Processor
 
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
+
+INSTALL_TIMEOUT_S = 60.0  # longest wait for a newly assigned partition's snapshot
 
 
 def register(
@@ -27,20 +31,38 @@ def register(
     source: faust.TopicT,
     outputs: dict[str, faust.TopicT],
     processor: Processor,
+    checkpointer: Checkpointer,
     *,
     batch_max: int,
     batch_within: float,
 ) -> Any:
     """Attach the learning agent to ``app``; return it."""
     handle = processor.handle
+    hold = checkpointer.hold
+    learners = processor.learners
 
     @app.agent(source, name="riverbed.learn")
     async def learn(stream: faust.StreamT) -> None:
+        checkpointer.bind(asyncio.get_running_loop())
         # StreamT, the interface faust types agents with, predates take_events.
         batches = stream.take_events(batch_max, within=batch_within)  # type: ignore[attr-defined]
         async for batch in batches:
             for event in batch:
                 m = event.message
+                if not learners.has(m.partition):
+                    try:
+                        await asyncio.wait_for(
+                            learners.wait_installed(m.partition), INSTALL_TIMEOUT_S
+                        )
+                    except TimeoutError:
+                        # Not ours after all (a stale record): the owner handles it.
+                        logger.warning(
+                            "skipping %s[%d]@%d: partition not assigned here",
+                            m.topic,
+                            m.partition,
+                            m.offset,
+                        )
+                        continue
                 out = handle(
                     m.topic,
                     m.partition,
@@ -50,9 +72,13 @@ def register(
                     m.value,
                     m.headers,
                 )
+                fut = None
                 if out is not None:
-                    outputs[out.topic].send_soon(
+                    fut = outputs[out.topic].send_soon(
                         key=out.key, value=out.value, partition=out.partition, headers=out.headers
                     )
+                hold(m, m.partition, fut)
+            if checkpointer.due():
+                checkpointer.request()
 
     return learn

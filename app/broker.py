@@ -237,7 +237,9 @@ class LocalBroker:
             return
         cluster_id = _kafka_cluster_id()
         proc = subprocess.run(
-            self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
+            self._java_cmd(
+                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(cfg)
+            ),
             capture_output=True,
             text=True,
             check=False,
@@ -320,7 +322,10 @@ class LocalBroker:
 
 
 def _kafka_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    It may start with "-", hence `--cluster-id=ID` (one argument) when formatting.
+    """
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -67,6 +67,14 @@ def _non_negative_float(value: str) -> float:
     return f
 
 
+def _positive_float(value: str) -> float:
+    f = _non_negative_float(value)
+    if f == 0:
+        msg = f"{value!r} must be > 0"
+        raise ValueError(msg)
+    return f
+
+
 def _port(value: str) -> int:
     n = int(value)
     if not 0 < n < 65536:
@@ -195,6 +203,36 @@ SPECS: tuple[_Spec, ...] = (
         "Seconds the agent waits to fill a batch before handling what it has.",
     ),
     _Spec(
+        "snapshot_every",
+        "10000",
+        _positive_int,
+        "Snapshot a partition's learner after this many records (and commit up to it).",
+    ),
+    _Spec(
+        "snapshot_interval",
+        "10",
+        _positive_float,
+        "...or after this many seconds, whichever comes first.",
+    ),
+    _Spec(
+        "snapshot_key",
+        "",
+        str,
+        "HMAC key signing snapshots; empty: a random key kept in .riverbed/snapshot.key.",
+    ),
+    _Spec(
+        "snapshot_chunk_bytes",
+        "512000",
+        _positive_int,
+        "Snapshots larger than this are written as several chunk records.",
+    ),
+    _Spec(
+        "session_timeout",
+        "45",
+        _positive_float,
+        "Seconds without heartbeats before Kafka gives a dead worker's partitions away.",
+    ),
+    _Spec(
         "data_dir",
         str(PROJECT_ROOT / ".riverbed" / "worker"),
         str,
@@ -233,6 +271,11 @@ class Settings:
     max_record_bytes: int
     batch_max: int
     batch_within: float
+    snapshot_every: int
+    snapshot_interval: float
+    snapshot_key: str
+    snapshot_chunk_bytes: int
+    session_timeout: float
     data_dir: str
     log_level: str
 
@@ -275,5 +318,7 @@ class Settings:
         for spec, f in zip(SPECS, fields(self), strict=True):
             value = getattr(self, f.name)
             shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            if spec.field == "snapshot_key" and value:
+                shown = "<set>"  # a secret: never printed
             out.append((spec.env, shown, spec.doc))
         return out

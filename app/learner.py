@@ -21,6 +21,8 @@ label had come inline, so the label never leaks into the prediction.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,8 @@ from app.records import Event, Label, Value
 from models import ModelSpec, final_step
 
 __all__ = ["LEARN", "PREDICT", "LabelOutcome", "PartitionLearner"]
+
+logger = logging.getLogger(__name__)
 
 # Dead-letter stages of model errors.
 PREDICT = "predict"
@@ -126,9 +130,13 @@ class PartitionLearner:
             LabelOutcome.REPLAYED: 0,
         }
         self.replayed_events = 0
+        self.offset_gaps = 0
         self.expired = 0
         self.last_offset = -1  # last events offset handled
         self.last_label_offset = -1  # last labels offset handled
+        self.snapshot_offset = -1  # events offset of the last durable snapshot
+        self.snapshot_ms: int | None = None  # when it was written (epoch ms)
+        self.restored_offset: int | None = None  # events offset of the snapshot it came from
 
     # -- prediction ------------------------------------------------------------------
     def _predict(self, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:
@@ -184,6 +192,16 @@ class PartitionLearner:
         if offset <= self.last_offset:
             self.replayed_events += 1
             return None
+        if offset != self.last_offset + 1 and self.last_offset >= 0:
+            # Legitimate with transactional producers (markers) and compaction; anything
+            # else is a skipped record, so it is counted and logged.
+            self.offset_gaps += 1
+            logger.info(
+                "partition %d: events offset jumped from %d to %d",
+                self.partition,
+                self.last_offset,
+                offset,
+            )
         y = event.y
         joined_early = False
         if y is not None:
@@ -278,6 +296,15 @@ class PartitionLearner:
             "labels": dict(self.labels),
             "expired": self.expired,
             "replayed": self.replayed_events,
+            "offset_gaps": self.offset_gaps,
             "metric": {"name": type(self.metric).__name__, "value": value},
             "last_offset": self.last_offset,
+            "last_label_offset": self.last_label_offset,
+            "snapshot_offset": self.snapshot_offset,
+            "restored_offset": self.restored_offset,
+            "snapshot_age_s": (
+                None
+                if self.snapshot_ms is None
+                else round(time.time() - self.snapshot_ms / 1000, 3)
+            ),
         }

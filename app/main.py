@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
 
 import models
 from app import agents, web
-from app.config import Settings
+from app.checkpoint import (
+    Checkpointer,
+    SnapshotCodec,
+    load_key,
+    pick_latest,
+    read_snapshot_partitions,
+)
+from app.config import PROJECT_ROOT, Settings
 from app.processor import Processor
 from app.state import Learners
 from app.topics import TopicNames
@@ -19,8 +27,31 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 
+class _CheckpointOnHandOver(faust.Sensor):
+    """Checkpoints when Faust is about to hand partitions over (see Checkpointer).
+
+    On a rebalance and on stop, Faust waits until every message is acked, committing
+    in a loop meanwhile; held messages are acked by a checkpoint, so one starts at the
+    start of a rebalance and at every commit attempt while stopping.
+    """
+
+    def __init__(self, app: faust.App, checkpointer: Checkpointer) -> None:
+        super().__init__()
+        self.app = app
+        self.checkpointer = checkpointer
+
+    def on_rebalance_start(self, app: Any) -> dict[str, Any]:
+        self.checkpointer.on_rebalance_start()
+        return super().on_rebalance_start(app)
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        if self.checkpointer.urgent or self.app.should_stop:
+            self.checkpointer.request()
+        return super().on_commit_initiated(consumer)
+
+
 def create_app(settings: Settings) -> faust.App:
-    """The riverbed worker: one agent, per-partition learners, HTTP views."""
+    """The riverbed worker: one agent, per-partition learners, checkpoints, HTTP views."""
     spec = models.spec(settings.model)
     app = faust.App(
         settings.app_id,
@@ -36,6 +67,8 @@ def create_app(settings: Settings) -> faust.App:
         # A new consumer group learns from the beginning of the stream, not only
         # from events produced after it started.
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
     )
     names = TopicNames.from_settings(settings)
     raw: dict[str, Any] = {
@@ -49,13 +82,25 @@ def create_app(settings: Settings) -> faust.App:
         names.predictions: app.topic(names.predictions, **raw),
         names.dlq: app.topic(names.dlq, **raw),
     }
+    snapshots = app.topic(names.snapshots, **raw)
     learners = Learners(
         spec,
         pending_max=settings.pending_max,
         pending_ttl_ms=int(settings.pending_ttl * 1000),
     )
     processor = Processor(learners, names, max_record_bytes=settings.max_record_bytes)
+    key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
+    codec = SnapshotCodec(key, settings.snapshot_chunk_bytes, model_name=spec.name)
+    checkpointer = Checkpointer(
+        learners,
+        codec,
+        send=lambda k, v, h, p: snapshots.send_soon(key=k, value=v, headers=h, partition=p),
+        ack=lambda message: message.ack(app.consumer),
+        every=settings.snapshot_every,
+        interval=settings.snapshot_interval,
+    )
     status = web.WorkerStatus()
+    app.sensors.add(_CheckpointOnHandOver(app, checkpointer))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -63,18 +108,57 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        assigned = args[0]  # faust sends the set of assigned TopicPartitions
-        learners.assign({tp.partition for tp in assigned if tp.topic == names.events})
+        assigned = {tp.partition for tp in args[0] if tp.topic == names.events}
+        status.ready = False
+        new = learners.new_partitions(assigned)
+        t0 = time.monotonic()
+        found = await read_snapshot_partitions(settings.bootstrap, names.snapshots, new)
+        for p in sorted(new):
+            records = [(r.offset, r.key, r.value, r.headers) for r in found.get(p, [])]
+            learner, refused = pick_latest(codec, p, records)
+            for reason in refused:
+                status.snapshots_refused += 1
+                logger.error("partition %d: REFUSED %s", p, reason)
+            learners.install(p, learner)
+            if learner is not None:
+                logger.info(
+                    "partition %d: restored %s at events offset %d (%d learned)",
+                    p,
+                    learner.spec.name,
+                    learner.last_offset,
+                    learner.learned,
+                )
+            elif refused:
+                logger.error(
+                    "partition %d: no snapshot verifies; learning starts from scratch "
+                    "at the committed offset",
+                    p,
+                )
+        learners.assign(assigned)
+        checkpointer.urgent = False
+        status.recovery_seconds = time.monotonic() - t0
         status.ready = True
-        logger.info("riverbed owns partitions %s (model %s)", sorted(learners.assigned), spec.name)
+        logger.info(
+            "riverbed owns partitions %s (model %s; %d restored in %.2f s)",
+            sorted(assigned),
+            spec.name,
+            len(new),
+            status.recovery_seconds,
+        )
+
+    @app.timer(1.0)
+    async def checkpoint_when_due() -> None:
+        if checkpointer.due():
+            await checkpointer.checkpoint()
 
     agents.register(
         app,
         source,
         outputs,
         processor,
+        checkpointer,
         batch_max=settings.batch_max,
         batch_within=settings.batch_within,
     )
-    web.register(app, learners, processor, status)
+    web.register(app, learners, processor, checkpointer, status)
     return app

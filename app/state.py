@@ -6,6 +6,7 @@ when the partition is assigned elsewhere: the model follows the partition.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -40,6 +41,7 @@ class Learners:
         self.pending_ttl_ms = pending_ttl_ms
         self.assigned: set[int] = set()
         self._by_partition: dict[int, PartitionLearner] = {}
+        self._waiting: dict[int, asyncio.Event] = {}
 
     def get(self, partition: int) -> PartitionLearner:
         """The partition's learner, created fresh on first use."""
@@ -53,6 +55,36 @@ class Learners:
             )
             self._by_partition[partition] = learner
         return learner
+
+    def has(self, partition: int) -> bool:
+        """Whether the partition's learner is installed (restored, fresh or kept)."""
+        return partition in self._by_partition
+
+    async def wait_installed(self, partition: int) -> None:
+        """Wait until the partition's learner is installed.
+
+        Kafka may deliver a newly assigned partition's records while its snapshot is
+        still being read; handling them with a fresh learner would learn them into a
+        model that the restored one then replaces.
+        """
+        event = self._waiting.setdefault(partition, asyncio.Event())
+        await event.wait()
+
+    def install(self, partition: int, learner: PartitionLearner | None = None) -> None:
+        """Install a restored learner (or a fresh one) and wake whoever waits for it."""
+        if learner is not None:
+            learner.pending_max = self.pending_max
+            learner.pending_ttl_ms = self.pending_ttl_ms
+            self._by_partition[partition] = learner
+        else:
+            self.get(partition)
+        event = self._waiting.pop(partition, None)
+        if event is not None:
+            event.set()
+
+    def new_partitions(self, partitions: set[int]) -> set[int]:
+        """Of ``partitions``, those without a learner here (to restore from snapshots)."""
+        return partitions - set(self._by_partition)
 
     def assign(self, partitions: set[int]) -> None:
         """The partitions this worker owns now; learners of the others are dropped."""

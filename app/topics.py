@@ -24,10 +24,17 @@ __all__ = ["TopicNames", "ensure_topics"]
 
 logger = logging.getLogger(__name__)
 
-NAMES = ("events", "labels", "predictions", "metrics", "dlq")
-# These three must share a partition count: a label joins its event in the same
-# partition, and a prediction is written to its event's partition.
-CO_PARTITIONED = ("events", "labels", "predictions")
+NAMES = ("events", "labels", "predictions", "metrics", "dlq", "snapshots")
+# These must share a partition count: a label joins its event in the same partition,
+# a prediction is written to its event's partition, and so is its learner's snapshot.
+CO_PARTITIONED = ("events", "labels", "predictions", "snapshots")
+# The snapshots topic keeps the latest record per key; small segments let the log
+# cleaner drop superseded snapshots soon, so recovery reads little.
+SNAPSHOT_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": "600000",
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class TopicNames:
     predictions: str
     metrics: str
     dlq: str
+    snapshots: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
@@ -64,7 +72,15 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> dict[st
         existing = await _partition_counts(admin, list(wanted))
         missing = [t for t in wanted if t not in existing]
         if missing:
-            new = [NewTopic(t, settings.partitions, settings.replication) for t in missing]
+            new = [
+                NewTopic(
+                    t,
+                    settings.partitions,
+                    settings.replication,
+                    topic_configs=SNAPSHOT_CONFIG if t == names.snapshots else None,
+                )
+                for t in missing
+            ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(new)
             logger.info("created topics %s with %d partitions", missing, settings.partitions)

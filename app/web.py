@@ -7,6 +7,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from app.checkpoint import Checkpointer
 from app.processor import Processor
 from app.state import Learners
 
@@ -14,14 +15,20 @@ __all__ = ["WorkerStatus", "register"]
 
 
 class WorkerStatus:
-    """Readiness: true once partitions are assigned and no rebalance is under way."""
+    """Readiness: true once every assigned partition has recovered its learner."""
 
     def __init__(self) -> None:
         self.ready = False
+        self.snapshots_refused = 0
+        self.recovery_seconds = 0.0
 
 
 def register(
-    app: faust.App, learners: Learners, processor: Processor, status: WorkerStatus
+    app: faust.App,
+    learners: Learners,
+    processor: Processor,
+    checkpointer: Checkpointer,
+    status: WorkerStatus,
 ) -> None:
     """Attach the views to ``app``."""
 
@@ -37,4 +44,12 @@ def register(
 
     @app.page("/models")
     async def models_view(web: View, request: Request) -> Response:
-        return web.json({**learners.describe(), **processor.describe()})
+        return web.json(
+            {
+                **learners.describe(),
+                **processor.describe(),
+                **checkpointer.describe(),
+                "snapshots_refused": status.snapshots_refused,
+                "recovery_seconds": round(status.recovery_seconds, 3),
+            }
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,8 @@ def wait_for(condition: Callable[[], T], *, timeout: float, what: str, every: fl
 def output_dir(request: pytest.FixtureRequest) -> Path:
     """tests/output/<test name>/ for artifacts (logs, screenshots)."""
     d = OUTPUT / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
-    d.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
     return d
 
 

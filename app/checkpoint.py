@@ -1,0 +1,416 @@
+"""Offset-stamped, signed model snapshots and the checkpoint that commits up to them.
+
+**Exactly-once learning without Faust's exactly-once mode.** Every input message gets
+one extra reference (``Message.incref``) while it is processed; the
+:class:`Checkpointer` releases it (the final ack) only once a snapshot that includes
+the message's effect is durable in Kafka. Faust commits acked offsets only, so every
+commit it makes (periodic, on rebalance, on stop) is covered by a snapshot. On
+assignment a partition's learner is restored from its latest good snapshot, and the
+learner skips records at or below the offsets the snapshot stamps. Order of a
+checkpoint, as Quix does it: flush the outputs, write the state, then let the offset
+be committed.
+
+**Snapshots** live in the compacted ``snapshots`` topic, in the partition of the
+same number as the source partition: chunk records (key ``<p>/<i>``) followed by a
+manifest (key ``<p>``) naming the chunks, the offsets covered, the model and versions,
+the SHA-256 of the payload and an HMAC-SHA256 signature. A manifest whose signature
+does not verify is refused, loudly, and the payload is never unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import pickle
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.exceptions import RiverbedError
+from app.learner import PartitionLearner
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpointer",
+    "SnapshotCodec",
+    "SnapshotRefused",
+    "load_key",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = b"manifest"
+CHUNK = b"chunk"
+KIND_HEADER = "riverbed.snapshot"
+GENERATION_HEADER = "riverbed.snapshot.generation"
+
+
+class SnapshotRefused(RiverbedError):
+    """A snapshot failed verification (signature, digest, chunks, model) and was not loaded."""
+
+
+def load_key(configured: str, key_file: Path) -> bytes:
+    """The HMAC key: ``RIVERBED_SNAPSHOT_KEY``, else a random key kept in ``key_file``."""
+    if configured:
+        return configured.encode()
+    if key_file.exists():
+        return key_file.read_bytes().strip()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    logger.warning(
+        "created a snapshot signing key in %s; set RIVERBED_SNAPSHOT_KEY so "
+        "workers on other machines can verify each other's snapshots",
+        key_file,
+    )
+    return key
+
+
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
+
+
+@dataclass
+class SnapshotCodec:
+    """Encode a learner into snapshot records and decode them back, verifying first.
+
+    Examples
+    --------
+    >>> import models
+    >>> from app.records import Event
+    >>> codec = SnapshotCodec(key=b"k", chunk_bytes=1000)
+    >>> learner = PartitionLearner(models.spec("logreg"), partition=2)
+    >>> _ = learner.process_event(Event("a", {"f": 1.0}, True), offset=7, ts_ms=0)
+    >>> records = codec.encode(learner)
+    >>> [r[0] for r in records][-1]
+    b'2'
+    >>> restored = codec.decode(records[-1][1], {i: r[1] for i, r in enumerate(records[:-1])})
+    >>> restored.last_offset, restored.learned
+    (7, 1)
+
+    """
+
+    key: bytes
+    chunk_bytes: int = 512_000
+    model_name: str | None = None
+
+    def _sign(self, meta: dict[str, Any]) -> str:
+        body = orjson.dumps(
+            {k: v for k, v in meta.items() if k != "sig"}, option=orjson.OPT_SORT_KEYS
+        )
+        return hmac.new(self.key, body, hashlib.sha256).hexdigest()
+
+    def encode(self, learner: PartitionLearner) -> list[Record]:
+        """Chunk records, then the manifest (write them in this order)."""
+        blob = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
+        p = learner.partition
+        generation = uuid.uuid4().hex
+        n = max(1, -(-len(blob) // self.chunk_bytes))
+        gen_header = (GENERATION_HEADER, generation.encode())
+        records: list[Record] = [
+            (
+                f"{p}/{i}".encode(),
+                blob[i * self.chunk_bytes : (i + 1) * self.chunk_bytes],
+                [(KIND_HEADER, CHUNK), gen_header],
+            )
+            for i in range(n)
+        ]
+        meta: dict[str, Any] = {
+            "format": FORMAT_VERSION,
+            "partition": p,
+            "generation": generation,
+            "chunks": n,
+            "size": len(blob),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "events_offset": learner.last_offset,
+            "labels_offset": learner.last_label_offset,
+            "model": learner.spec.name,
+            "riverbed": version("riverbed"),
+            "river": version("river"),
+            "created_ms": int(time.time() * 1000),
+        }
+        meta["sig"] = self._sign(meta)
+        records.append((str(p).encode(), orjson.dumps(meta), [(KIND_HEADER, MANIFEST), gen_header]))
+        return records
+
+    def verify(self, manifest: bytes) -> dict[str, Any]:
+        """The manifest's metadata, once its signature verifies."""
+        try:
+            meta = orjson.loads(manifest)
+            sig = meta["sig"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            msg = f"unreadable manifest: {exc}"
+            raise SnapshotRefused(msg) from None
+        if not isinstance(sig, str) or not hmac.compare_digest(sig, self._sign(meta)):
+            msg = (
+                "signature does not verify (tampered, or signed with another RIVERBED_SNAPSHOT_KEY)"
+            )
+            raise SnapshotRefused(msg)
+        if meta.get("format") != FORMAT_VERSION:
+            msg = f"snapshot format {meta.get('format')} is not {FORMAT_VERSION}"
+            raise SnapshotRefused(msg)
+        if self.model_name is not None and meta.get("model") != self.model_name:
+            msg = (
+                f"snapshot is of model {meta.get('model')!r}, this worker runs {self.model_name!r}"
+            )
+            raise SnapshotRefused(msg)
+        return dict(meta)
+
+    def decode(self, manifest: bytes, chunks: dict[int, bytes]) -> PartitionLearner:
+        """Verify the manifest, reassemble and check the payload, then unpickle it."""
+        meta = self.verify(manifest)
+        missing = [i for i in range(meta["chunks"]) if i not in chunks]
+        if missing:
+            msg = f"chunks {missing} of generation {meta['generation']} are missing"
+            raise SnapshotRefused(msg)
+        blob = b"".join(chunks[i] for i in range(meta["chunks"]))
+        if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+            msg = "payload digest does not match the signed manifest"
+            raise SnapshotRefused(msg)
+        # Safe: the bytes are exactly those a holder of the key signed (digest above).
+        learner = pickle.loads(blob)  # noqa: S301
+        if not isinstance(learner, PartitionLearner):
+            msg = f"payload is a {type(learner).__name__}, not a PartitionLearner"
+            raise SnapshotRefused(msg)
+        learner.snapshot_offset = learner.restored_offset = learner.last_offset
+        learner.snapshot_ms = meta["created_ms"]
+        return learner
+
+
+@dataclass
+class _Found:
+    manifests: list[tuple[int, bytes]] = field(default_factory=list)  # (offset, value)
+    chunks: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (generation, i)
+
+
+def pick_latest(
+    codec: SnapshotCodec,
+    partition: int,
+    records: Iterable[tuple[int, bytes | None, bytes | None, Any]],
+) -> tuple[PartitionLearner | None, list[str]]:
+    """The newest snapshot that verifies among a snapshot partition's records.
+
+    ``records`` are ``(offset, key, value, headers)``. Returns the learner (or None)
+    and the reasons newer manifests were refused.
+    """
+    found = _Found()
+    for offset, key, value, headers in records:
+        if key is None or value is None:
+            continue
+        kind = dict(headers or ()).get(KIND_HEADER)
+        gen = dict(headers or ()).get(GENERATION_HEADER, b"").decode()
+        if kind == MANIFEST and key == str(partition).encode():
+            found.manifests.append((offset, value))
+        elif kind == CHUNK and key.startswith(f"{partition}/".encode()):
+            found.chunks[(gen, int(key.rsplit(b"/", 1)[1]))] = value
+    refused: list[str] = []
+    for offset, manifest in sorted(found.manifests, reverse=True):
+        try:
+            meta = codec.verify(manifest)
+            chunks = {i: v for (g, i), v in found.chunks.items() if g == meta["generation"]}
+            return codec.decode(manifest, chunks), refused
+        except SnapshotRefused as exc:
+            refused.append(f"snapshot at offset {offset}: {exc}")
+        except Exception as exc:
+            refused.append(
+                f"snapshot at offset {offset} does not load: {type(exc).__name__}: {exc}"
+            )
+    return None, refused
+
+
+Send = Callable[[bytes, bytes, list[tuple[str, bytes]], int], Awaitable[Any]]
+
+
+class Checkpointer:
+    """Hold input messages until a snapshot covering them is durable, then release them.
+
+    Parameters
+    ----------
+    learners
+        Gives the learners to snapshot (``items()``).
+    codec
+        Encodes snapshots.
+    send
+        ``send(key, value, headers, partition)`` to the snapshots topic; returns an
+        awaitable that resolves when the broker has the record.
+    ack
+        Releases a held message (its final ack, which makes its offset committable).
+    every, interval
+        A checkpoint is due after ``every`` held messages or ``interval`` seconds.
+
+    """
+
+    def __init__(
+        self,
+        learners: Any,
+        codec: SnapshotCodec,
+        *,
+        send: Send,
+        ack: Callable[[Any], Any],
+        every: int,
+        interval: float,
+    ) -> None:
+        self.learners = learners
+        self.codec = codec
+        self.send = send
+        self.ack = ack
+        self.every = every
+        self.interval = interval
+        self._held: list[Any] = []
+        self._outputs: list[Awaitable[Any]] = []
+        self._dirty: set[int] = set()
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.urgent = False  # a rebalance is under way: release held messages at once
+        self.written = 0
+        self.bytes_written = 0
+        self.last_seconds = 0.0
+
+    # -- called by the agent, synchronously, per record ------------------------------
+    def hold(self, message: Any, partition: int, output: Awaitable[Any] | None) -> None:
+        message.incref()
+        self._held.append(message)
+        self._dirty.add(partition)
+        if output is not None:
+            self._outputs.append(output)
+
+    def due(self) -> bool:
+        if not self._held:
+            return False
+        return (
+            self.urgent
+            or len(self._held) >= self.every
+            or time.monotonic() - self._last >= self.interval
+        )
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop checkpoints run on (the agent's)."""
+        self._loop = loop
+
+    def on_rebalance_start(self) -> None:
+        """Called from Faust's consumer thread: checkpoint now, on the agent's loop.
+
+        Faust waits, during a revoke, until every message is acked before it commits
+        and hands the partitions over; this is what acks them.
+        """
+        self.urgent = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.request)
+
+    def request(self) -> asyncio.Task[None] | None:
+        """Start a checkpoint in the background unless one is running; return its task."""
+        if self._task is None or self._task.done():
+            if not self._held:
+                return None
+            self._task = asyncio.ensure_future(self.checkpoint())
+        return self._task
+
+    # -- the checkpoint --------------------------------------------------------------
+    async def checkpoint(self) -> None:
+        """Snapshot every partition changed since the last checkpoint, then release."""
+        async with self._lock:
+            if not self._held:
+                return
+            t0 = time.perf_counter()
+            # One synchronous capture: the states, and exactly the messages they include.
+            held, self._held = self._held, []
+            outputs, self._outputs = self._outputs, []
+            dirty, self._dirty = self._dirty, set()
+            learners = dict(self.learners.items())
+            records = [
+                r for p in sorted(dirty) if p in learners for r in self.codec.encode(learners[p])
+            ]
+            self._last = time.monotonic()
+            # 1. the predictions and dead letters of those messages are in Kafka
+            if outputs:
+                await asyncio.gather(*outputs)
+            # 2. the snapshots: chunks first, the manifest (last record per partition) after
+            chunks = [
+                self.send(k, v, h, int(k.split(b"/")[0]))
+                for k, v, h in records
+                if dict(h)[KIND_HEADER] == CHUNK
+            ]
+            await asyncio.gather(*chunks)
+            manifests = [
+                self.send(k, v, h, int(k))
+                for k, v, h in records
+                if dict(h)[KIND_HEADER] == MANIFEST
+            ]
+            await asyncio.gather(*manifests)
+            # 3. release: the offsets become committable
+            for message in held:
+                self.ack(message)
+            now_ms = int(time.time() * 1000)
+            for p in dirty:
+                if p in learners:
+                    learners[p].snapshot_offset = learners[p].last_offset
+                    learners[p].snapshot_ms = now_ms
+            self.written += len(manifests)
+            self.bytes_written += sum(len(v) for _, v, _ in records)
+            self.last_seconds = time.perf_counter() - t0
+            logger.debug(
+                "checkpoint: %d partitions, %d messages released in %.3f s",
+                len(manifests),
+                len(held),
+                self.last_seconds,
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "snapshots_written": self.written,
+            "snapshot_bytes_written": self.bytes_written,
+            "last_checkpoint_seconds": round(self.last_seconds, 6),
+            "held_messages": len(self._held),
+        }
+
+
+async def read_snapshot_partitions(
+    bootstrap: str, topic: str, partitions: Iterable[int], timeout: float = 60.0
+) -> dict[int, list[Any]]:
+    """Every record of the given partitions of the snapshots topic, up to their end now."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    wanted = [TopicPartition(topic, p) for p in partitions]
+    out: dict[int, list[Any]] = {tp.partition: [] for tp in wanted}
+    if not wanted:
+        return out
+    # A fresh assignment with auto_offset_reset="earliest" starts at the beginning;
+    # seek_to_beginning() right after assign() left the fetcher idle in aiokafka 0.14.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(wanted)
+        end = await consumer.end_offsets(wanted)
+        remaining = {tp for tp in wanted if end[tp] > 0}
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                msg = f"reading snapshots of {sorted(tp.partition for tp in remaining)} timed out"
+                raise RiverbedError(msg)
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batch.items():
+                out[tp.partition].extend(records)
+                if records and records[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return out

@@ -1,0 +1,201 @@
+"""Issue 4 acceptance: exactly-once learning across kill -9, rebalances and bad snapshots.
+
+Real worker processes and the real broker. The reference is an offline replay of each
+partition's events, in offset order, through a fresh model: after any interruption,
+every prediction (including repeats of events handled after the last snapshot) must
+equal it, and the learned counters must add up to the labels sent, no more, no less.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from tests.conftest import ROOT, wait_for
+from tests.integration.conftest import (
+    RECV_TIMEOUT_S,
+    Names,
+    consume,
+    produce,
+    riverbed_env,
+)
+from tests.replay import comparable, replay
+
+N = 20_000
+SESSION_TIMEOUT_S = 8.0
+RECOVERY_TIMEOUT_S = 120.0
+WORKER = {
+    "partitions": 4,
+    "snapshot_every": 1500,
+    "snapshot_interval": 1,
+    "session_timeout": SESSION_TIMEOUT_S,
+}
+
+
+def total(worker: Any, field: str) -> int:
+    return sum(p[field] for p in worker.models()["partitions"].values())
+
+
+def start_producer(kafka: str, names: Names, rate: int) -> subprocess.Popen[str]:
+    env = riverbed_env(kafka, names, partitions=4)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "produce",
+            "--dataset",
+            "agrawal",
+            "--limit",
+            str(N),
+            "--rate",
+            str(rate),
+            "--id-prefix",
+            "k",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def check_exactly_once(kafka: str, names: Names, final_workers: list[Any]) -> None:
+    """Counters add up, repeats are identical, and every prediction equals the replay."""
+    try:
+        wait_for(
+            lambda: sum(total(w, "learned") for w in final_workers) >= N,
+            timeout=RECOVERY_TIMEOUT_S,
+            what=f"{N} labels learned",
+        )
+    except BaseException:
+        for w in final_workers:  # what each partition got, for the failure report
+            print(orjson.dumps(w.models(), option=orjson.OPT_INDENT_2).decode())
+        raise
+    assert sum(total(w, "learned") for w in final_workers) == N, "learned exactly once"
+    assert sum(total(w, "offset_gaps") for w in final_workers) == 0, "no record skipped"
+
+    events = consume(kafka, names.topic("events"), N)
+    preds = consume(kafka, names.topic("predictions"), N)
+    seen: dict[tuple[int, int], dict[str, Any]] = {}
+    repeats = 0
+    for r in preds:
+        p = orjson.loads(r.value)
+        key = (p["partition"], p["offset"])
+        mine = {"id": p["id"], **comparable(p)}
+        if key in seen:
+            repeats += 1
+            assert seen[key] == mine, f"a repeated prediction differs at {key}"
+        seen[key] = mine
+    assert len(seen) == N, "every event has a prediction"
+
+    by_part: dict[int, list[Any]] = defaultdict(list)
+    for r in events:
+        by_part[r.partition].append(r)
+    for part, evs in by_part.items():
+        evs.sort(key=lambda r: r.offset)
+        steps = [("event", (e := orjson.loads(r.value))["x"], e["y"]) for r in evs]
+        expected, _ = replay("logreg", steps)
+        got = [{k: v for k, v in seen[(part, r.offset)].items() if k != "id"} for r in evs]
+        assert got == expected, f"partition {part} differs from its offline replay"
+    print(f"repeated predictions after recovery: {repeats}")
+
+
+def test_kill_9_mid_stream_learns_every_label_exactly_once(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
+    first = start_worker(**WORKER)
+    producer = start_producer(kafka, names, rate=4000)
+    wait_for(
+        lambda: total(first, "events") >= N // 3 and first.models()["snapshots_written"] > 0,
+        timeout=RECV_TIMEOUT_S,
+        what="a third of the stream and a snapshot",
+    )
+    killed_at = total(first, "events")
+    first.stop(signal.SIGKILL)
+    assert killed_at < N, "killed mid-stream"
+    second = start_worker(**WORKER)
+    m = second.models()
+    assert m["snapshots_refused"] == 0
+    restored = {p: v["restored_offset"] for p, v in m["partitions"].items()}
+    assert len(restored) == 4 and all(o is not None and o >= 0 for o in restored.values()), restored
+    assert producer.wait(RECV_TIMEOUT_S) == 0, producer.stderr.read() if producer.stderr else ""
+    check_exactly_once(kafka, names, [second])
+
+
+def test_rebalance_to_a_second_worker_then_stopping_the_first(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
+    first = start_worker(**WORKER)
+    producer = start_producer(kafka, names, rate=2500)
+    wait_for(
+        lambda: total(first, "events") >= N // 4,
+        timeout=RECV_TIMEOUT_S,
+        what="a quarter of the stream",
+    )
+    second = start_worker(**WORKER)
+    wait_for(
+        lambda: len(first.models()["assigned"]) == 2 and len(second.models()["assigned"]) == 2,
+        timeout=RECOVERY_TIMEOUT_S,
+        what="the partitions shared 2 + 2",
+    )
+    wait_for(
+        lambda: total(first, "events") + total(second, "events") >= N // 2,
+        timeout=RECV_TIMEOUT_S,
+        what="half of the stream",
+    )
+    t0 = time.monotonic()
+    first.stop(signal.SIGTERM)
+    wait_for(
+        lambda: second.models()["assigned"] == [0, 1, 2, 3] and second.get("/ready")[0] == 200,
+        timeout=RECOVERY_TIMEOUT_S,
+        what="the second worker owning every partition",
+    )
+    handover = time.monotonic() - t0
+    assert handover < SESSION_TIMEOUT_S + RECOVERY_TIMEOUT_S
+    print(f"hand-over after SIGTERM: {handover:.1f} s")
+    assert producer.wait(RECV_TIMEOUT_S) == 0
+    check_exactly_once(kafka, names, [second])
+
+
+def test_a_tampered_snapshot_is_refused_loudly(kafka: str, names: Names, start_worker: Any) -> None:
+    first = start_worker(**{**WORKER, "partitions": 1})
+    events = [
+        (
+            f"e{i}".encode(),
+            orjson.dumps({"id": f"e{i}", "x": {"a": float(i % 7)}, "y": i % 2 == 0}),
+            0,
+        )
+        for i in range(3000)
+    ]
+    produce(kafka, names.topic("events"), events)
+    wait_for(lambda: total(first, "learned") == 3000, timeout=RECV_TIMEOUT_S, what="3000 learned")
+    first.stop(signal.SIGTERM)  # a last snapshot on the way out
+    snaps = consume(kafka, names.topic("snapshots"), 2)
+    good = [r for r in snaps if dict(r.headers).get("riverbed.snapshot") == b"manifest"][-1]
+    meta = orjson.loads(good.value)
+    assert meta["events_offset"] == 2999 and meta["model"] == "logreg"
+    forged = orjson.dumps(meta | {"events_offset": 99_999})  # signature no longer matches
+    produce(
+        kafka,
+        names.topic("snapshots"),
+        [(b"0", forged, 0)],
+        headers=[
+            ("riverbed.snapshot", b"manifest"),
+            ("riverbed.snapshot.generation", meta["generation"].encode()),
+        ],
+    )
+
+    second = start_worker(**{**WORKER, "partitions": 1})
+    m = second.models()
+    assert m["snapshots_refused"] == 1
+    assert m["partitions"]["0"]["restored_offset"] == 2999, "recovered from the last good snapshot"
+    assert m["partitions"]["0"]["learned"] == 3000
+    assert "REFUSED" in second.log.read_text() and "signature" in second.log.read_text()

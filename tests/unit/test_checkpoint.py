@@ -1,0 +1,163 @@
+"""Snapshot codec: round trip, chunks, and refusal of anything not signed by our key."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import pickle
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from river import datasets
+
+import models
+from app.checkpoint import (
+    CHUNK,
+    GENERATION_HEADER,
+    KIND_HEADER,
+    MANIFEST,
+    Checkpointer,
+    SnapshotCodec,
+    SnapshotRefused,
+    load_key,
+    pick_latest,
+)
+from app.learner import PartitionLearner
+from app.records import Event
+
+
+def _trained(name: str = "logreg", n: int = 300) -> PartitionLearner:
+    learner = PartitionLearner(models.spec(name), partition=1)
+    for i, (x, y) in enumerate(itertools.islice(datasets.Phishing(), n)):
+        learner.process_event(Event(str(i), x, y if i % 3 else None), offset=i, ts_ms=i)
+    return learner
+
+
+def _as_log(
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]], start: int = 0
+) -> list[Any]:
+    return [(start + i, k, v, h) for i, (k, v, h) in enumerate(records)]
+
+
+@pytest.mark.parametrize("name", ["logreg", "arf", "hst"])
+def test_round_trip_continues_identically(name: str) -> None:
+    learner = _trained(name)
+    codec = SnapshotCodec(b"key", chunk_bytes=4096)
+    records = codec.encode(learner)
+    restored, refused = pick_latest(codec, 1, _as_log(records))
+    assert refused == [] and restored is not None
+    assert restored.last_offset == learner.last_offset and restored.learned == learner.learned
+    assert list(restored.pending) == list(learner.pending)
+    # the restored learner predicts and learns exactly like the original from here on
+    for i, (x, y) in enumerate(itertools.islice(datasets.Phishing(), 300, 400), 300):
+        a = learner.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
+        b = restored.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
+        assert a == b
+
+
+def test_large_snapshots_are_chunked() -> None:
+    codec = SnapshotCodec(b"key", chunk_bytes=1000)
+    records = codec.encode(_trained("arf"))
+    kinds = [dict(h)[KIND_HEADER] for _, _, h in records]
+    assert kinds[-1] == MANIFEST and kinds.count(CHUNK) > 1
+    assert all(len(v) <= 1000 for _, v, h in records if dict(h)[KIND_HEADER] == CHUNK)
+    meta = orjson.loads(records[-1][1])
+    assert meta["chunks"] == kinds.count(CHUNK)
+    assert {"events_offset", "labels_offset", "model", "riverbed", "river", "format"} <= set(meta)
+
+
+def test_a_forged_manifest_is_refused_and_never_unpickled(tmp_path: Path) -> None:
+    codec = SnapshotCodec(b"key")
+    good = codec.encode(_trained())
+    canary = tmp_path / "canary"
+
+    class Boom:
+        def __reduce__(self) -> Any:
+            return (canary.write_text, ("pwned",))
+
+    blob = pickle.dumps(Boom())
+    forged_meta = orjson.loads(good[-1][1]) | {
+        "generation": "evil",
+        "sha256": "x",
+        "size": len(blob),
+    }
+    forged = [
+        (b"1/0", blob, [(KIND_HEADER, CHUNK), (GENERATION_HEADER, b"evil")]),
+        (b"1", orjson.dumps(forged_meta), [(KIND_HEADER, MANIFEST), (GENERATION_HEADER, b"evil")]),
+    ]
+    restored, refused = pick_latest(codec, 1, _as_log(good) + _as_log(forged, start=100))
+    assert not canary.exists(), "a forged snapshot was unpickled"
+    assert len(refused) == 1 and "signature" in refused[0]
+    assert restored is not None and restored.learned == 200, "fell back to the last good one"
+
+
+def test_other_key_payload_and_model_mismatch_are_refused() -> None:
+    learner = _trained()
+    records = SnapshotCodec(b"key").encode(learner)
+    with pytest.raises(SnapshotRefused, match="signature"):
+        SnapshotCodec(b"other").verify(records[-1][1])
+    with pytest.raises(SnapshotRefused, match="model"):
+        SnapshotCodec(b"key", model_name="arf").verify(records[-1][1])
+    tampered = records[0][1][:-1] + bytes([records[0][1][-1] ^ 1])
+    with pytest.raises(SnapshotRefused, match="digest"):
+        SnapshotCodec(b"key").decode(records[-1][1], {0: tampered})
+    restored, refused = pick_latest(
+        SnapshotCodec(b"key"), 1, _as_log([(records[0][0], tampered, records[0][2]), records[-1]])
+    )
+    assert restored is None and "digest" in refused[0]
+
+
+def test_key_file_is_created_once_and_private(tmp_path: Path) -> None:
+    f = tmp_path / "k" / "snapshot.key"
+    key = load_key("", f)
+    assert load_key("", f) == key and len(key) == 64
+    assert f.stat().st_mode & 0o777 == 0o600
+    assert load_key("given", f) == b"given"
+
+
+class _Msg:
+    def __init__(self) -> None:
+        self.refs = 0
+
+    def incref(self) -> None:
+        self.refs += 1
+
+
+def test_checkpoint_writes_outputs_then_snapshots_then_releases() -> None:
+    asyncio.run(_checkpoint_order())
+
+
+async def _checkpoint_order() -> None:
+    from app.state import Learners
+
+    learners = Learners(models.spec("logreg"))
+    order: list[str] = []
+    sent: list[Any] = []
+
+    async def output() -> None:
+        order.append("output")
+
+    async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
+        order.append(dict(h)[KIND_HEADER].decode())
+        sent.append((k, v, h, p))
+
+    cp = Checkpointer(
+        learners,
+        SnapshotCodec(b"k", chunk_bytes=500),
+        send=send,
+        ack=lambda m: order.append("ack"),
+        every=2,
+        interval=60,
+    )
+    msgs = [_Msg(), _Msg()]
+    for i, m in enumerate(msgs):
+        learners.get(0).process_event(Event(str(i), {"f": 1.0}, True), offset=i, ts_ms=0)
+        cp.hold(m, 0, output())
+    assert cp.due() and all(m.refs == 1 for m in msgs)
+    await cp.checkpoint()
+    assert order[:2] == ["output", "output"] and order[-2:] == ["ack", "ack"]
+    assert order.index("manifest") == len(order) - 3 and "chunk" in order
+    assert all(p == 0 for *_, p in sent)
+    assert learners.get(0).snapshot_offset == 1 and not cp.due()
