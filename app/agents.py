@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -40,6 +41,7 @@ def register(
     handle = processor.handle
     hold = checkpointer.hold
     learners = processor.learners
+    metrics = processor.metrics
 
     @app.agent(source, name="riverbed.learn")
     async def learn(stream: faust.StreamT) -> None:
@@ -47,6 +49,7 @@ def register(
         # StreamT, the interface faust types agents with, predates take_events.
         batches = stream.take_events(batch_max, within=batch_within)  # type: ignore[attr-defined]
         async for batch in batches:
+            t0 = time.perf_counter()
             for event in batch:
                 m = event.message
                 if not learners.has(m.partition):
@@ -78,6 +81,16 @@ def register(
                         key=out.key, value=out.value, partition=out.partition, headers=out.headers
                     )
                 hold(m, m.partition, fut)
+            if processor.extra:
+                for out in processor.extra:
+                    checkpointer.track(
+                        outputs[out.topic].send_soon(
+                            key=out.key, value=out.value, partition=out.partition
+                        )
+                    )
+                processor.extra.clear()
+            if metrics is not None:
+                metrics.batch.observe(time.perf_counter() - t0)
             if checkpointer.due():
                 checkpointer.request()
 

@@ -288,6 +288,10 @@ class Checkpointer:
         if output is not None:
             self._outputs.append(output)
 
+    def track(self, output: Awaitable[Any]) -> None:
+        """An output not tied to one input message (a drift or metrics record)."""
+        self._outputs.append(output)
+
     def due(self) -> bool:
         if not self._held:
             return False

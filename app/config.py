@@ -75,6 +75,17 @@ def _positive_float(value: str) -> float:
     return f
 
 
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.strip().lower()
+        if v not in options:
+            msg = f"{value!r} is not one of {', '.join(options)}"
+            raise ValueError(msg)
+        return v
+
+    return parse
+
+
 def _port(value: str) -> int:
     n = int(value)
     if not 0 < n < 65536:
@@ -227,6 +238,24 @@ SPECS: tuple[_Spec, ...] = (
         "Snapshots larger than this are written as several chunk records.",
     ),
     _Spec(
+        "drift_detector",
+        "adwin",
+        _choice("adwin", "page_hinkley", "kswin", "none"),
+        "River drift detector watching each partition's prequential error.",
+    ),
+    _Spec(
+        "drift_action",
+        "none",
+        _choice("none", "reset"),
+        "On drift: only report it (none), or also restart the model (reset).",
+    ),
+    _Spec(
+        "metrics_interval",
+        "10",
+        _positive_float,
+        "Seconds between per-partition records on the metrics topic.",
+    ),
+    _Spec(
         "session_timeout",
         "45",
         _positive_float,
@@ -275,6 +304,9 @@ class Settings:
     snapshot_interval: float
     snapshot_key: str
     snapshot_chunk_bytes: int
+    drift_detector: str
+    drift_action: str
+    metrics_interval: float
     session_timeout: float
     data_dir: str
     log_level: str

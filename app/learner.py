@@ -27,13 +27,30 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from river import base
+from river import base, drift
 
 from app.exceptions import InvalidRecord, ModelError
 from app.records import Event, Label, Value
 from models import ModelSpec, final_step
 
-__all__ = ["LEARN", "PREDICT", "LabelOutcome", "PartitionLearner"]
+__all__ = ["DETECTORS", "LEARN", "PREDICT", "LabelOutcome", "PartitionLearner", "make_detector"]
+
+DETECTORS = ("adwin", "page_hinkley", "kswin", "none")
+
+
+def make_detector(name: str) -> Any:
+    """A fresh River drift detector by name (None for ``none``)."""
+    if name == "adwin":
+        return drift.ADWIN()
+    if name == "page_hinkley":
+        return drift.PageHinkley()
+    if name == "kswin":
+        return drift.KSWIN(seed=42)
+    if name == "none":
+        return None
+    msg = f"unknown drift detector {name!r}; choose from {', '.join(DETECTORS)}"
+    raise ValueError(msg)
+
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +115,8 @@ class PartitionLearner:
         partition: int,
         pending_max: int = 100_000,
         pending_ttl_ms: int = 3_600_000,
+        drift_detector: str = "adwin",
+        drift_reset: bool = False,
     ) -> None:
         self.spec = spec
         self.partition = partition
@@ -105,6 +124,12 @@ class PartitionLearner:
         self.pending_ttl_ms = pending_ttl_ms
         self.model = spec.build()
         self.metric = spec.metric()
+        self.drift_detector = drift_detector
+        self.drift_reset = drift_reset
+        self.detector = make_detector(drift_detector) if spec.task != "anomaly" else None
+        self.drifts = 0
+        # Drift events not yet published; the processor drains them to the metrics topic.
+        self.drift_events: list[dict[str, Any]] = []
         self.task = spec.task
         # Proba-based metrics (ROCAUC, LogLoss) get proba/scores, the rest get labels,
         # the same choice progressive_val_score makes with `metric.requires_labels`.
@@ -182,6 +207,39 @@ class PartitionLearner:
             early.popitem(last=False)
             self.labels[LabelOutcome.ORPHAN] += 1
 
+    def _watch(self, y: Value, y_pred: Any, *, topic: str, offset: int) -> None:
+        """Feed the prequential error to the drift detector; record a detection."""
+        detector = self.detector
+        if detector is None or y_pred is None or y_pred == {}:
+            return
+        if isinstance(y_pred, dict):  # probabilities: their argmax is the prediction
+            y_pred = max(y_pred, key=y_pred.__getitem__)
+        error = abs(float(y) - float(y_pred)) if self.task == "regression" else float(y != y_pred)
+        before = getattr(detector, "estimation", None)
+        detector.update(error)
+        if not detector.drift_detected:
+            return
+        self.drifts += 1
+        self.drift_events.append(
+            {
+                "type": "drift",
+                "partition": self.partition,
+                "topic": topic,
+                "offset": offset,
+                "events_offset": self.last_offset,
+                "events": self.events,
+                "detector": self.drift_detector,
+                "error_before": before,
+                "error_after": getattr(detector, "estimation", None),
+                "metric": {"name": type(self.metric).__name__, "value": self.metric.get()},
+                "action": "reset" if self.drift_reset else "none",
+            }
+        )
+        if self.drift_reset:
+            # Re-warm: a fresh model learns the new concept; the metric keeps its history.
+            self.model = self.spec.build()
+            self.detector = make_detector(self.drift_detector)
+
     # -- the two entry points --------------------------------------------------------
     def process_event(self, event: Event, *, offset: int, ts_ms: int) -> dict[str, Any] | None:
         """Predict, then learn when the label is inline; the prediction record's fields.
@@ -228,7 +286,10 @@ class PartitionLearner:
             raise ModelError(LEARN, exc) from exc
         if self.task == "anomaly" or y is not None:
             self.learned += 1
-        if y is not None:
+        if joined_early:
+            # Remembered so a duplicate label is "late". Inline-labelled ids are not
+            # remembered (a snapshot would carry them all): a stray label for one waits
+            # as early and ends an orphan; either way it is never learned twice.
             self._finish(event.id, learned=True)
         if y is None:
             self._expire(ts_ms)
@@ -238,6 +299,8 @@ class PartitionLearner:
             if len(pending) > self.pending_max:
                 self._finish(pending.popitem(last=False)[0], learned=False)
                 self.expired += 1
+        if y is not None:
+            self._watch(y, metric_pred, topic="events", offset=offset)
         if joined_early:
             self.labels[LabelOutcome.JOINED] += 1
         self.events += 1
@@ -279,6 +342,7 @@ class PartitionLearner:
                 raise ModelError(LEARN, exc) from exc
             if pending.x is not None:
                 self.learned += 1
+            self._watch(label.y, pending.y_pred, topic="labels", offset=offset)
             self._finish(label.id, learned=True)
             outcome = LabelOutcome.JOINED
         self.labels[outcome] += 1
@@ -298,6 +362,7 @@ class PartitionLearner:
             "replayed": self.replayed_events,
             "offset_gaps": self.offset_gaps,
             "metric": {"name": type(self.metric).__name__, "value": value},
+            "drifts": self.drifts,
             "last_offset": self.last_offset,
             "last_label_offset": self.last_label_offset,
             "snapshot_offset": self.snapshot_offset,

@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import faust
+from faust.types import TP
+from prometheus_client import CollectorRegistry
 
 import models
 from app import agents, web
@@ -18,7 +20,9 @@ from app.checkpoint import (
     read_snapshot_partitions,
 )
 from app.config import PROJECT_ROOT, Settings
+from app.metrics import RiverbedMetrics
 from app.processor import Processor
+from app.records import encode
 from app.state import Learners
 from app.topics import TopicNames
 
@@ -81,14 +85,20 @@ def create_app(settings: Settings) -> faust.App:
     outputs = {
         names.predictions: app.topic(names.predictions, **raw),
         names.dlq: app.topic(names.dlq, **raw),
+        names.metrics: app.topic(names.metrics, **raw),
     }
     snapshots = app.topic(names.snapshots, **raw)
     learners = Learners(
         spec,
         pending_max=settings.pending_max,
         pending_ttl_ms=int(settings.pending_ttl * 1000),
+        drift_detector=settings.drift_detector,
+        drift_reset=settings.drift_action == "reset",
     )
-    processor = Processor(learners, names, max_record_bytes=settings.max_record_bytes)
+    metrics = RiverbedMetrics.create(CollectorRegistry())
+    processor = Processor(
+        learners, names, max_record_bytes=settings.max_record_bytes, metrics=metrics
+    )
     key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
     codec = SnapshotCodec(key, settings.snapshot_chunk_bytes, model_name=spec.name)
     checkpointer = Checkpointer(
@@ -151,6 +161,50 @@ def create_app(settings: Settings) -> faust.App:
         if checkpointer.due():
             await checkpointer.checkpoint()
 
+    def document() -> dict[str, Any]:
+        """The /models body; Prometheus' scrape-time metrics are read from it too."""
+        return {
+            **learners.describe(),
+            **processor.describe(),
+            **checkpointer.describe(),
+            "snapshots_refused": status.snapshots_refused,
+            "recovery_seconds": round(status.recovery_seconds, 3),
+            "ready": status.ready,
+            "drift_detector": settings.drift_detector,
+        }
+
+    def lag(partition: int) -> int | None:
+        if not learners.has(partition):
+            return None
+        try:
+            high = app.consumer.highwater(TP(names.events, partition))
+        except Exception:
+            return None
+        if high is None or high < 0:
+            return None
+        return max(0, int(high) - (learners.get(partition).last_offset + 1))
+
+    metrics.register_collector(document, lag)
+
+    @app.timer(settings.metrics_interval)
+    async def publish_metrics() -> None:
+        """One record per partition on the metrics topic: counts, metric, latency, drifts."""
+        now_ms = int(time.time() * 1000)
+        for p, learner in learners.items():
+            record = {
+                "type": "metrics",
+                "partition": p,
+                "ts": now_ms,
+                "model": spec.name,
+                **learner.describe(),
+                "latency_ms": metrics.latency_quantiles_ms(p),
+            }
+            checkpointer.track(
+                outputs[names.metrics].send_soon(
+                    key=str(p).encode(), value=encode(record), partition=p
+                )
+            )
+
     agents.register(
         app,
         source,
@@ -160,5 +214,5 @@ def create_app(settings: Settings) -> faust.App:
         batch_max=settings.batch_max,
         batch_within=settings.batch_within,
     )
-    web.register(app, learners, processor, checkpointer, status)
+    web.register(app, document, status, metrics)
     return app

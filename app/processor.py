@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.exceptions import InvalidRecord, ModelError
+from app.metrics import RiverbedMetrics
 from app.records import decode_event, decode_label, encode
 from app.state import Learners
 from app.topics import TopicNames
@@ -55,8 +56,18 @@ class Processor:
 
     """
 
-    def __init__(self, learners: Learners, topics: TopicNames, *, max_record_bytes: int) -> None:
+    def __init__(
+        self,
+        learners: Learners,
+        topics: TopicNames,
+        *,
+        max_record_bytes: int,
+        metrics: RiverbedMetrics | None = None,
+    ) -> None:
         self.learners = learners
+        self.metrics = metrics
+        # Records besides the one ``handle`` returns (drift events); the agent sends them.
+        self.extra: list[Outgoing] = []
         self.topics = topics
         self.max_record_bytes = max_record_bytes
         self.model_name = learners.spec.name
@@ -81,14 +92,22 @@ class Processor:
                 out = learner.process_event(event, offset=offset, ts_ms=timestamp_ms)
                 if out is None:
                     return None  # re-delivered offset: already predicted and learned
+                now = time.time()
                 out["model"] = self.model_name
                 out["partition"] = partition
                 out["offset"] = offset
-                out["ts"] = int(time.time() * 1000)
+                out["ts"] = int(now * 1000)
+                if self.metrics is not None:
+                    since = event.ts if event.ts is not None else timestamp_ms
+                    self.metrics.observe_latency(partition, max(0.0, now - since / 1000))
+                if learner.drift_events:
+                    self._drain_drifts(learner.drift_events, partition)
                 return Outgoing(self.topics.predictions, key, encode(out), partition)
             if topic == self.topics.labels:
                 label = decode_label(value, self.max_record_bytes)
                 learner.process_label(label, offset=offset, ts_ms=timestamp_ms)
+                if learner.drift_events:
+                    self._drain_drifts(learner.drift_events, partition)
                 return None
         except InvalidRecord as exc:
             return self._dead_letter(
@@ -119,6 +138,22 @@ class Processor:
         return self._dead_letter(
             topic, partition, offset, key, value, headers, stage="route", reason=msg, error=None
         )
+
+    def _drain_drifts(self, events: list[dict[str, Any]], partition: int) -> None:
+        for drift in events:
+            logger.info(
+                "partition %d: drift detected at %s offset %d (error %s -> %s)",
+                partition,
+                drift["topic"],
+                drift["offset"],
+                drift["error_before"],
+                drift["error_after"],
+            )
+            drift["ts"] = int(time.time() * 1000)
+            self.extra.append(
+                Outgoing(self.topics.metrics, str(partition).encode(), encode(drift), partition)
+            )
+        events.clear()
 
     def _dead_letter(
         self,

@@ -34,9 +34,17 @@ class Learners:
     """
 
     def __init__(
-        self, spec: ModelSpec, *, pending_max: int = 100_000, pending_ttl_ms: int = 3_600_000
+        self,
+        spec: ModelSpec,
+        *,
+        pending_max: int = 100_000,
+        pending_ttl_ms: int = 3_600_000,
+        drift_detector: str = "adwin",
+        drift_reset: bool = False,
     ) -> None:
         self.spec = spec
+        self.drift_detector = drift_detector
+        self.drift_reset = drift_reset
         self.pending_max = pending_max
         self.pending_ttl_ms = pending_ttl_ms
         self.assigned: set[int] = set()
@@ -52,6 +60,8 @@ class Learners:
                 partition=partition,
                 pending_max=self.pending_max,
                 pending_ttl_ms=self.pending_ttl_ms,
+                drift_detector=self.drift_detector,
+                drift_reset=self.drift_reset,
             )
             self._by_partition[partition] = learner
         return learner

@@ -1,17 +1,20 @@
-"""HTTP views on Faust's web server: /health, /ready, /models."""
+"""HTTP views on Faust's web server: /health, /ready, /models, /metrics and the live page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.checkpoint import Checkpointer
-from app.processor import Processor
-from app.state import Learners
+from app.metrics import RiverbedMetrics
 
 __all__ = ["WorkerStatus", "register"]
+
+PAGE = Path(__file__).parent / "static" / "index.html"
 
 
 class WorkerStatus:
@@ -23,14 +26,10 @@ class WorkerStatus:
         self.recovery_seconds = 0.0
 
 
-def register(
-    app: faust.App,
-    learners: Learners,
-    processor: Processor,
-    checkpointer: Checkpointer,
-    status: WorkerStatus,
-) -> None:
-    """Attach the views to ``app``."""
+def register(app: faust.App, document: Callable[[], dict[str, Any]], status: WorkerStatus,
+             metrics: RiverbedMetrics) -> None:  # fmt: skip
+    """Attach the views to ``app``; ``document()`` is the ``/models`` body."""
+    page = PAGE.read_bytes()
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
@@ -39,17 +38,18 @@ def register(
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
         ok = status.ready
-        body: dict[str, Any] = {"ready": ok, "assigned": sorted(learners.assigned)}
-        return web.json(body, status=200 if ok else 503)
+        return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.page("/models")
     async def models_view(web: View, request: Request) -> Response:
-        return web.json(
-            {
-                **learners.describe(),
-                **processor.describe(),
-                **checkpointer.describe(),
-                "snapshots_refused": status.snapshots_refused,
-                "recovery_seconds": round(status.recovery_seconds, 3),
-            }
-        )
+        return web.json(document())
+
+    @app.page("/metrics")
+    async def metrics_view(web: View, request: Request) -> Response:
+        # aiohttp refuses a charset inside content_type; the header carries it whole.
+        body = generate_latest(metrics.registry)
+        return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/")
+    async def live(web: View, request: Request) -> Response:
+        return web.bytes(page, content_type="text/html")

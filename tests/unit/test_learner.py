@@ -93,7 +93,7 @@ def test_labels_are_never_learned_twice() -> None:
     assert outcomes == [
         LabelOutcome.JOINED,
         LabelOutcome.LATE,
-        LabelOutcome.LATE,
+        LabelOutcome.EARLY,
         LabelOutcome.EARLY,
         LabelOutcome.REPLAYED,
     ]

@@ -1,0 +1,189 @@
+"""Prometheus metrics, built from a factory with an injected registry.
+
+Two kinds, chosen for cost:
+
+* Per-record timings are histograms observed in the hot path (one ``observe`` each).
+* Everything the learners already count (events, labels by outcome, learned, pending,
+  metric value, drifts, snapshot age, lag) is read at scrape time by a custom
+  collector, so counting costs nothing per record and the numbers cannot disagree with
+  ``/models``. Labels are bounded: ``partition``, ``outcome``, ``stage``, ``metric``,
+  ``detector``; never a key or an id.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["LATENCY_BUCKETS", "RiverbedMetrics"]
+
+# Milliseconds to seconds: a prediction takes a fraction of a millisecond, a batch a
+# few, end-to-end latency is dominated by linger and fetch waits (ms to 100s of ms),
+# and a backlog after a restart shows up as seconds.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+RECENT = 2000  # latencies kept per partition for the metrics topic's quantiles
+
+
+@dataclass
+class RiverbedMetrics:
+    """The worker's metrics; ``create`` registers them in ``registry``."""
+
+    registry: CollectorRegistry
+    end_to_end: Histogram
+    batch: Histogram
+    recent_latency: dict[int, deque[float]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> RiverbedMetrics:
+        return cls(
+            registry=registry,
+            end_to_end=Histogram(
+                "riverbed_end_to_end_latency_seconds",
+                "From the event's ts (or its Kafka timestamp) to its prediction.",
+                ["partition"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            batch=Histogram(
+                "riverbed_batch_processing_seconds",
+                "Time to handle one batch taken from the stream.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+        )
+
+    def observe_latency(self, partition: int, seconds: float) -> None:
+        self.end_to_end.labels(str(partition)).observe(seconds)
+        recent = self.recent_latency.get(partition)
+        if recent is None:
+            recent = self.recent_latency[partition] = deque(maxlen=RECENT)
+        recent.append(seconds)
+
+    def latency_quantiles_ms(self, partition: int) -> dict[str, float | None]:
+        recent = self.recent_latency.get(partition)
+        if not recent:
+            return {"p50": None, "p99": None}
+        p50, p99 = np.percentile(np.fromiter(recent, float), [50, 99])
+        return {"p50": round(float(p50) * 1000, 3), "p99": round(float(p99) * 1000, 3)}
+
+    def register_collector(
+        self, source: Callable[[], dict[str, Any]], lag: Callable[[int], int | None]
+    ) -> None:
+        """Scrape-time metrics from ``source()`` (the ``/models`` document)."""
+        self.registry.register(_LearnerCollector(source, lag))
+
+
+class _LearnerCollector(Collector):
+    def __init__(
+        self, source: Callable[[], dict[str, Any]], lag: Callable[[int], int | None]
+    ) -> None:
+        self.source = source
+        self.lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        doc = self.source()
+        parts: dict[str, dict[str, Any]] = doc.get("partitions", {})
+        events = CounterMetricFamily(
+            "riverbed_events", "Events predicted, by partition.", labels=["partition"]
+        )
+        learned = CounterMetricFamily(
+            "riverbed_learned", "Labels the model learned from.", labels=["partition"]
+        )
+        labels = CounterMetricFamily(
+            "riverbed_labels",
+            "Label records by outcome: joined, early, late, orphan, replayed.",
+            labels=["partition", "outcome"],
+        )
+        replayed = CounterMetricFamily(
+            "riverbed_replayed_events",
+            "Re-delivered events skipped (already learned).",
+            labels=["partition"],
+        )
+        drifts = CounterMetricFamily(
+            "riverbed_drift_detections", "Drifts detected.", labels=["partition", "detector"]
+        )
+        value = GaugeMetricFamily(
+            "riverbed_model_metric",
+            "Prequential metric of the partition's model.",
+            labels=["partition", "metric"],
+        )
+        pending = GaugeMetricFamily(
+            "riverbed_pending_labels", "Events waiting for a delayed label.", labels=["partition"]
+        )
+        age = GaugeMetricFamily(
+            "riverbed_snapshot_age_seconds",
+            "Seconds since the partition's last durable snapshot.",
+            labels=["partition"],
+        )
+        lag = GaugeMetricFamily(
+            "riverbed_consumer_lag",
+            "Events in the partition not yet predicted.",
+            labels=["partition"],
+        )
+        detector = doc.get("drift_detector", "adwin")
+        for p, d in parts.items():
+            events.add_metric([p], d["events"])
+            learned.add_metric([p], d["learned"])
+            replayed.add_metric([p], d["replayed"])
+            for outcome, n in d["labels"].items():
+                labels.add_metric([p, outcome], n)
+            drifts.add_metric([p, detector], d["drifts"])
+            if d["metric"]["value"] is not None:
+                value.add_metric([p, d["metric"]["name"]], float(d["metric"]["value"]))
+            pending.add_metric([p], d["pending"])
+            if d["snapshot_age_s"] is not None:
+                age.add_metric([p], d["snapshot_age_s"])
+            behind = self.lag(int(p))
+            if behind is not None:
+                lag.add_metric([p], behind)
+        dead = CounterMetricFamily(
+            "riverbed_dead_letters", "Records sent to the dead-letter topic.", labels=["stage"]
+        )
+        for stage, n in doc.get("dead_letters", {}).items():
+            dead.add_metric([stage], n)
+        snaps = CounterMetricFamily("riverbed_snapshots_written", "Snapshots written.")
+        snaps.add_metric([], doc.get("snapshots_written", 0))
+        refused = CounterMetricFamily(
+            "riverbed_snapshots_refused", "Snapshots that failed verification and were not loaded."
+        )
+        refused.add_metric([], doc.get("snapshots_refused", 0))
+        up = GaugeMetricFamily("riverbed_ready", "1 when every assigned partition is restored.")
+        up.add_metric([], 1.0 if doc.get("ready") else 0.0)
+        yield from (
+            events,
+            learned,
+            labels,
+            replayed,
+            drifts,
+            value,
+            pending,
+            age,
+            lag,
+            dead,
+            snaps,
+            refused,
+            up,
+        )

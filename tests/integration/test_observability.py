@@ -1,0 +1,224 @@
+"""Issue 5 acceptance: Prometheus, drift events on the metrics topic, the live page."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import ROOT, wait_for
+from tests.integration.conftest import (
+    RECV_TIMEOUT_S,
+    Names,
+    consume,
+    free_port,
+    riverbed,
+    riverbed_env,
+)
+
+PROMETHEUS_TIMEOUT_S = 90.0
+CHROMIUM_TIMEOUT_S = 90.0
+
+
+def _query(port: int, expr: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.loads(r.read())
+    except OSError:
+        return []
+    return body["data"]["result"] if body.get("status") == "success" else []
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="make setup installs prometheus")
+def test_a_real_prometheus_scrapes_the_worker(
+    kafka: str, names: Names, start_worker: Any, output_dir: Path
+) -> None:
+    worker = start_worker(partitions=2)
+    assert (
+        riverbed(
+            "produce", "--dataset", "phishing", env=riverbed_env(kafka, names, partitions=2)
+        ).returncode
+        == 0
+    )
+    wait_for(
+        lambda: sum(p["events"] for p in worker.models()["partitions"].values()) == 1250,
+        timeout=RECV_TIMEOUT_S,
+        what="1250 events predicted",
+    )
+
+    text = worker.get("/metrics")[1]
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, text=True, capture_output=True, check=False
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "riverbed_end_to_end_latency_seconds_bucket" in text
+
+    prom_port = free_port()
+    config = output_dir / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: riverbed\n    static_configs: [{{targets: ['127.0.0.1:{worker.port}']}}]\n"
+    )
+    prom = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={output_dir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=(output_dir / "prometheus.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        total = wait_for(
+            lambda: _query(prom_port, "sum(riverbed_events_total)"),
+            timeout=PROMETHEUS_TIMEOUT_S,
+            what="Prometheus to scrape the worker",
+        )
+        assert float(total[0]["value"][1]) == 1250
+        per_partition = wait_for(
+            lambda: _query(prom_port, 'riverbed_model_metric{metric="Accuracy"}'),
+            timeout=PROMETHEUS_TIMEOUT_S,
+            what="the per-partition metric in Prometheus",
+        )
+        doc = worker.models()["partitions"]
+        got = {r["metric"]["partition"]: float(r["value"][1]) for r in per_partition}
+        assert got == {p: d["metric"]["value"] for p, d in doc.items()}
+    finally:
+        prom.terminate()
+        prom.wait(30)
+
+
+def test_drift_is_detected_near_the_drift_point_and_the_metric_recovers(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
+    drift_at, n = 6000, 16000
+    start_worker(partitions=1, metrics_interval=1)
+    res = riverbed(
+        "produce",
+        "--dataset",
+        "drift",
+        "--limit",
+        str(n),
+        "--drift-at",
+        str(drift_at),
+        "--key",
+        "none",
+        env=riverbed_env(kafka, names, partitions=1),
+    )
+    assert res.returncode == 0, res.stderr
+    preds = sorted(
+        (orjson.loads(r.value) for r in consume(kafka, names.topic("predictions"), n)),
+        key=lambda p: p["offset"],
+    )
+
+    def accuracy(lo: int, hi: int) -> float:
+        window = preds[lo:hi]
+        return sum(p["y"] == p["y_pred"] for p in window) / len(window)
+
+    # ConceptDriftStream switches along a sigmoid centred on drift_at (width 500). One
+    # partition's predictions equal the offline replay, so these windows are exact:
+    # about 70% before, 59% in the switch, 78% once the model has relearned.
+    before = accuracy(drift_at - 2000, drift_at - 500)
+    dip = accuracy(drift_at - 500, drift_at + 250)
+    after = accuracy(n - 3000, n)
+    assert dip < before - 0.05, (before, dip)
+    assert after > dip + 0.1, (dip, after)
+
+    def drift_events() -> list[dict[str, Any]]:
+        records = consume(kafka, names.topic("metrics"), 1, timeout=RECV_TIMEOUT_S)
+        events = [orjson.loads(r.value) for r in records]
+        return [e for e in events if e["type"] == "drift"]
+
+    drifts = wait_for(
+        drift_events, timeout=RECV_TIMEOUT_S, what="drift events on the metrics topic"
+    )
+    near = [d for d in drifts if drift_at - 500 <= d["events_offset"] <= drift_at + 2500]
+    assert near, [d["events_offset"] for d in drifts]
+    d = near[0]
+    assert d["detector"] == "adwin" and d["partition"] == 0
+    assert d["error_after"] > d["error_before"], "the error rose at the drift"
+    periodic = [orjson.loads(r.value) for r in consume(kafka, names.topic("metrics"), 2)]
+    assert any(m["type"] == "metrics" and m["latency_ms"]["p99"] is not None for m in periodic)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="make setup installs chromium")
+def test_the_live_page_plots_data_in_headless_chromium(
+    kafka: str, names: Names, start_worker: Any, output_dir: Path
+) -> None:
+    worker = start_worker(partitions=2)
+    producer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "produce",
+            "--dataset",
+            "agrawal",
+            "--limit",
+            "20000",
+            "--rate",
+            "1500",
+        ],
+        env=riverbed_env(kafka, names, partitions=2),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(
+        lambda: all(p["events"] > 1000 for p in worker.models()["partitions"].values()),
+        timeout=RECV_TIMEOUT_S,
+        what="both partitions predicting",
+    )
+    url = f"http://127.0.0.1:{worker.port}/"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={output_dir / 'chromium'}",
+        "--virtual-time-budget=8000",
+        "--window-size=1400,900",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=CHROMIUM_TIMEOUT_S,
+        check=False,
+    ).stdout
+    shot = output_dir / "live-page.png"
+    subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=CHROMIUM_TIMEOUT_S,
+        check=False,
+    )
+    points = [
+        int(n)
+        for n in re.findall(r'id="metric"[^>]*data-points="(\d+)"', dom)
+        + re.findall(r'data-points="(\d+)"[^>]*id="metric"', dom)
+    ]
+    assert points and points[0] >= 4, dom[:2000]
+    body = re.search(r"<tbody>(.*?)</tbody>", dom, re.S)
+    assert body and body.group(1).count("<tr>") == 2, "one table row per partition"
+    events = [int(n) for n in re.findall(r"<tr><td>\d+</td><td>(\d+)</td>", body.group(1))]
+    assert len(events) == 2 and all(n > 1000 for n in events), body.group(1)
+    assert shot.exists() and shot.stat().st_size > 10_000
+    producer.terminate()
+    producer.wait(30)
