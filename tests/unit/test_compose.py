@@ -64,3 +64,22 @@ def test_prometheus_config_is_valid() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     text = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
     assert re.search(r"port:\s*6066", text)
+
+
+def test_grafana_dashboard_queries_metrics_the_worker_exports(compose: dict) -> None:
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from app.metrics import RiverbedMetrics
+
+    assert "127.0.0.1:3000:3000" in compose["services"]["grafana"]["ports"]
+    dash = json.loads((ROOT / "deploy/grafana/dashboards/riverbed.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = set(re.findall(r"riverbed_[a-z_]+", " ".join(exprs)))
+    readme = (ROOT / "README.md").read_text()
+    metrics = RiverbedMetrics.create(CollectorRegistry())
+    exported = {m.name for m in metrics.registry.collect()}
+    for name in used:
+        base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+        assert base in exported or f"`{name}`" in readme or f"`{base}_total`" in readme, name
