@@ -109,31 +109,16 @@ class Processor:
                 if learner.drift_events:
                     self._drain_drifts(learner.drift_events, partition)
                 return None
-        except InvalidRecord as exc:
+        except (InvalidRecord, ModelError) as exc:
+            if isinstance(exc, ModelError):
+                logger.warning("model error at %s[%d]@%d: %s", topic, partition, offset, exc)
+                reason, error = str(exc), exc.cause
+            else:
+                reason, error = exc.reason, exc
             return self._dead_letter(
-                topic,
-                partition,
-                offset,
-                key,
-                value,
-                headers,
-                stage=exc.stage,
-                reason=exc.reason,
-                error=exc,
-            )
-        except ModelError as exc:
-            logger.warning("model error at %s[%d]@%d: %s", topic, partition, offset, exc)
-            return self._dead_letter(
-                topic,
-                partition,
-                offset,
-                key,
-                value,
-                headers,
-                stage=exc.stage,
-                reason=str(exc),
-                error=exc.cause,
-            )
+                topic, partition, offset, key, value, headers,
+                stage=exc.stage, reason=reason, error=error,
+            )  # fmt: skip
         msg = f"record from unexpected topic {topic!r}"
         return self._dead_letter(
             topic, partition, offset, key, value, headers, stage="route", reason=msg, error=None

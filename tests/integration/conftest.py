@@ -125,6 +125,13 @@ def riverbed(
     )
 
 
+def start_producer(kafka: str, names: Names, *args: str, partitions: int) -> subprocess.Popen[str]:
+    """``riverbed produce ARGS`` in the background (for streams a test acts on midway)."""
+    return subprocess.Popen([sys.executable, "-m", "app", "produce", *args],
+                            env=riverbed_env(kafka, names, partitions=partitions), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
 class Worker:
     """A ``riverbed worker`` process of a test."""
 

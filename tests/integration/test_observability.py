@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 from tests.integration.conftest import (
     RECV_TIMEOUT_S,
     Names,
@@ -23,6 +22,7 @@ from tests.integration.conftest import (
     free_port,
     riverbed,
     riverbed_env,
+    start_producer,
 )
 
 PROMETHEUS_TIMEOUT_S = 90.0
@@ -158,23 +158,8 @@ def test_the_live_page_plots_data_in_headless_chromium(
     kafka: str, names: Names, start_worker: Any, output_dir: Path
 ) -> None:
     worker = start_worker(partitions=2)
-    producer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "produce",
-            "--dataset",
-            "agrawal",
-            "--limit",
-            "20000",
-            "--rate",
-            "1500",
-        ],
-        env=riverbed_env(kafka, names, partitions=2),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    producer = start_producer(
+        kafka, names, "--dataset", "agrawal", "--limit", "20000", "--rate", "1500", partitions=2
     )
     wait_for(
         lambda: all(p["events"] > 1000 for p in worker.models()["partitions"].values()),

@@ -9,25 +9,24 @@ equal it, and the learned counters must add up to the labels sent, no more, no l
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from typing import Any
 
 import orjson
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 from tests.integration.conftest import (
     RECV_TIMEOUT_S,
     Names,
     consume,
     produce,
-    riverbed_env,
+    start_producer,
 )
 from tests.replay import comparable, replay
 
 N = 20_000
+AGRAWAL = ("--dataset", "agrawal", "--limit", str(N), "--id-prefix", "k")
 SESSION_TIMEOUT_S = 8.0
 RECOVERY_TIMEOUT_S = 120.0
 WORKER = {
@@ -40,31 +39,6 @@ WORKER = {
 
 def total(worker: Any, field: str) -> int:
     return sum(p[field] for p in worker.models()["partitions"].values())
-
-
-def start_producer(kafka: str, names: Names, rate: int) -> subprocess.Popen[str]:
-    env = riverbed_env(kafka, names, partitions=4)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "produce",
-            "--dataset",
-            "agrawal",
-            "--limit",
-            str(N),
-            "--rate",
-            str(rate),
-            "--id-prefix",
-            "k",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def check_exactly_once(kafka: str, names: Names, final_workers: list[Any]) -> None:
@@ -112,7 +86,7 @@ def test_kill_9_mid_stream_learns_every_label_exactly_once(
     kafka: str, names: Names, start_worker: Any
 ) -> None:
     first = start_worker(**WORKER)
-    producer = start_producer(kafka, names, rate=4000)
+    producer = start_producer(kafka, names, *AGRAWAL, "--rate", "4000", partitions=4)
     wait_for(
         lambda: total(first, "events") >= N // 3 and first.models()["snapshots_written"] > 0,
         timeout=RECV_TIMEOUT_S,
@@ -134,7 +108,7 @@ def test_rebalance_to_a_second_worker_then_stopping_the_first(
     kafka: str, names: Names, start_worker: Any
 ) -> None:
     first = start_worker(**WORKER)
-    producer = start_producer(kafka, names, rate=2500)
+    producer = start_producer(kafka, names, *AGRAWAL, "--rate", "2500", partitions=4)
     wait_for(
         lambda: total(first, "events") >= N // 4,
         timeout=RECV_TIMEOUT_S,
