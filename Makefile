@@ -53,5 +53,9 @@ format: $(STAMP) ## ruff format + fixes
 typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy
 
+bench: setup ## riverbed vs River in memory, a raw aiokafka loop and Quix Streams, one run
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python bench/compare.py --events 100000
+
 clean: kafka-down ## stop the broker, delete .venv, caches and broker data
 	rm -rf $(VENV) .cache .riverbed *.egg-info .mypy_cache .ruff_cache tests/output

@@ -1,0 +1,309 @@
+"""One run, one broker, one dataset: River in memory, a raw aiokafka loop, Quix Streams, riverbed.
+
+    make bench            # = .venv/bin/python bench/compare.py --events 100000
+
+Pre-produces N JSON events (Agrawal, inline labels, keyed by id) over 4 partitions
+once; then each system reads that topic with its own consumer group and, per event,
+does exact test-then-train with StandardScaler | LogisticRegression (one model per
+partition) and writes one prediction record. events/s is N over the span between the
+first and the last prediction's Kafka timestamp (start-up excluded); RSS is the
+process's peak (VmHWM). River in memory runs the same decode -> predict -> learn ->
+encode loop on the pre-loaded bytes, without Kafka: the ceiling.
+
+Not yet measured here (issue 6): end-to-end latency at a fixed offered rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PARTITIONS = 4
+
+
+def _model() -> Any:
+    import models
+
+    return models.build("logreg")
+
+
+def _predict_learn(models_by_p: dict[int, Any], p: int, value: bytes) -> bytes:
+    e = orjson.loads(value)
+    m = models_by_p.get(p)
+    if m is None:
+        m = models_by_p[p] = _model()
+    proba = m.predict_proba_one(e["x"])
+    y_pred = max(proba, key=proba.__getitem__) if proba else None
+    if e.get("y") is not None:
+        m.learn_one(e["x"], e["y"])
+    return orjson.dumps(
+        {"id": e["id"], "y_pred": y_pred, "proba": proba}, option=orjson.OPT_NON_STR_KEYS
+    )
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- the systems ------------------------------------------------------------------------
+async def raw_aiokafka(bootstrap: str, src: str, dst: str, n: int) -> None:
+    """The hand-written loop: getmany -> test-then-train -> non-awaited sends."""
+    from aiokafka import AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    models_by_p: dict[int, Any] = {}
+    done = 0
+    try:
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            for tp, records in batch.items():
+                for r in records:
+                    out = _predict_learn(models_by_p, tp.partition, r.value)
+                    await producer.send(dst, out, key=r.key, partition=tp.partition)
+                    done += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def quix(bootstrap: str, src: str, dst: str, n: int) -> None:
+    """A minimal Quix Streams app doing the same per event."""
+    from quixstreams import Application
+
+    app = Application(
+        broker_address=bootstrap,
+        consumer_group=f"quix-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        loglevel="WARNING",
+    )
+    models_by_p: dict[int, Any] = {}
+    done = {"n": 0}
+    producer = app.get_producer()
+
+    def on_message(value: bytes, key: Any, timestamp: int, headers: Any) -> None:
+        from quixstreams import message_context
+
+        p = message_context().partition
+        producer.produce(dst, _predict_learn(models_by_p, p, value), key=key, partition=p)
+        done["n"] += 1
+        if done["n"] >= n:
+            app.stop()
+
+    topic = app.topic(src, value_deserializer="bytes", key_deserializer="bytes")
+    sdf = app.dataframe(topic)
+    sdf.update(on_message, metadata=True)
+    with producer:
+        app.run()
+
+
+def in_memory(values: list[tuple[int, bytes]]) -> float:
+    models_by_p: dict[int, Any] = {}
+    t0 = time.perf_counter()
+    for p, v in values:
+        _predict_learn(models_by_p, p, v)
+    return len(values) / (time.perf_counter() - t0)
+
+
+# -- orchestration ----------------------------------------------------------------------
+async def _read(bootstrap: str, topic: str, n: int, timeout: float = 600) -> list[Any]:
+    c = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await c.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            for records in (await c.getmany(timeout_ms=500, max_records=5000)).values():
+                out.extend(records)
+    finally:
+        await c.stop()
+    return out
+
+
+async def _create(bootstrap: str, topics: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
+    finally:
+        await admin.close()
+
+
+def _span_rate(records: list[Any]) -> float:
+    ts = [r.timestamp for r in records]
+    return len(records) / max((max(ts) - min(ts)) / 1000, 1e-3)
+
+
+def _child(system: str, bootstrap: str, src: str, dst: str, n: int) -> float:
+    """Run one system in a subprocess; return its peak RSS in MB."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            system,
+            "--bootstrap",
+            bootstrap,
+            "--src",
+            src,
+            "--dst",
+            dst,
+            "--events",
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        timeout=900,
+    )
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RIVERBED_")},
+        "RIVERBED_BROKER": bootstrap,
+        "RIVERBED_TOPIC_PREFIX": prefix,
+        "RIVERBED_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+        "RIVERBED_PARTITIONS": str(PARTITIONS),
+        "RIVERBED_WEB_PORT": str(_free_port()),
+        "RIVERBED_LOG_LEVEL": "warning",
+        "RIVERBED_DATA_DIR": str(ROOT / ".riverbed" / "bench-worker"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "worker"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        asyncio.run(_read(bootstrap, prefix + "predictions", n))
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return rss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--child")
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--src")
+    ap.add_argument("--dst")
+    args = ap.parse_args()
+    if args.child:
+        if args.child == "aiokafka":
+            asyncio.run(raw_aiokafka(args.bootstrap, args.src, args.dst, args.events))
+        else:
+            quix(args.bootstrap, args.src, args.dst, args.events)
+        print(_peak_rss_mb())
+        return
+
+    sys.path.insert(0, str(ROOT))
+    from app.broker import LocalBroker, answers_metadata
+    from app.config import Settings
+    from app.produce import produce
+
+    settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
+    broker = None
+    if not answers_metadata(settings.bootstrap):
+        broker = LocalBroker(port=int(settings.broker[0].rsplit(":", 1)[1]))
+        broker.start()
+    bootstrap = settings.bootstrap
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    s = Settings.from_env(
+        {
+            "RIVERBED_BROKER": bootstrap,
+            "RIVERBED_TOPIC_PREFIX": prefix,
+            "RIVERBED_PARTITIONS": str(PARTITIONS),
+        }
+    )
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        asyncio.run(produce(s, dataset="agrawal", limit=args.events, seed=7))
+        asyncio.run(
+            _create(bootstrap, [f"{prefix}{system}-out" for system in ("aiokafka", "quix")])
+        )
+        src = prefix + "events"
+        values = [(r.partition, r.value) for r in asyncio.run(_read(bootstrap, src, args.events))]
+        rate = in_memory(values)
+        results["river_in_memory"] = {
+            "events_per_s": round(rate),
+            "rss_mb": round(_peak_rss_mb(), 1),
+        }
+        print(f"river in memory   {rate:10,.0f} events/s", flush=True)
+        for system in ("aiokafka", "quix"):
+            dst = f"{prefix}{system}-out"
+            rss = _child(system, bootstrap, src, dst, args.events)
+            r = _span_rate(asyncio.run(_read(bootstrap, dst, args.events)))
+            results[f"{system}"] = {"events_per_s": round(r), "rss_mb": round(rss, 1)}
+            print(f"{system:17} {r:10,.0f} events/s  peak RSS {rss:6.0f} MB", flush=True)
+        rss = _riverbed(bootstrap, prefix, args.events)
+        r = _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", args.events)))
+        results["riverbed"] = {"events_per_s": round(r), "rss_mb": round(rss, 1)}
+        print(f"{'riverbed':17} {r:10,.0f} events/s  peak RSS {rss:6.0f} MB", flush=True)
+    finally:
+        if broker is not None:
+            broker.stop()
+    rb = results["riverbed"]["events_per_s"]
+    ratios = {
+        f"riverbed/{k}": round(rb / v["events_per_s"], 3)
+        for k, v in results.items()
+        if k != "riverbed"
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {
+        "events": args.events,
+        "partitions": PARTITIONS,
+        "model": "logreg",
+        "systems": results,
+        "ratios": ratios,
+        "not_measured": ["p50_ms", "p99_ms at a fixed offered rate"],
+    }
+    (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(ratios, indent=2))
+
+
+if __name__ == "__main__":
+    main()
