@@ -10,7 +10,9 @@ first and the last prediction's Kafka timestamp (start-up excluded); RSS is the
 process's peak (VmHWM). River in memory runs the same decode -> predict -> learn ->
 encode loop on the pre-loaded bytes, without Kafka: the ceiling.
 
-Not yet measured here (issue 6): end-to-end latency at a fixed offered rate.
+Latency: a second, paced stream (--latency-events at --rate events/s) is produced
+while each Kafka system runs; p50/p99 are over (prediction's Kafka timestamp - its
+event's Kafka timestamp), joined on the key (the event id).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from aiokafka import AIOKafkaConsumer
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 4
+WARMUP = 100
 
 
 def _model() -> Any:
@@ -157,6 +160,15 @@ async def _create(bootstrap: str, topics: list[str]) -> None:
         await admin.close()
 
 
+def _latencies_ms(events: list[Any], outputs: list[Any]) -> tuple[float, float]:
+    import numpy as np
+
+    sent = {r.key: r.timestamp for r in events}
+    lat = [r.timestamp - sent[r.key] for r in outputs if r.key in sent]
+    p50, p99 = np.percentile(np.array(lat, dtype=float), [50, 99])
+    return float(p50), float(p99)
+
+
 def _span_rate(records: list[Any]) -> float:
     ts = [r.timestamp for r in records]
     return len(records) / max((max(ts) - min(ts)) / 1000, 1e-3)
@@ -224,9 +236,48 @@ def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
     return rss / 1024
 
 
+def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[float, float]:
+    """Start the system on a fresh topic, produce n events at ``rate``, measure latency."""
+    import threading
+
+    from app.config import Settings
+    from app.produce import produce
+
+    prefix = f"lat{uuid.uuid4().hex[:6]}."
+    s = Settings.from_env(
+        {
+            "RIVERBED_BROKER": bootstrap,
+            "RIVERBED_TOPIC_PREFIX": prefix,
+            "RIVERBED_PARTITIONS": str(PARTITIONS),
+        }
+    )
+    src, dst = (
+        prefix + "events",
+        (prefix + "predictions" if system == "riverbed" else f"{prefix}{system}-out"),
+    )
+    asyncio.run(_create(bootstrap, [src, dst]))
+    total = WARMUP + n
+    runner = threading.Thread(
+        target=(lambda: _riverbed(bootstrap, prefix, total))
+        if system == "riverbed"
+        else (lambda: _child(system, bootstrap, src, dst, total))
+    )
+    runner.start()
+    # Warm-up (not measured): the consumer has joined its group and answers.
+    asyncio.run(produce(s, dataset="agrawal", limit=WARMUP, seed=3, id_prefix="warm"))
+    asyncio.run(_read(bootstrap, dst, WARMUP))
+    asyncio.run(produce(s, dataset="agrawal", limit=n, seed=11, rate=rate, id_prefix="paced"))
+    runner.join()
+    events = [r for r in asyncio.run(_read(bootstrap, src, total)) if r.key.startswith(b"paced")]
+    outputs = asyncio.run(_read(bootstrap, dst, total))
+    return _latencies_ms(events, outputs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--rate", type=float, default=5000.0, help="offered rate for latency")
+    ap.add_argument("--latency-events", type=int, default=20_000)
     ap.add_argument("--child")
     ap.add_argument("--bootstrap")
     ap.add_argument("--src")
@@ -283,6 +334,13 @@ def main() -> None:
         r = _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", args.events)))
         results["riverbed"] = {"events_per_s": round(r), "rss_mb": round(rss, 1)}
         print(f"{'riverbed':17} {r:10,.0f} events/s  peak RSS {rss:6.0f} MB", flush=True)
+        for system in ("aiokafka", "quix", "riverbed"):
+            p50, p99 = _paced_latency(system, bootstrap, args.latency_events, args.rate)
+            results[system].update(p50_ms=round(p50, 1), p99_ms=round(p99, 1))
+            print(
+                f"{system:17} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms at {args.rate:,.0f}/s offered",
+                flush=True,
+            )
     finally:
         if broker is not None:
             broker.stop()
