@@ -34,7 +34,6 @@ INSTALL_TIMEOUT_S = 60.0  # longest wait for a newly assigned partition's snapsh
 def register(
     app: faust.App,
     source: faust.TopicT,
-    outputs: dict[str, faust.TopicT],
     processor: Processor,
     checkpointer: Checkpointer,
     *,

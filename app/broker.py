@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.config import PROJECT_ROOT
+from app.config import PROJECT_ROOT, Settings
 from app.exceptions import BrokerError
 
 __all__ = ["LocalBroker", "answers_metadata", "kafka_version"]
@@ -131,6 +131,37 @@ class LocalBroker:
             self.controller_port = self.port + 1
         if self.data_dir == Path():
             self.data_dir = STATE / f"broker-{self.port}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, port: int | None = None) -> LocalBroker:
+        """The local broker at ``RIVERBED_BROKER``'s first address, or on ``port``.
+
+        Raises
+        ------
+        BrokerError
+            When that address is not on this machine (the local broker binds 127.0.0.1).
+
+        """
+        host, _, own_port = settings.broker[0].rpartition(":")
+        if port is None and host not in {"127.0.0.1", "localhost"}:
+            msg = (
+                f"RIVERBED_BROKER={settings.bootstrap} is not on this machine; the local "
+                "broker only binds 127.0.0.1 (use --port, or unset RIVERBED_BROKER)"
+            )
+            raise BrokerError(msg)
+        return cls(port=port or int(own_port))
+
+    @classmethod
+    def start_unless_running(cls, settings: Settings) -> LocalBroker | None:
+        """Start the local broker unless a broker answers at ``RIVERBED_BROKER``.
+
+        Returns the broker this call started (the caller stops it), else None.
+        """
+        if answers_metadata(settings.bootstrap):
+            return None
+        broker = cls.from_settings(settings)
+        broker.start()
+        return broker
 
     @property
     def bootstrap(self) -> str:

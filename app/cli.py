@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from app.config import Settings
-from app.exceptions import BrokerError, ConfigError, RiverbedError
+from app.exceptions import ConfigError, RiverbedError
 
 __all__ = ["main"]
 
@@ -27,24 +27,10 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
-def _local_broker(settings: Settings, port: int | None) -> tuple[object, str]:
-    from app.broker import LocalBroker
-
-    host, _, p = settings.broker[0].rpartition(":")
-    if port is None and host not in {"127.0.0.1", "localhost"}:
-        msg = (
-            f"RIVERBED_BROKER={settings.bootstrap} is not on this machine; the local "
-            "broker only binds 127.0.0.1 (use --port, or unset RIVERBED_BROKER)"
-        )
-        raise BrokerError(msg)
-    return LocalBroker(port=port or int(p)), host
-
-
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     from app.broker import LocalBroker, answers_metadata, kafka_version
 
-    broker, _ = _local_broker(settings, args.port)
-    assert isinstance(broker, LocalBroker)
+    broker = LocalBroker.from_settings(settings, port=args.port)
     if args.action == "fetch":
         print(f"Kafka {kafka_version()} jars in {broker.fetch()}")
     elif args.action == "start":

@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from app.broker import STATE, LocalBroker, answers_metadata
+from app.broker import STATE, LocalBroker
 from app.config import Settings
 from app.exceptions import BrokerError
 from app.produce import ProduceStats, produce
@@ -150,15 +150,9 @@ async def _live(settings: Settings, *, rate: float, dataset: str, duration: floa
 
 def run_demo(settings: Settings, *, rate: float, dataset: str, duration: float | None) -> int:
     """Run the demo until Ctrl-C or ``duration`` seconds; return an exit code."""
-    broker: LocalBroker | None = None
-    if not answers_metadata(settings.bootstrap):
-        host, _, port = settings.broker[0].rpartition(":")
-        if host not in {"127.0.0.1", "localhost"}:
-            msg = f"nothing answers at RIVERBED_BROKER={settings.bootstrap}"
-            raise BrokerError(msg)
-        broker = LocalBroker(port=int(port))
-        print(f"starting the local Kafka broker at {broker.bootstrap} ...", flush=True)
-        broker.start()
+    broker = LocalBroker.start_unless_running(settings)
+    if broker is not None:
+        print(f"started the local Kafka broker at {broker.bootstrap}", flush=True)
     STATE.mkdir(parents=True, exist_ok=True)
     log = STATE / "demo-worker.log"
     with log.open("wb") as fh:

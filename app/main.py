@@ -208,7 +208,6 @@ def create_app(settings: Settings) -> faust.App:
     agents.register(
         app,
         source,
-        outputs,
         processor,
         checkpointer,
         batch_max=settings.batch_max,

@@ -292,15 +292,12 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
-    from app.broker import LocalBroker, answers_metadata
+    from app.broker import LocalBroker
     from app.config import Settings
     from app.produce import produce
 
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
-    broker = None
-    if not answers_metadata(settings.bootstrap):
-        broker = LocalBroker(port=int(settings.broker[0].rsplit(":", 1)[1]))
-        broker.start()
+    broker = LocalBroker.start_unless_running(settings)
     bootstrap = settings.bootstrap
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     s = Settings.from_env(

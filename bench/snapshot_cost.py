@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from river.datasets import synth
 
 import models
-from app.broker import LocalBroker, answers_metadata
+from app.broker import LocalBroker
 from app.checkpoint import SnapshotCodec, pick_latest, read_snapshot_partitions
 from app.config import Settings
 from app.learner import PartitionLearner
@@ -64,10 +64,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     args = ap.parse_args()
     settings = Settings.from_env()
-    broker = None
-    if not answers_metadata(settings.bootstrap):
-        broker = LocalBroker(port=int(settings.broker[0].rsplit(":", 1)[1]))
-        broker.start()
+    broker = LocalBroker.start_unless_running(settings)
     codec = SnapshotCodec(b"bench-key", chunk_bytes=512_000)
     rows = {}
     try:

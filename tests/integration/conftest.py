@@ -132,6 +132,12 @@ def start_producer(kafka: str, names: Names, *args: str, partitions: int) -> sub
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
+def total(worker: Worker, field: str, sub: str | None = None) -> int:
+    """A /models counter summed over the worker's partitions (``sub``: a nested key)."""
+    parts = worker.models()["partitions"].values()
+    return sum(p[field][sub] if sub else p[field] for p in parts)
+
+
 class Worker:
     """A ``riverbed worker`` process of a test."""
 

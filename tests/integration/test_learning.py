@@ -17,15 +17,11 @@ from tests.integration.conftest import (
     produce,
     riverbed,
     riverbed_env,
+    total,
 )
 from tests.replay import comparable, replay
 
 N_PHISHING = 1250
-
-
-def total(worker: Any, field: str, sub: str | None = None) -> int:
-    parts = worker.models()["partitions"].values()
-    return sum(p[field][sub] if sub else p[field] for p in parts)
 
 
 def by_partition(records: list[Any]) -> dict[int, list[Any]]:

@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     consume,
     produce,
     start_producer,
+    total,
 )
 from tests.replay import comparable, replay
 
@@ -35,10 +36,6 @@ WORKER = {
     "snapshot_interval": 1,
     "session_timeout": SESSION_TIMEOUT_S,
 }
-
-
-def total(worker: Any, field: str) -> int:
-    return sum(p[field] for p in worker.models()["partitions"].values())
 
 
 def check_exactly_once(kafka: str, names: Names, final_workers: list[Any]) -> None:
