@@ -1,15 +1,13 @@
-"""The one Faust agent: batches from the stream -> Processor -> buffered sends.
+"""The one Faust agent: whole fetches in -> Processor -> batched sends out.
 
-Events and labels are one Faust topic with two names, consumed by one agent, so a
-partition's events and labels are handled by one coroutine in offset order per topic.
-The agent takes records in batches (``stream.take_events``) and hands each output to
-the aiokafka producer Faust runs, without waiting for its delivery. Not Faust's
-``send_soon``: its ProducerBuffer publishes one message at a time, and Faust's
-conductor stops consuming until that buffer ebbs, which held the worker at about
-2,000 events/s (profiled: the loop mostly idle, commits taking 3-4 s to flush).
-aiokafka batches by itself. Each message is held by the
-:class:`~app.checkpoint.Checkpointer` (one extra reference) until a snapshot that
-includes it is durable, so Faust commits its offset only then.
+Events and labels are one Faust topic with two names. Faust's consumer hands this
+agent each fetch of them as one value on a channel (``app/intake.py`` says why), so a
+partition's records are handled by one coroutine, in offset order per topic, in a
+plain loop. Predictions of a fetch go out per partition as aiokafka record batches
+(``create_batch``/``send_batch`` on the producer Faust runs): one delivery future per
+batch, not one per record. Dead letters and drift records are single sends. Nothing
+here awaits a delivery; the :class:`~app.checkpoint.Checkpointer` awaits them all
+before it writes the snapshot whose offsets the consumer then commits.
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from typing import Any
 import faust
 
 from app.checkpoint import Checkpointer
-from app.processor import Processor
+from app.intake import Fetch, Intake
+from app.processor import Outgoing, Processor
 
 __all__ = ["register"]
 
@@ -33,68 +32,76 @@ INSTALL_TIMEOUT_S = 60.0  # longest wait for a newly assigned partition's snapsh
 
 def register(
     app: faust.App,
-    source: faust.TopicT,
+    channel: faust.ChannelT,
+    intake: Intake,
     processor: Processor,
     checkpointer: Checkpointer,
-    *,
-    batch_max: int,
-    batch_within: float,
 ) -> Any:
     """Attach the learning agent to ``app``; return it."""
-    handle = processor.handle
-    hold = checkpointer.hold
+    handle_many = processor.handle_many
     learners = processor.learners
     metrics = processor.metrics
+    predictions = processor.topics.predictions
+    note = checkpointer.note
+    track = checkpointer.track
 
-    @app.agent(source, name="riverbed.learn")
-    async def learn(stream: faust.StreamT) -> None:
-        checkpointer.bind(asyncio.get_running_loop())
-        # Faust's own aiokafka producer (started before agents); its flush() still runs
-        # before every commit, and the checkpointer awaits each delivery anyway.
-        send = app.producer._ensure_producer().send  # type: ignore[attr-defined]  # aiokafka driver
-        # StreamT, the interface faust types agents with, predates take_events.
-        batches = stream.take_events(batch_max, within=batch_within)  # type: ignore[attr-defined]
-        async for batch in batches:
-            t0 = time.perf_counter()
-            for event in batch:
-                m = event.message
-                if not learners.has(m.partition):
-                    try:
-                        await asyncio.wait_for(
-                            learners.wait_installed(m.partition), INSTALL_TIMEOUT_S
-                        )
-                    except TimeoutError:
-                        # Not ours after all (a stale record): the owner handles it.
-                        logger.warning(
-                            "skipping %s[%d]@%d: partition not assigned here",
-                            m.topic,
-                            m.partition,
-                            m.offset,
-                        )
-                        continue
-                out = handle(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    int(m.timestamp * 1000),
-                    m.key,
-                    m.value,
-                    m.headers,
-                )
-                fut = None
-                if out is not None:
-                    fut = await send(out.topic, out.value, key=out.key,
-                                     partition=out.partition, headers=out.headers)  # fmt: skip
-                hold(m, m.partition, fut)
-            if processor.extra:
-                for out in processor.extra:
-                    checkpointer.track(
-                        await send(out.topic, out.value, key=out.key, partition=out.partition)
-                    )
-                processor.extra.clear()
-            if metrics is not None:
-                metrics.batch.observe(time.perf_counter() - t0)
-            if checkpointer.due():
-                checkpointer.request()
+    async def send(producer: Any, out: Outgoing) -> Any:
+        return await producer.send(
+            out.topic, out.value, key=out.key, partition=out.partition, headers=out.headers
+        )
+
+    async def installed(tp: Any) -> bool:
+        if learners.has(tp.partition):
+            return True
+        try:
+            await asyncio.wait_for(learners.wait_installed(tp.partition), INSTALL_TIMEOUT_S)
+            return True
+        except TimeoutError:
+            # Not ours after all (a stale fetch): the owner handles it.
+            logger.warning("skipping a fetch of %s[%d]: partition not assigned here", *tp)
+            return False
+
+    async def handle_fetch(fetch: Fetch, producer: Any) -> None:
+        for tp, records in fetch.records.items():
+            if not await installed(tp):
+                continue
+            p = tp.partition
+            outs = handle_many(tp.topic, p, records)
+            note(p, len(records))
+            if outs:
+                batch = producer.create_batch()
+                for key, value in outs:
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        # full: send it, start the next one
+                        track(await producer.send_batch(batch, predictions, partition=p))
+                        batch = producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=None)
+                track(await producer.send_batch(batch, predictions, partition=p))
+        if processor.extra:  # dead letters, drift events
+            for out in processor.extra:
+                track(await send(producer, out))
+            processor.extra.clear()
+
+    @app.agent(channel, name="riverbed.learn")
+    async def learn(stream: faust.StreamT[Fetch]) -> None:
+        # Faust's own aiokafka producer (started before agents); its flush() still
+        # runs before every commit, and the checkpointer awaits each delivery anyway.
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka driver
+        intake.attach()
+        try:
+            async for fetch in stream:
+                if not intake.begin(fetch):
+                    continue  # fetched before a rebalance; Faust seeks back to it
+                t0 = time.perf_counter()
+                try:
+                    await handle_fetch(fetch, producer)
+                finally:
+                    intake.end()
+                if metrics is not None:
+                    metrics.batch.observe(time.perf_counter() - t0)
+                if checkpointer.due():
+                    checkpointer.request()
+        finally:
+            intake.detach()
 
     return learn

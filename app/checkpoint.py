@@ -1,10 +1,9 @@
 """Offset-stamped, signed model snapshots and the checkpoint that commits up to them.
 
-**Exactly-once learning without Faust's exactly-once mode.** Every input message gets
-one extra reference (``Message.incref``) while it is processed; the
-:class:`Checkpointer` releases it (the final ack) only once a snapshot that includes
-the message's effect is durable in Kafka. Faust commits acked offsets only, so every
-commit it makes (periodic, on rebalance, on stop) is covered by a snapshot. On
+**Exactly-once learning without Faust's exactly-once mode.** The only offsets the
+consumer commits (periodically, on a rebalance, on stop) are those stamped in the
+latest snapshot that is durable in Kafka (:meth:`Checkpointer.committable`, read by
+:class:`app.transport.BatchConsumer`), so every commit is covered by a snapshot. On
 assignment a partition's learner is restored from its latest good snapshot, and the
 learner skips records at or below the offsets the snapshot stamps. Order of a
 checkpoint, as Quix does it: flush the outputs, write the state, then let the offset
@@ -234,7 +233,7 @@ Send = Callable[[bytes, bytes, list[tuple[str, bytes]], int], Awaitable[Any]]
 
 
 class Checkpointer:
-    """Hold input messages until a snapshot covering them is durable, then release them.
+    """Writes snapshots of the partitions that changed; says which offsets may be committed.
 
     Parameters
     ----------
@@ -245,10 +244,29 @@ class Checkpointer:
     send
         ``send(key, value, headers, partition)`` to the snapshots topic; returns an
         awaitable that resolves when the broker has the record.
-    ack
-        Releases a held message (its final ack, which makes its offset committable).
+    topics
+        ``(events, labels)`` topic names: :meth:`committable` answers for these.
     every, interval
-        A checkpoint is due after ``every`` held messages or ``interval`` seconds.
+        A checkpoint is due after ``every`` records or ``interval`` seconds.
+
+    Examples
+    --------
+    >>> import asyncio, models
+    >>> from app.records import Event
+    >>> from app.state import Learners
+    >>> learners = Learners(models.spec("logreg"))
+    >>> written = []
+    >>> async def send(k, v, h, p):
+    ...     written.append(k)
+    >>> cp = Checkpointer(learners, SnapshotCodec(b"k"), send=send, topics=("ev", "lb"),
+    ...                   every=100, interval=10.0)
+    >>> _ = learners.get(0).process_event(Event("a", {"f": 1.0}, True), offset=41, ts_ms=0)
+    >>> cp.note(0, 1)
+    >>> cp.committable("ev", 0) is None    # nothing durable yet
+    True
+    >>> asyncio.run(cp.checkpoint())
+    >>> written, cp.committable("ev", 0), cp.committable("lb", 0)
+    ([b'0/0', b'0'], 42, None)
 
     """
 
@@ -258,88 +276,94 @@ class Checkpointer:
         codec: SnapshotCodec,
         *,
         send: Send,
-        ack: Callable[[Any], Any],
+        topics: tuple[str, str],
         every: int,
         interval: float,
     ) -> None:
         self.learners = learners
         self.codec = codec
         self.send = send
-        self.ack = ack
+        self.events_topic, self.labels_topic = topics
         self.every = every
         self.interval = interval
-        self._held: list[Any] = []
         self._outputs: list[Awaitable[Any]] = []
         self._dirty: set[int] = set()
+        self._since = 0  # records handled since the last checkpoint's capture
+        self._durable: dict[int, tuple[int, int]] = {}  # partition -> (events, labels) offset
         self._last = time.monotonic()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.urgent = False  # a rebalance is under way: release held messages at once
         self.written = 0
         self.bytes_written = 0
         self.last_seconds = 0.0
 
-    # -- called by the agent, synchronously, per record ------------------------------
-    def hold(self, message: Any, partition: int, output: Awaitable[Any] | None) -> None:
-        message.incref()
-        self._held.append(message)
+    # -- called by the agent, synchronously, per fetch --------------------------------
+    def note(self, partition: int, records: int) -> None:
+        """``records`` records of ``partition`` were handled."""
         self._dirty.add(partition)
-        if output is not None:
-            self._outputs.append(output)
+        self._since += records
 
     def track(self, output: Awaitable[Any]) -> None:
-        """An output not tied to one input message (a drift or metrics record)."""
+        """An output that must be in Kafka before the next snapshot (predictions, ...)."""
         self._outputs.append(output)
 
     def due(self) -> bool:
-        if not self._held:
+        if not self._dirty:
             return False
-        return (
-            self.urgent
-            or len(self._held) >= self.every
-            or time.monotonic() - self._last >= self.interval
-        )
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop checkpoints run on (the agent's)."""
-        self._loop = loop
-
-    def on_rebalance_start(self) -> None:
-        """Called from Faust's consumer thread: checkpoint now, on the agent's loop.
-
-        Faust waits, during a revoke, until every message is acked before it commits
-        and hands the partitions over; this is what acks them.
-        """
-        self.urgent = True
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.request)
+        return self._since >= self.every or time.monotonic() - self._last >= self.interval
 
     def request(self) -> asyncio.Task[None] | None:
         """Start a checkpoint in the background unless one is running; return its task."""
         if self._task is None or self._task.done():
-            if not self._held:
+            if not self._dirty:
                 return None
             self._task = asyncio.ensure_future(self.checkpoint())
         return self._task
 
+    # -- what the consumer may commit ------------------------------------------------
+    def committable(self, topic: str, partition: int) -> int | None:
+        """The offset after the last record of ``topic[partition]`` a durable snapshot has."""
+        offsets = self._durable.get(partition)
+        if offsets is None:
+            return None
+        if topic == self.events_topic:
+            offset = offsets[0]
+        elif topic == self.labels_topic:
+            offset = offsets[1]
+        else:
+            return None
+        return offset + 1 if offset >= 0 else None
+
+    def assign(self, partitions: set[int]) -> None:
+        """Forget what was durable for partitions this worker no longer owns."""
+        for p in set(self._durable) - partitions:
+            del self._durable[p]
+
     # -- the checkpoint --------------------------------------------------------------
     async def checkpoint(self) -> None:
-        """Snapshot every partition changed since the last checkpoint, then release."""
+        """Snapshot every partition changed since the last checkpoint.
+
+        Order, as Quix does it: the outputs of the records a snapshot includes are in
+        Kafka first, then the snapshot's chunks, then its manifest; only then do its
+        offsets become committable.
+        """
         async with self._lock:
-            if not self._held:
+            if not self._dirty:
                 return
             t0 = time.perf_counter()
-            # One synchronous capture: the states, and exactly the messages they include.
-            held, self._held = self._held, []
+            # One synchronous capture: the states, the offsets they include, their outputs.
             outputs, self._outputs = self._outputs, []
             dirty, self._dirty = self._dirty, set()
+            self._since = 0
             learners = dict(self.learners.items())
-            records = [
-                r for p in sorted(dirty) if p in learners for r in self.codec.encode(learners[p])
-            ]
+            captured = {
+                p: (learners[p].last_offset, learners[p].last_label_offset)
+                for p in dirty
+                if p in learners
+            }
+            records = [r for p in sorted(captured) for r in self.codec.encode(learners[p])]
             self._last = time.monotonic()
-            # 1. the predictions and dead letters of those messages are in Kafka
+            # 1. the predictions and dead letters of those records are in Kafka
             if outputs:
                 await asyncio.gather(*outputs)
             # 2. the snapshots: chunks first, the manifest (last record per partition) after
@@ -355,30 +379,24 @@ class Checkpointer:
                 if dict(h)[KIND_HEADER] == MANIFEST
             ]
             await asyncio.gather(*manifests)
-            # 3. release: the offsets become committable
-            for message in held:
-                self.ack(message)
+            # 3. the offsets become committable
             now_ms = int(time.time() * 1000)
-            for p in dirty:
-                if p in learners:
-                    learners[p].snapshot_offset = learners[p].last_offset
-                    learners[p].snapshot_ms = now_ms
+            for p, offsets in captured.items():
+                if self.learners.has(p):  # still ours
+                    self._durable[p] = offsets
+                learners[p].snapshot_offset = offsets[0]
+                learners[p].snapshot_ms = now_ms
             self.written += len(manifests)
             self.bytes_written += sum(len(v) for _, v, _ in records)
             self.last_seconds = time.perf_counter() - t0
-            logger.debug(
-                "checkpoint: %d partitions, %d messages released in %.3f s",
-                len(manifests),
-                len(held),
-                self.last_seconds,
-            )
+            logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
 
     def describe(self) -> dict[str, Any]:
         return {
             "snapshots_written": self.written,
             "snapshot_bytes_written": self.bytes_written,
             "last_checkpoint_seconds": round(self.last_seconds, 6),
-            "held_messages": len(self._held),
+            "records_since_checkpoint": self._since,
         }
 
 

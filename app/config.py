@@ -203,15 +203,15 @@ SPECS: tuple[_Spec, ...] = (
     ),
     _Spec(
         "batch_max",
-        "500",
+        "1000",
         _positive_int,
-        "Most records the agent takes from the stream at once (order is kept).",
+        "Most records one fetch hands to the agent (Faust's broker_max_poll_records).",
     ),
     _Spec(
-        "batch_within",
-        "0.005",
-        _non_negative_float,
-        "Seconds the agent waits to fill a batch before handling what it has.",
+        "fetch_max_wait",
+        "0.02",
+        _positive_float,
+        "Seconds the broker may hold a fetch for new records (aiokafka fetch_max_wait_ms).",
     ),
     _Spec(
         "snapshot_every",
@@ -299,7 +299,7 @@ class Settings:
     pending_ttl: float
     max_record_bytes: int
     batch_max: int
-    batch_within: float
+    fetch_max_wait: float
     snapshot_every: int
     snapshot_interval: float
     snapshot_key: str

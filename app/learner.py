@@ -240,6 +240,36 @@ class PartitionLearner:
             self.model = self.spec.build()
             self.detector = make_detector(self.drift_detector)
 
+    # -- offsets -----------------------------------------------------------------------
+    def redelivered(self, offset: int, *, label: bool = False) -> bool:
+        """Whether ``offset`` was handled before (a re-delivery after a restore); counted.
+
+        Examples
+        --------
+        >>> import models
+        >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
+        >>> learner.skip(4)
+        >>> learner.redelivered(4), learner.redelivered(5), learner.replayed_events
+        (True, False, 1)
+
+        """
+        if label:
+            if offset <= self.last_label_offset:
+                self.labels[LabelOutcome.REPLAYED] += 1
+                return True
+            return False
+        if offset <= self.last_offset:
+            self.replayed_events += 1
+            return True
+        return False
+
+    def skip(self, offset: int, *, label: bool = False) -> None:
+        """Mark ``offset`` handled without learning from it (it became a dead letter)."""
+        if label:
+            self.last_label_offset = max(self.last_label_offset, offset)
+        else:
+            self.last_offset = max(self.last_offset, offset)
+
     # -- the two entry points --------------------------------------------------------
     def process_event(self, event: Event, *, offset: int, ts_ms: int) -> dict[str, Any] | None:
         """Predict, then learn when the label is inline; the prediction record's fields.

@@ -20,38 +20,20 @@ from app.checkpoint import (
     read_snapshot_partitions,
 )
 from app.config import PROJECT_ROOT, Settings
+from app.intake import Intake
 from app.metrics import RiverbedMetrics
 from app.processor import Processor
 from app.records import encode
 from app.state import Learners
 from app.topics import TopicNames
+from app.transport import BatchTransport
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
-
-class _CheckpointOnHandOver(faust.Sensor):
-    """Checkpoints when Faust is about to hand partitions over (see Checkpointer).
-
-    On a rebalance and on stop, Faust waits until every message is acked, committing
-    in a loop meanwhile; held messages are acked by a checkpoint, so one starts at the
-    start of a rebalance and at every commit attempt while stopping.
-    """
-
-    def __init__(self, app: faust.App, checkpointer: Checkpointer) -> None:
-        super().__init__()
-        self.app = app
-        self.checkpointer = checkpointer
-
-    def on_rebalance_start(self, app: Any) -> dict[str, Any]:
-        self.checkpointer.on_rebalance_start()
-        return super().on_rebalance_start(app)
-
-    def on_commit_initiated(self, consumer: Any) -> Any:
-        if self.checkpointer.urgent or self.app.should_stop:
-            self.checkpointer.request()
-        return super().on_commit_initiated(consumer)
+PRODUCER_BATCH_BYTES = 512 * 1024
+FETCHES_QUEUED = 4  # fetches waiting for the agent; more only lengthens a rebalance
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -73,21 +55,14 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        broker_max_poll_records=settings.batch_max,
+        # The agent sends a fetch's predictions per partition as one record batch;
+        # aiokafka queues one batch per partition at a time, so a small cap makes the
+        # agent wait for the sender between batches. Below the broker's
+        # message.max.bytes (1 MiB by default).
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )
     names = TopicNames.from_settings(settings)
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    source = app.topic(names.events, names.labels, **raw)
-    outputs = {
-        names.predictions: app.topic(names.predictions, **raw),
-        names.dlq: app.topic(names.dlq, **raw),
-        names.metrics: app.topic(names.metrics, **raw),
-    }
-    snapshots = app.topic(names.snapshots, **raw)
     learners = Learners(
         spec,
         pending_max=settings.pending_max,
@@ -105,12 +80,39 @@ def create_app(settings: Settings) -> faust.App:
         learners,
         codec,
         send=lambda k, v, h, p: snapshots.send_soon(key=k, value=v, headers=h, partition=p),
-        ack=lambda message: message.ack(app.consumer),
+        topics=(names.events, names.labels),
         every=settings.snapshot_every,
         interval=settings.snapshot_interval,
     )
+    # Fetches of events and labels reach the agent whole, through this channel (see
+    # app/intake.py); the transport must be ours before anything asks for Faust's.
+    fetches: faust.ChannelT = app.channel(maxsize=FETCHES_QUEUED)
+    intake = Intake(
+        fetches,
+        {names.events, names.labels},
+        on_drained=checkpointer.checkpoint,
+        committable=checkpointer.committable,
+    )
+    app.transport = BatchTransport(
+        app.conf.broker_consumer, app, intake=intake, fetch_max_wait=settings.fetch_max_wait
+    )
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    # Not iterated by a stream: declared so Faust subscribes to it (its fetches go
+    # to the intake).
+    source = app.topic(names.events, names.labels, **raw)
+    app.topics.add(source)
+    outputs = {
+        names.predictions: app.topic(names.predictions, **raw),
+        names.dlq: app.topic(names.dlq, **raw),
+        names.metrics: app.topic(names.metrics, **raw),
+    }
+    snapshots = app.topic(names.snapshots, **raw)
     status = web.WorkerStatus()
-    app.sensors.add(_CheckpointOnHandOver(app, checkpointer))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -145,7 +147,7 @@ def create_app(settings: Settings) -> faust.App:
                     p,
                 )
         learners.assign(assigned)
-        checkpointer.urgent = False
+        checkpointer.assign(assigned)
         status.recovery_seconds = time.monotonic() - t0
         status.ready = True
         logger.info(
@@ -167,6 +169,7 @@ def create_app(settings: Settings) -> faust.App:
             **learners.describe(),
             **processor.describe(),
             **checkpointer.describe(),
+            **intake.describe(),
             "snapshots_refused": status.snapshots_refused,
             "recovery_seconds": round(status.recovery_seconds, 3),
             "ready": status.ready,
@@ -205,13 +208,6 @@ def create_app(settings: Settings) -> faust.App:
                 )
             )
 
-    agents.register(
-        app,
-        source,
-        processor,
-        checkpointer,
-        batch_max=settings.batch_max,
-        batch_within=settings.batch_within,
-    )
+    agents.register(app, fetches, intake, processor, checkpointer)
     web.register(app, document, status, metrics)
     return app

@@ -1,10 +1,11 @@
-"""Processor: one raw Kafka record in, at most one record out; no faust import.
+"""Processor: a partition's raw Kafka records in, predictions and dead letters out.
 
-It decodes, routes to the partition's :class:`~app.learner.PartitionLearner`, and
-returns the encoded prediction or the dead letter. It never raises for a bad record:
-whatever breaks the contract, or makes the model raise, becomes a dead letter whose
-value and key are the original bytes and whose headers say where it came from, at
-which stage it failed and why. The agent only sends what this returns.
+No faust import. It decodes, routes to the partition's
+:class:`~app.learner.PartitionLearner`, and returns the encoded predictions; dead
+letters and drift events collect in :attr:`Processor.extra`. It never raises for a
+bad record: whatever breaks the contract, or makes the model raise, becomes a dead
+letter whose value and key are the original bytes and whose headers say where it came
+from, at which stage it failed and why. The agent only sends what this produces.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.exceptions import InvalidRecord, ModelError
 from app.metrics import RiverbedMetrics
@@ -23,12 +24,22 @@ from app.records import decode_event, decode_label, encode
 from app.state import Learners
 from app.topics import TopicNames
 
-__all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor"]
+__all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
 
 logger = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "riverbed."
 Headers = Sequence[tuple[str, bytes]]
+
+
+class Record(NamedTuple):
+    """The fields of a Kafka record the processor reads (aiokafka's ConsumerRecord has them)."""
+
+    offset: int
+    timestamp: int  # ms
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
 
 
 @dataclass(slots=True)
@@ -66,13 +77,79 @@ class Processor:
     ) -> None:
         self.learners = learners
         self.metrics = metrics
-        # Records besides the one ``handle`` returns (drift events); the agent sends them.
+        # Records besides predictions (dead letters, drift events); the agent sends them.
         self.extra: list[Outgoing] = []
         self.topics = topics
         self.max_record_bytes = max_record_bytes
         self.model_name = learners.spec.name
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}".encode()
         self.dead_letters: dict[str, int] = {}
+
+    def handle_many(
+        self, topic: str, partition: int, records: Iterable[Any]
+    ) -> list[tuple[bytes | None, bytes]]:
+        """Process one partition's records of one topic, in offset order.
+
+        ``records`` have aiokafka's ``ConsumerRecord`` fields (``offset``, ``timestamp``
+        in ms, ``key``, ``value``, ``headers``). Returns the predictions as
+        ``(key, value)`` for ``predictions[partition]``; dead letters and drift
+        events go to :attr:`extra`.
+        """
+        learner = self.learners.get(partition)
+        extra = self.extra
+        out: list[tuple[bytes | None, bytes]] = []
+        if topic == self.topics.labels:
+            for r in records:
+                if learner.redelivered(r.offset, label=True):
+                    continue
+                try:
+                    label = decode_label(r.value, self.max_record_bytes)
+                    learner.process_label(label, offset=r.offset, ts_ms=r.timestamp)
+                except (InvalidRecord, ModelError) as exc:
+                    learner.skip(r.offset, label=True)
+                    extra.append(self._failed(topic, partition, r, exc))
+            if learner.drift_events:
+                self._drain_drifts(learner.drift_events, partition)
+            return out
+        if topic != self.topics.events:
+            msg = f"record from unexpected topic {topic!r}"
+            for r in records:
+                dead = self._dead_letter(
+                    topic, partition, r.offset, r.key, r.value, r.headers,
+                    stage="route", reason=msg, error=None,
+                )  # fmt: skip
+                extra.append(dead)
+            return out
+        max_bytes = self.max_record_bytes
+        append = out.append
+        model_name, pname = self.model_name, partition
+        latencies: list[float] = []
+        for r in records:
+            offset = r.offset
+            if learner.redelivered(offset):
+                continue  # handled before this worker restored the partition's snapshot
+            try:
+                event = decode_event(r.value, max_bytes)
+                pred = learner.process_event(event, offset=offset, ts_ms=r.timestamp)
+            except (InvalidRecord, ModelError) as exc:
+                learner.skip(offset)
+                extra.append(self._failed(topic, partition, r, exc))
+                continue
+            if pred is None:
+                continue
+            now = time.time()
+            pred["model"] = model_name
+            pred["partition"] = pname
+            pred["offset"] = offset
+            pred["ts"] = int(now * 1000)
+            since = event.ts if event.ts is not None else r.timestamp
+            latencies.append(max(0.0, now - since / 1000))
+            append((r.key, encode(pred)))
+        if self.metrics is not None:
+            self.metrics.observe_latencies(partition, latencies)
+        if learner.drift_events:
+            self._drain_drifts(learner.drift_events, partition)
+        return out
 
     def handle(
         self,
@@ -84,45 +161,33 @@ class Processor:
         value: bytes | None,
         headers: Headers | None = None,
     ) -> Outgoing | None:
-        """Process one record; return what to publish (None: nothing, e.g. a label)."""
-        learner = self.learners.get(partition)
-        try:
-            if topic == self.topics.events:
-                event = decode_event(value, self.max_record_bytes)
-                out = learner.process_event(event, offset=offset, ts_ms=timestamp_ms)
-                if out is None:
-                    return None  # re-delivered offset: already predicted and learned
-                now = time.time()
-                out["model"] = self.model_name
-                out["partition"] = partition
-                out["offset"] = offset
-                out["ts"] = int(now * 1000)
-                if self.metrics is not None:
-                    since = event.ts if event.ts is not None else timestamp_ms
-                    self.metrics.observe_latency(partition, max(0.0, now - since / 1000))
-                if learner.drift_events:
-                    self._drain_drifts(learner.drift_events, partition)
-                return Outgoing(self.topics.predictions, key, encode(out), partition)
-            if topic == self.topics.labels:
-                label = decode_label(value, self.max_record_bytes)
-                learner.process_label(label, offset=offset, ts_ms=timestamp_ms)
-                if learner.drift_events:
-                    self._drain_drifts(learner.drift_events, partition)
-                return None
-        except (InvalidRecord, ModelError) as exc:
-            if isinstance(exc, ModelError):
-                logger.warning("model error at %s[%d]@%d: %s", topic, partition, offset, exc)
-                reason, error = str(exc), exc.cause
-            else:
-                reason, error = exc.reason, exc
-            return self._dead_letter(
-                topic, partition, offset, key, value, headers,
-                stage=exc.stage, reason=reason, error=error,
-            )  # fmt: skip
-        msg = f"record from unexpected topic {topic!r}"
+        """One record: its prediction, its dead letter, or None (a label, a re-delivery).
+
+        Drift events still go to :attr:`extra`.
+        """
+        mark = len(self.extra)
+        record = Record(offset, timestamp_ms, key, value, list(headers or ()))
+        predictions = self.handle_many(topic, partition, [record])
+        if predictions:
+            k, v = predictions[0]
+            return Outgoing(self.topics.predictions, k, v, partition)
+        for i in range(mark, len(self.extra)):
+            if self.extra[i].topic == self.topics.dlq:
+                return self.extra.pop(i)
+        return None
+
+    def _failed(
+        self, topic: str, partition: int, r: Any, exc: InvalidRecord | ModelError
+    ) -> Outgoing:
+        if isinstance(exc, ModelError):
+            logger.warning("model error at %s[%d]@%d: %s", topic, partition, r.offset, exc)
+            reason, error = str(exc), exc.cause
+        else:
+            reason, error = exc.reason, exc
         return self._dead_letter(
-            topic, partition, offset, key, value, headers, stage="route", reason=msg, error=None
-        )
+            topic, partition, r.offset, r.key, r.value, r.headers,
+            stage=exc.stage, reason=reason, error=error,
+        )  # fmt: skip
 
     def _drain_drifts(self, events: list[dict[str, Any]], partition: int) -> None:
         for drift in events:

@@ -23,6 +23,7 @@ MAX_ID_CHARS = 256
 # A label or feature value: what JSON can carry and River can use.
 Value = str | int | float | bool
 
+_FEATURE_TYPES = frozenset((str, int, float, bool))
 _ENCODE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -102,10 +103,13 @@ def decode_event(raw: bytes | None, max_bytes: int) -> Event:
         got = "missing" if x is None else type(x).__name__
         msg = f'"x" must be a non-empty object of features, got {got}'
         raise InvalidRecord(msg)
-    for name, v in x.items():
-        if not isinstance(v, str | int | float):
-            msg = f'"x.{name}" must be a number, string or boolean, got {type(v).__name__}'
-            raise InvalidRecord(msg)
+    # One C-level pass over the types (a fifth of an isinstance loop, which is only
+    # walked to name the offender or to accept a subclass).
+    if not _FEATURE_TYPES.issuperset(map(type, x.values())):
+        for name, v in x.items():
+            if not isinstance(v, str | int | float):
+                msg = f'"x.{name}" must be a number, string or boolean, got {type(v).__name__}'
+                raise InvalidRecord(msg)
     y = obj.get("y")
     ts = obj.get("ts")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float) or ts < 0):

@@ -117,15 +117,7 @@ def test_key_file_is_created_once_and_private(tmp_path: Path) -> None:
     assert load_key("given", f) == b"given"
 
 
-class _Msg:
-    def __init__(self) -> None:
-        self.refs = 0
-
-    def incref(self) -> None:
-        self.refs += 1
-
-
-def test_checkpoint_writes_outputs_then_snapshots_then_releases() -> None:
+def test_checkpoint_writes_outputs_then_snapshots_then_makes_offsets_committable() -> None:
     asyncio.run(_checkpoint_order())
 
 
@@ -135,11 +127,15 @@ async def _checkpoint_order() -> None:
     learners = Learners(models.spec("logreg"))
     order: list[str] = []
     sent: list[Any] = []
+    cp: Checkpointer
 
     async def output() -> None:
+        # the outputs are awaited before any snapshot record, with nothing committable
+        assert cp.committable("ev", 0) is None
         order.append("output")
 
     async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
+        assert cp.committable("ev", 0) is None  # not before the manifest is durable
         order.append(dict(h)[KIND_HEADER].decode())
         sent.append((k, v, h, p))
 
@@ -147,17 +143,49 @@ async def _checkpoint_order() -> None:
         learners,
         SnapshotCodec(b"k", chunk_bytes=500),
         send=send,
-        ack=lambda m: order.append("ack"),
+        topics=("ev", "lb"),
         every=2,
         interval=60,
     )
-    msgs = [_Msg(), _Msg()]
-    for i, m in enumerate(msgs):
+    for i in range(2):
         learners.get(0).process_event(Event(str(i), {"f": 1.0}, True), offset=i, ts_ms=0)
-        cp.hold(m, 0, output())
-    assert cp.due() and all(m.refs == 1 for m in msgs)
+        cp.track(output())
+    cp.note(0, 1)
+    assert not cp.due()
+    cp.note(0, 1)
+    assert cp.due()
     await cp.checkpoint()
-    assert order[:2] == ["output", "output"] and order[-2:] == ["ack", "ack"]
-    assert order.index("manifest") == len(order) - 3 and "chunk" in order
+    assert order[:2] == ["output", "output"] and order[-1] == "manifest"
+    assert "chunk" in order and order.count("manifest") == 1
     assert all(p == 0 for *_, p in sent)
     assert learners.get(0).snapshot_offset == 1 and not cp.due()
+    # the consumer may commit up to the record after the last one the snapshot has
+    assert cp.committable("ev", 0) == 2
+    assert cp.committable("lb", 0) is None  # no label handled yet
+    assert cp.committable("other", 0) is None
+    # records handled after the capture are not committable until the next checkpoint
+    learners.get(0).process_event(Event("2", {"f": 1.0}, True), offset=2, ts_ms=0)
+    cp.note(0, 1)
+    assert cp.committable("ev", 0) == 2
+    cp.assign(set())  # the partition moved away: nothing of it is committed here
+    assert cp.committable("ev", 0) is None
+
+
+def test_checkpoint_of_a_partition_that_moved_away_commits_nothing_for_it() -> None:
+    async def scenario() -> None:
+        from app.state import Learners
+
+        learners = Learners(models.spec("logreg"))
+
+        async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
+            learners.assign(set())  # revoked while the snapshot is being written
+
+        cp = Checkpointer(
+            learners, SnapshotCodec(b"k"), send=send, topics=("ev", "lb"), every=1, interval=60
+        )
+        learners.get(3).process_event(Event("a", {"f": 1.0}, True), offset=0, ts_ms=0)
+        cp.note(3, 1)
+        await cp.checkpoint()
+        assert cp.committable("ev", 3) is None
+
+    asyncio.run(scenario())

@@ -1,0 +1,150 @@
+"""The hand-off between Faust's Kafka consumer and the learning agent: whole fetches.
+
+Faust hands a stream one message at a time: per message, its fetcher awaits the
+conductor under ``wait_first`` (two tasks), the conductor builds an Event and queues
+it, and the stream takes it off the queue after ``sleep(0)``: three or four
+event-loop turns per record, which held a Faust agent near 6,000 records/s on two
+cores while the model itself needs ~20 µs a record (see ``docs/performance.md``).
+
+riverbed keeps Faust's consumer (its group membership, assignment, flow control,
+seeks after a rebalance and commits) and replaces that one step:
+:class:`app.transport.BatchConsumer` puts each fetch of the source topics, as
+aiokafka returned it, on a Faust channel as one :class:`Fetch`; the agent iterates
+the channel and handles the records in a plain loop. Offsets are not acked message
+by message either: the consumer commits, per partition, the offsets stamped in the
+latest durable snapshot (:meth:`app.checkpoint.Checkpointer.committable`).
+
+On a rebalance or stop, Faust waits for its streams to be empty before it commits;
+:meth:`Intake.drain` is that wait here: fetches not yet started are dropped (Faust
+seeks back to the committed offsets before it resumes, so they are fetched again),
+the batch in hand is finished, and a checkpoint is written, so the commit that follows
+covers everything this worker handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Fetch", "Intake"]
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 60.0  # longest a rebalance waits for the batch in hand
+
+
+class Channel(Protocol):
+    async def put(self, value: Any) -> None: ...
+
+
+@dataclass(slots=True)
+class Fetch:
+    """One fetch of the source topics: ``{TopicPartition: [ConsumerRecord, ...]}``.
+
+    ``epoch`` is the :class:`Intake`'s epoch when it was fetched; a drain (rebalance,
+    stop) starts a new epoch and the agent skips fetches of older ones.
+    """
+
+    records: Mapping[Any, Sequence[Any]]
+    epoch: int
+
+
+class Intake:
+    """Carries fetches from the consumer to the agent and knows when the agent is idle.
+
+    Parameters
+    ----------
+    channel
+        The Faust channel the agent iterates.
+    topics
+        Names of the topics handled in fetches (events and labels).
+    on_drained
+        Awaited once the agent is idle during a drain: writes the checkpoint.
+    committable
+        ``committable(topic, partition)``: the offset the consumer may commit.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> class Box:
+    ...     def __init__(self): self.items = []
+    ...     async def put(self, value): self.items.append(value)
+    >>> async def scenario():
+    ...     box = Box()
+    ...     intake = Intake(box, {"ev"}, on_drained=asyncio.sleep, committable=lambda t, p: None)
+    ...     intake.attach()
+    ...     await intake.deliver({("ev", 0): [1, 2]})
+    ...     fetch = box.items[0]
+    ...     await intake.drain()        # a rebalance: what was fetched before is stale
+    ...     return intake.begin(fetch)
+    >>> asyncio.run(scenario())
+    False
+
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        topics: set[str] | frozenset[str],
+        *,
+        on_drained: Callable[[], Awaitable[Any]],
+        committable: Callable[[str, int], int | None],
+    ) -> None:
+        self.channel = channel
+        self.topics = frozenset(topics)
+        self.on_drained = on_drained
+        self.committable = committable
+        self.epoch = 0
+        self.fetches = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._attached = asyncio.Event()
+
+    # -- the consumer side --------------------------------------------------------------
+    async def deliver(self, records: Mapping[Any, Sequence[Any]]) -> None:
+        """Queue one fetch for the agent (waits while the channel is full or paused)."""
+        fetch = Fetch(records, self.epoch)
+        # A channel drops values while no agent iterates it (before start, or while a
+        # crashed agent restarts); nothing may be dropped, so wait for one.
+        await self._attached.wait()
+        await self.channel.put(fetch)
+
+    async def drain(self) -> None:
+        """Stop handing out older fetches, let the batch in hand finish, checkpoint."""
+        self.epoch += 1
+        try:
+            await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            logger.error(
+                "the agent did not finish its batch within %.0f s; committing what the "
+                "last checkpoint covers",
+                DRAIN_TIMEOUT_S,
+            )
+        await self.on_drained()
+
+    # -- the agent side -----------------------------------------------------------------
+    def attach(self) -> None:
+        """The agent is iterating the channel."""
+        self._attached.set()
+
+    def detach(self) -> None:
+        self._attached.clear()
+        self._idle.set()
+
+    def begin(self, fetch: Fetch) -> bool:
+        """The agent starts on ``fetch``; False if it is stale and must be skipped."""
+        if fetch.epoch != self.epoch:
+            return False
+        self._idle.clear()
+        self.fetches += 1
+        return True
+
+    def end(self) -> None:
+        """The agent finished the fetch it began."""
+        self._idle.set()
+
+    def describe(self) -> dict[str, Any]:
+        return {"fetches": self.fetches}

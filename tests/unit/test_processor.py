@@ -1,0 +1,119 @@
+"""Processor: a partition's records in, predictions, dead letters and drift events out."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from river import evaluate, metrics
+
+import models
+from app.config import Settings
+from app.metrics import RiverbedMetrics
+from app.processor import Processor, Record
+from app.produce import dataset_stream
+from app.state import Learners
+from app.topics import TopicNames
+
+NAMES = TopicNames.from_settings(Settings.from_env({}))
+
+
+def _processor(**kwargs: object) -> Processor:
+    return Processor(
+        Learners(models.spec("logreg"), **kwargs),  # type: ignore[arg-type]
+        NAMES,
+        max_record_bytes=10_000,
+        metrics=RiverbedMetrics.create(CollectorRegistry()),
+    )
+
+
+def _records(n: int, start: int = 0) -> list[Record]:
+    pairs = itertools.islice(dataset_stream("phishing"), start, start + n)
+    return [
+        Record(i, 1_000, f"k{i}".encode(), orjson.dumps({"id": f"e{i}", "x": x, "y": y}), [])
+        for i, (x, y) in enumerate(pairs, start)
+    ]
+
+
+def test_a_fetch_gives_one_prediction_per_event_equal_to_river_offline() -> None:
+    proc = _processor()
+    records = _records(300)
+    out = proc.handle_many(NAMES.events, 2, records)
+    assert [k for k, _ in out] == [r.key for r in records]
+    preds = [orjson.loads(v) for _, v in out]
+    assert [p["offset"] for p in preds] == list(range(300))
+    assert {p["partition"] for p in preds} == {2} and {p["model"] for p in preds} == {"logreg"}
+    offline = evaluate.progressive_val_score(
+        itertools.islice(dataset_stream("phishing"), 300),
+        models.build("logreg"),
+        metrics.Accuracy(),
+    )
+    assert proc.learners.get(2).metric.get() == offline.get()
+    assert not proc.extra
+
+
+def test_same_records_split_into_fetches_or_one_by_one_give_identical_predictions() -> None:
+    records = _records(200)
+    whole = _processor().handle_many(NAMES.events, 0, records)
+    split = _processor()
+    parts = [split.handle_many(NAMES.events, 0, records[i : i + 37]) for i in range(0, 200, 37)]
+    one = _processor()
+    singles = [one.handle(NAMES.events, 0, r.offset, r.timestamp, r.key, r.value) for r in records]
+
+    def strip(values: list[bytes]) -> list[dict[str, object]]:
+        return [{k: v for k, v in orjson.loads(b).items() if k != "ts"} for b in values]
+
+    assert strip([v for _, v in whole]) == strip([v for part in parts for _, v in part])
+    assert strip([v for _, v in whole]) == strip([o.value for o in singles if o and o.value])
+
+
+def test_bad_records_become_dead_letters_in_place_and_the_rest_go_on() -> None:
+    proc = _processor()
+    good = _records(4)
+    bad = [
+        Record(4, 1_000, b"x", b"{not json", [("trace", b"1")]),
+        Record(5, 1_000, b"y", orjson.dumps({"id": "e5", "x": {"f": [1]}}), []),
+    ]
+    more = _records(2, start=6)
+    out = proc.handle_many(NAMES.events, 1, [*good, *bad, *more])
+    assert [orjson.loads(v)["offset"] for _, v in out] == [0, 1, 2, 3, 6, 7]
+    assert [d.value for d in proc.extra] == [b"{not json", bad[1].value]
+    first = dict(proc.extra[0].headers or [])
+    assert first["trace"] == b"1" and first["riverbed.source.offset"] == b"4"
+    assert first["riverbed.stage"] == b"deserialize"
+    learner = proc.learners.get(1)
+    assert learner.last_offset == 7 and learner.offset_gaps == 0
+
+
+def test_redelivered_records_are_skipped_including_dead_lettered_ones() -> None:
+    proc = _processor()
+    records = [*_records(3), Record(3, 1_000, b"x", b"nope", [])]
+    proc.handle_many(NAMES.events, 0, records)
+    proc.extra.clear()
+    again = proc.handle_many(NAMES.events, 0, records)  # a replay after a restore
+    assert again == [] and proc.extra == []
+    assert proc.learners.get(0).replayed_events == 4
+
+
+def test_labels_join_pending_events_and_bad_labels_are_dead_letters() -> None:
+    proc = _processor()
+    event = Record(0, 1_000, b"k", orjson.dumps({"id": "a", "x": {"f": 1.0}}), [])
+    assert len(proc.handle_many(NAMES.events, 0, [event])) == 1
+    labels = [
+        Record(0, 2_000, b"k", orjson.dumps({"id": "a", "y": True}), []),
+        Record(1, 2_000, b"k", orjson.dumps({"id": "a"}), []),
+    ]
+    assert proc.handle_many(NAMES.labels, 0, labels) == []
+    learner = proc.learners.get(0)
+    assert learner.learned == 1 and learner.last_label_offset == 1
+    assert [dict(d.headers or [])["riverbed.stage"] for d in proc.extra] == [b"validate"]
+
+
+def test_latency_is_observed_per_prediction_in_the_histogram() -> None:
+    proc = _processor()
+    proc.handle_many(NAMES.events, 3, _records(50))
+    assert proc.metrics is not None
+    text = generate_latest(proc.metrics.registry).decode()
+    assert 'riverbed_end_to_end_latency_seconds_count{partition="3"} 50.0' in text
+    assert len(proc.metrics.recent_latency[3]) == 50
