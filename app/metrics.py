@@ -133,11 +133,12 @@ class RiverbedMetrics:
         """End-to-end latencies of predictions of one partition (one fetch's worth)."""
         if not seconds:
             return
-        self.end_to_end.observe_many(partition, seconds)
+        values = np.maximum(np.asarray(seconds, dtype=float), 0.0)
+        self.end_to_end.observe_many(partition, values)
         recent = self.recent_latency.get(partition)
         if recent is None:
             recent = self.recent_latency[partition] = deque(maxlen=RECENT)
-        recent.extend(seconds)
+        recent.extend(values.tolist())
 
     def latency_quantiles_ms(self, partition: int) -> dict[str, float | None]:
         recent = self.recent_latency.get(partition)

@@ -120,30 +120,35 @@ class Processor:
                 )  # fmt: skip
                 extra.append(dead)
             return out
+        # The per-record loop of the worker: names bound once, nothing allocated that
+        # the prediction record does not need.
         max_bytes = self.max_record_bytes
         append = out.append
+        process_event = learner.process_event
         model_name, pname = self.model_name, partition
         latencies: list[float] = []
+        observe = latencies.append
+        clock = time.time
         for r in records:
             offset = r.offset
-            if learner.redelivered(offset):
+            if offset <= learner.last_offset and learner.redelivered(offset):
                 continue  # handled before this worker restored the partition's snapshot
             try:
                 event = decode_event(r.value, max_bytes)
-                pred = learner.process_event(event, offset=offset, ts_ms=r.timestamp)
+                pred = process_event(event, offset=offset, ts_ms=r.timestamp)
             except (InvalidRecord, ModelError) as exc:
                 learner.skip(offset)
                 extra.append(self._failed(topic, partition, r, exc))
                 continue
             if pred is None:
                 continue
-            now = time.time()
+            now = clock()
             pred["model"] = model_name
             pred["partition"] = pname
             pred["offset"] = offset
             pred["ts"] = int(now * 1000)
             since = event.ts if event.ts is not None else r.timestamp
-            latencies.append(max(0.0, now - since / 1000))
+            observe(now - since / 1000)  # clock skew may make it negative: clipped below
             append((r.key, encode(pred)))
         if self.metrics is not None:
             self.metrics.observe_latencies(partition, latencies)

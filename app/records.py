@@ -24,6 +24,7 @@ MAX_ID_CHARS = 256
 Value = str | int | float | bool
 
 _FEATURE_TYPES = frozenset((str, int, float, bool))
+_TS_TYPES = frozenset((int, float))
 _ENCODE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -97,7 +98,9 @@ def decode_event(raw: bytes | None, max_bytes: int) -> Event:
 
     """
     obj = _load(raw, max_bytes)
-    rid = _id(obj)
+    rid = obj.get("id")
+    if type(rid) is not str or not rid or len(rid) > MAX_ID_CHARS:
+        rid = _id(obj)  # raises, naming what is wrong
     x = obj.get("x")
     if not isinstance(x, dict) or not x:
         got = "missing" if x is None else type(x).__name__
@@ -111,11 +114,13 @@ def decode_event(raw: bytes | None, max_bytes: int) -> Event:
                 msg = f'"x.{name}" must be a number, string or boolean, got {type(v).__name__}'
                 raise InvalidRecord(msg)
     y = obj.get("y")
+    if y is not None and type(y) not in _FEATURE_TYPES:
+        y = _label(y, "y")
     ts = obj.get("ts")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float) or ts < 0):
+    if ts is not None and (type(ts) not in _TS_TYPES or ts < 0):  # a bool is not a time
         msg = f'"ts" must be epoch milliseconds (a number >= 0), got {ts!r}'
         raise InvalidRecord(msg)
-    return Event(rid, x, None if y is None else _label(y, "y"), ts)
+    return Event(rid, x, y, ts)
 
 
 def decode_label(raw: bytes | None, max_bytes: int) -> Label:

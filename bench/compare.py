@@ -208,32 +208,125 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
+def _worker_env(bootstrap: str, prefix: str, app_id: str, name: str) -> tuple[dict[str, str], int]:
+    port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RIVERBED_")},
         "RIVERBED_BROKER": bootstrap,
         "RIVERBED_TOPIC_PREFIX": prefix,
-        "RIVERBED_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+        "RIVERBED_APP_ID": app_id,
         "RIVERBED_PARTITIONS": str(PARTITIONS),
-        "RIVERBED_WEB_PORT": str(_free_port()),
+        "RIVERBED_WEB_PORT": str(port),
         "RIVERBED_LOG_LEVEL": "warning",
-        "RIVERBED_DATA_DIR": str(ROOT / ".riverbed" / "bench-worker"),
+        "RIVERBED_DATA_DIR": str(ROOT / ".riverbed" / f"bench-{name}"),
     }
-    proc = subprocess.Popen(
+    return env, port
+
+
+def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "app", "worker"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _peak_rss_of(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    return kb / 1024
+
+
+def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
+    env, _ = _worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:8]}", "worker")
+    proc = _start_worker(env)
     try:
         asyncio.run(_read(bootstrap, prefix + "predictions", n))
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+        rss = _peak_rss_of(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    return rss / 1024
+    return rss
+
+
+def _assigned(port: int) -> list[int]:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=2) as resp:
+            return list(json.load(resp).get("assigned", []))
+    except OSError:
+        return []
+
+
+Keyed = list[tuple[int, bytes, bytes]]  # (partition, key, value)
+
+
+async def _produce_values(bootstrap: str, topic: str, values: Keyed) -> None:
+    """Write pre-encoded (partition, key, value) records as fast as aiokafka can."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for p in range(PARTITIONS):
+            batch = producer.create_batch()
+            for part, key, value in values:
+                if part != p:
+                    continue
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            futures.append(await producer.send_batch(batch, topic, partition=p))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
+    """events/s of ``workers`` riverbed workers in one group, all joined before any data.
+
+    The events topic starts empty; once the group's assignment gives every worker its
+    share of the partitions, the pre-encoded events are written at full speed (a
+    fraction of a second) and the predictions' span is measured as above.
+    """
+    from app.config import Settings
+    from app.topics import ensure_topics
+
+    prefix = f"scale{workers}{uuid.uuid4().hex[:6]}."
+    app_id = f"scale-{uuid.uuid4().hex[:8]}"
+    s = Settings.from_env(
+        {
+            "RIVERBED_BROKER": bootstrap,
+            "RIVERBED_TOPIC_PREFIX": prefix,
+            "RIVERBED_PARTITIONS": str(PARTITIONS),
+        }
+    )
+    asyncio.run(ensure_topics(s))
+    envs = [_worker_env(bootstrap, prefix, app_id, f"scale-{i}") for i in range(workers)]
+    procs = [_start_worker(env) for env, _ in envs]
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            shares = [_assigned(port) for _, port in envs]
+            owned = sorted(p for share in shares for p in share)
+            if owned == list(range(PARTITIONS)) and all(shares):
+                break
+            if time.monotonic() > deadline:
+                msg = f"{workers} workers did not share the partitions: {shares}"
+                raise RuntimeError(msg)
+            time.sleep(0.2)  # polling a condition (the assignment), not waiting it out
+        asyncio.run(_produce_values(bootstrap, prefix + "events", values))
+        return _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", len(values))))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
 
 
 def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[float, float]:
@@ -284,6 +377,7 @@ def main() -> None:
         help="comma-separated Kafka systems to run (River in memory always runs)",
     )
     ap.add_argument("--no-latency", action="store_true", help="skip the paced latency runs")
+    ap.add_argument("--workers", type=int, default=2, help="riverbed workers in the scaling run")
     ap.add_argument("--child")
     ap.add_argument("--bootstrap")
     ap.add_argument("--src")
@@ -314,13 +408,15 @@ def main() -> None:
         }
     )
     results: dict[str, dict[str, Any]] = {}
+    scaling: dict[str, Any] = {}
     try:
         asyncio.run(produce(s, dataset="agrawal", limit=args.events, seed=7))
         asyncio.run(
             _create(bootstrap, [f"{prefix}{system}-out" for system in ("aiokafka", "quix")])
         )
         src = prefix + "events"
-        values = [(r.partition, r.value) for r in asyncio.run(_read(bootstrap, src, args.events))]
+        dataset = asyncio.run(_read(bootstrap, src, args.events))
+        values = [(r.partition, r.value) for r in dataset]
         rate = in_memory(values)
         results["river_in_memory"] = {
             "events_per_s": round(rate),
@@ -339,6 +435,22 @@ def main() -> None:
             r = _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", args.events)))
             results["riverbed"] = {"events_per_s": round(r), "rss_mb": round(rss, 1)}
             print(f"{'riverbed':17} {r:10,.0f} events/s  peak RSS {rss:6.0f} MB", flush=True)
+        if "riverbed" in systems and args.workers > 1:
+            keyed = [(r.partition, r.key, r.value) for r in dataset]
+            one = _scaling(bootstrap, 1, keyed)
+            many = _scaling(bootstrap, args.workers, keyed)
+            scaling = {
+                "workers": args.workers,
+                "one_worker_events_per_s": round(one),
+                "workers_events_per_s": round(many),
+                "speedup": round(many / one, 2),
+                "cores": os.cpu_count(),
+            }
+            print(
+                f"riverbed scaling  1 worker {one:10,.0f} events/s; {args.workers} workers "
+                f"{many:10,.0f} events/s ({many / one:.2f}x) on {os.cpu_count()} cores",
+                flush=True,
+            )
         for system in [] if args.no_latency else systems:
             p50, p99 = _paced_latency(system, bootstrap, args.latency_events, args.rate)
             results[system].update(p50_ms=round(p50, 1), p99_ms=round(p99, 1))
@@ -369,6 +481,7 @@ def main() -> None:
         "latency_rate": args.rate,
         "systems": results,
         "ratios": ratios,
+        "scaling": scaling,
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
 

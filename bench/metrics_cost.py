@@ -28,7 +28,6 @@ from app.processor import Processor, Record
 from app.state import Learners
 from app.topics import TopicNames
 
-
 FETCH_PER_PARTITION = 250
 
 
