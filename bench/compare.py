@@ -158,6 +158,30 @@ async def _read(bootstrap: str, topic: str, n: int, timeout: float = 600) -> lis
     return out
 
 
+async def _wait_written(bootstrap: str, topic: str, n: int, timeout: float = 600) -> None:
+    """Until ``topic`` holds ``n`` records, asking only for its end offsets.
+
+    A worker is measured while it runs; reading its output meanwhile would take CPU
+    from it (the other systems' outputs are read after they exit).
+    """
+    from aiokafka import TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            # (the worker creates the topic: end_offsets would wait 40 s for a missing one)
+            if topic in await c.topics() and sum((await c.end_offsets(tps)).values()) >= n:
+                return
+            await asyncio.sleep(0.1)  # polling a condition, not waiting it out
+    finally:
+        await c.stop()
+    msg = f"{topic} did not reach {n} records in {timeout:.0f} s"
+    raise TimeoutError(msg)
+
+
 async def _create(bootstrap: str, topics: list[str]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -252,7 +276,7 @@ def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
     env, _ = _worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:8]}", "worker")
     proc = _start_worker(env)
     try:
-        asyncio.run(_read(bootstrap, prefix + "predictions", n))
+        asyncio.run(_wait_written(bootstrap, prefix + "predictions", n))
         rss = _peak_rss_of(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -330,6 +354,7 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
                 raise RuntimeError(msg)
             time.sleep(0.2)  # polling a condition (the assignment), not waiting it out
         asyncio.run(_produce_values(bootstrap, prefix + "events", values))
+        asyncio.run(_wait_written(bootstrap, prefix + "predictions", len(values)))
         return _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", len(values))))
     finally:
         for proc in procs:
