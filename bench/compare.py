@@ -158,24 +158,43 @@ async def _read(bootstrap: str, topic: str, n: int, timeout: float = 600) -> lis
     return out
 
 
-async def _wait_written(bootstrap: str, topic: str, n: int, timeout: float = 600) -> None:
+def _ready(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+async def _wait_written(
+    bootstrap: str, topic: str, n: int, *, ready_port: int | None = None, timeout: float = 600
+) -> None:
     """Until ``topic`` holds ``n`` records, asking only for its end offsets.
 
-    A worker is measured while it runs; reading its output meanwhile would take CPU
-    from it (the other systems' outputs are read after they exit).
+    A worker is measured while it runs, so this takes as little CPU as it can: reading
+    the output meanwhile, or listing the broker's topics (hundreds, on a broker that
+    served earlier runs) took enough from a 2-core machine to show in the worker's
+    latency. A worker answers ``/ready`` only after it created its topics, so
+    ``end_offsets`` never asks for a missing one (it would wait 40 s for it).
     """
     from aiokafka import TopicPartition
 
+    deadline = time.monotonic() + timeout
+    while ready_port is not None and not _ready(ready_port):
+        if time.monotonic() > deadline:
+            msg = f"the worker on port {ready_port} never became ready"
+            raise TimeoutError(msg)
+        await asyncio.sleep(0.25)  # polling a condition, not waiting it out
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            # (the worker creates the topic: end_offsets would wait 40 s for a missing one)
-            if topic in await c.topics() and sum((await c.end_offsets(tps)).values()) >= n:
+            if sum((await c.end_offsets(tps)).values()) >= n:
                 return
-            await asyncio.sleep(0.1)  # polling a condition, not waiting it out
+            await asyncio.sleep(0.25)  # polling a condition, not waiting it out
     finally:
         await c.stop()
     msg = f"{topic} did not reach {n} records in {timeout:.0f} s"
@@ -273,10 +292,10 @@ def _peak_rss_of(pid: int) -> float:
 
 
 def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
-    env, _ = _worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:8]}", "worker")
+    env, port = _worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:8]}", "worker")
     proc = _start_worker(env)
     try:
-        asyncio.run(_wait_written(bootstrap, prefix + "predictions", n))
+        asyncio.run(_wait_written(bootstrap, prefix + "predictions", n, ready_port=port))
         rss = _peak_rss_of(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
