@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -36,6 +37,7 @@ def register(
     intake: Intake,
     processor: Processor,
     checkpointer: Checkpointer,
+    kafka_producer: Callable[[], Any],
 ) -> Any:
     """Attach the learning agent to ``app``; return it."""
     handle_many = processor.handle_many
@@ -86,7 +88,7 @@ def register(
     async def learn(stream: faust.StreamT[Fetch]) -> None:
         # Faust's own aiokafka producer (started before agents); its flush() still
         # runs before every commit, and the checkpointer awaits each delivery anyway.
-        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # aiokafka driver
+        producer = kafka_producer()
         intake.attach()
         try:
             async for fetch in stream:

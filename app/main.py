@@ -74,12 +74,27 @@ def create_app(settings: Settings) -> faust.App:
     processor = Processor(
         learners, names, max_record_bytes=settings.max_record_bytes, metrics=metrics
     )
+
+    def kafka_producer() -> Any:
+        """Faust's own aiokafka producer (aiokafka driver), started before agents.
+
+        Every output goes straight through it, not through Faust's topic layer: a
+        Faust topic's first send declares the topic (a CreateTopics round trip on the
+        consumer's thread, which stalled fetching ~80 ms), and its ``send_soon``
+        buffer publishes one message at a time. riverbed creates its topics itself.
+        """
+        return app.producer._ensure_producer()  # type: ignore[attr-defined]
+
+    async def send_snapshot_record(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> Any:
+        delivery = await kafka_producer().send(names.snapshots, v, key=k, headers=h, partition=p)
+        return await delivery
+
     key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
     codec = SnapshotCodec(key, settings.snapshot_chunk_bytes, model_name=spec.name)
     checkpointer = Checkpointer(
         learners,
         codec,
-        send=lambda k, v, h, p: snapshots.send_soon(key=k, value=v, headers=h, partition=p),
+        send=send_snapshot_record,
         topics=(names.events, names.labels),
         every=settings.snapshot_every,
         interval=settings.snapshot_interval,
@@ -106,12 +121,6 @@ def create_app(settings: Settings) -> faust.App:
     # to the intake).
     source = app.topic(names.events, names.labels, **raw)
     app.topics.add(source)
-    outputs = {
-        names.predictions: app.topic(names.predictions, **raw),
-        names.dlq: app.topic(names.dlq, **raw),
-        names.metrics: app.topic(names.metrics, **raw),
-    }
-    snapshots = app.topic(names.snapshots, **raw)
     status = web.WorkerStatus()
 
     @app.on_partitions_revoked.connect
@@ -203,11 +212,11 @@ def create_app(settings: Settings) -> faust.App:
                 "latency_ms": metrics.latency_quantiles_ms(p),
             }
             checkpointer.track(
-                outputs[names.metrics].send_soon(
-                    key=str(p).encode(), value=encode(record), partition=p
+                await kafka_producer().send(
+                    names.metrics, encode(record), key=str(p).encode(), partition=p
                 )
             )
 
-    agents.register(app, fetches, intake, processor, checkpointer)
+    agents.register(app, fetches, intake, processor, checkpointer, kafka_producer)
     web.register(app, document, status, metrics)
     return app

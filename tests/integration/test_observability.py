@@ -149,8 +149,14 @@ def test_drift_is_detected_near_the_drift_point_and_the_metric_recovers(
     d = near[0]
     assert d["detector"] == "adwin" and d["partition"] == 0
     assert d["error_after"] > d["error_before"], "the error rose at the drift"
-    periodic = [orjson.loads(r.value) for r in consume(kafka, names.topic("metrics"), 2)]
-    assert any(m["type"] == "metrics" and m["latency_ms"]["p99"] is not None for m in periodic)
+
+    def periodic_with_latency() -> list[dict[str, Any]]:
+        # A periodic record published before the first prediction has no latency yet.
+        records = consume(kafka, names.topic("metrics"), 1)
+        values = [orjson.loads(r.value) for r in records]
+        return [m for m in values if m["type"] == "metrics" and m["latency_ms"]["p99"] is not None]
+
+    wait_for(periodic_with_latency, timeout=RECV_TIMEOUT_S, what="a periodic metrics record")
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="make setup installs chromium")
