@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -69,7 +68,9 @@ def _predict_learn(models_by_p: dict[int, Any], p: int, value: bytes) -> bytes:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    across exec, so a child started by a big parent reported the parent's peak."""
+    return _peak_rss_of(os.getpid())
 
 
 # -- the systems ------------------------------------------------------------------------
