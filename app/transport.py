@@ -1,13 +1,15 @@
 """Faust's aiokafka transport with a consumer that hands whole fetches to the agent.
 
-Three methods of :class:`faust.transport.drivers.aiokafka.Consumer` change, for the
+Four methods of :class:`faust.transport.drivers.aiokafka.Consumer` change, for the
 source topics only (any other topic an app subscribes to keeps Faust's path):
 
 - ``_drain_messages`` (the fetcher's loop): a fetch goes to :class:`~app.intake.Intake`
   as one value instead of one Faust message per record; see ``app/intake.py`` for
   why. Flow control, active partitions and stopping behave as in Faust's loop.
 - ``_new_offset`` (what a commit may commit): the offset after the last record the
-  latest durable snapshot includes, instead of the run of individually acked offsets.
+  latest durable snapshot includes, instead of the run of individually acked offsets;
+  ``_filter_tps_with_pending_acks`` offers the assigned source partitions to every
+  commit, since none of their records is acked one by one.
 - ``wait_empty`` (a rebalance or stop waits for the streams): drains the intake and
   writes a checkpoint first, then lets Faust commit.
 
@@ -18,6 +20,7 @@ rebalance, the commit itself, the consumer thread) is Faust's.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any, ClassVar, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -112,6 +115,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        # Faust commits only partitions it has seen acks for; ours are never acked
+        # message by message, so their assigned partitions are always candidates (and
+        # _new_offset below says what, if anything, may be committed).
+        seen = set()
+        for tp in super()._filter_tps_with_pending_acks(topics):
+            seen.add(tp)
+            yield tp
+        wanted = (
+            tp for tp in self.assignment() if tp.topic in self.intake.topics and tp not in seen
+        )
+        for tp in wanted:
+            if topics is None or tp in topics or tp.topic in topics:
+                yield tp
 
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic in self.intake.topics:

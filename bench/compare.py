@@ -566,6 +566,40 @@ def main() -> None:
         "scaling": scaling,
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
+    table = markdown_table(out)
+    (RESULTS / "latest.md").write_text(table)
+    print(table)
+
+
+NAMES = {
+    "river_in_memory": "River in memory",
+    "aiokafka": "raw aiokafka loop",
+    "quix": "Quix Streams",
+    "riverbed": "**riverbed** (1 worker)",
+}
+
+
+def markdown_table(out: dict[str, Any]) -> str:
+    """The README's table, from ``latest.json``."""
+    rate = f"{out['latency_rate']:,.0f}/s"
+    rows = [
+        f"| system | events/s | p50 / p99 at {rate} offered | peak RSS | riverbed / system |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in out["systems"].items():
+        latency = f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms" if "p99_ms" in r else "-"
+        ratio = out["ratios"].get(f"riverbed/{name}")
+        rows.append(
+            f"| {NAMES.get(name, name)} | {r['events_per_s']:,} | {latency} | "
+            f"{r['rss_mb']:.0f} MB | {f'{ratio:.2f}x' if ratio else ''} |"
+        )
+    sc = out.get("scaling")
+    if sc:
+        rows.append(
+            f"| **riverbed** ({sc['workers']} workers, {sc['cores']} cores) | "
+            f"{sc['workers_events_per_s']:,} | - | - | {sc['speedup']:.2f}x one worker |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

@@ -265,6 +265,23 @@ async def _consume(bootstrap: str, topic: str, n: int, timeout: float) -> list[A
     return out
 
 
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offsets of ``topic``, by partition."""
+
+    async def read() -> dict[int, int]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        finally:
+            await admin.close()
+        return {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topic}
+
+    return asyncio.run(read())
+
+
 def consume(bootstrap: str, topic: str, n: int, timeout: float = RECV_TIMEOUT_S) -> list[Any]:
     """At least ``n`` records of ``topic`` from the beginning; fails after ``timeout``."""
     records = asyncio.run(_consume(bootstrap, topic, n, timeout))

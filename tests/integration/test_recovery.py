@@ -19,6 +19,7 @@ from tests.conftest import wait_for
 from tests.integration.conftest import (
     RECV_TIMEOUT_S,
     Names,
+    committed,
     consume,
     produce,
     start_producer,
@@ -89,6 +90,16 @@ def test_kill_9_mid_stream_learns_every_label_exactly_once(
         timeout=RECV_TIMEOUT_S,
         what="a third of the stream and a snapshot",
     )
+    # Offsets are committed while the worker runs, and only up to what a durable
+    # snapshot has (the snapshot offset can only be ahead: a later checkpoint).
+    wait_for(
+        lambda: len(committed(kafka, names.app_id, names.topic("events"))) == 4,
+        timeout=RECV_TIMEOUT_S,
+        what="committed offsets for every partition",
+    )
+    commits = committed(kafka, names.app_id, names.topic("events"))
+    snapshot_at = {int(p): v["snapshot_offset"] for p, v in first.models()["partitions"].items()}
+    assert all(commits[p] <= snapshot_at[p] + 1 for p in commits), (commits, snapshot_at)
     killed_at = total(first, "events")
     first.stop(signal.SIGKILL)
     assert killed_at < N, "killed mid-stream"
@@ -153,6 +164,8 @@ def test_a_tampered_snapshot_is_refused_loudly(kafka: str, names: Names, start_w
     good = [r for r in snaps if dict(r.headers).get("riverbed.snapshot") == b"manifest"][-1]
     meta = orjson.loads(good.value)
     assert meta["events_offset"] == 2999 and meta["model"] == "logreg"
+    # the stop committed exactly what its last snapshot has
+    assert committed(kafka, names.app_id, names.topic("events")) == {0: 3000}
     forged = orjson.dumps(meta | {"events_offset": 99_999})  # signature no longer matches
     produce(
         kafka,
