@@ -72,9 +72,10 @@ class Intake:
     >>> class Box:
     ...     def __init__(self): self.items = []
     ...     async def put(self, value): self.items.append(value)
+    >>> async def checkpoint(): pass
     >>> async def scenario():
     ...     box = Box()
-    ...     intake = Intake(box, {"ev"}, on_drained=asyncio.sleep, committable=lambda t, p: None)
+    ...     intake = Intake(box, {"ev"}, on_drained=checkpoint, committable=lambda t, p: None)
     ...     intake.attach()
     ...     await intake.deliver({("ev", 0): [1, 2]})
     ...     fetch = box.items[0]
