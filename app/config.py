@@ -86,6 +86,18 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}  # fmt: skip
+
+
+def _bool(value: str) -> bool:
+    v = _BOOLS.get(value.strip().lower())
+    if v is None:
+        msg = f"{value!r} is not a boolean (true/false, 1/0, yes/no, on/off)"
+        raise ValueError(msg)
+    return v
+
+
 def _port(value: str) -> int:
     n = int(value)
     if not 0 < n < 65536:
@@ -214,6 +226,13 @@ SPECS: tuple[_Spec, ...] = (
         "Seconds the broker may hold a fetch for new records (aiokafka fetch_max_wait_ms).",
     ),
     _Spec(
+        "consumer_thread",
+        "false",
+        _bool,
+        "Run Kafka's consumer in Faust's own thread: heartbeats go on while a very slow "
+        "model holds the loop; ~15% less throughput than on the event loop (the default).",
+    ),
+    _Spec(
         "snapshot_every",
         "10000",
         _positive_int,
@@ -300,6 +319,7 @@ class Settings:
     max_record_bytes: int
     batch_max: int
     fetch_max_wait: float
+    consumer_thread: bool
     snapshot_every: int
     snapshot_interval: float
     snapshot_key: str

@@ -109,7 +109,11 @@ def create_app(settings: Settings) -> faust.App:
         committable=checkpointer.committable,
     )
     app.transport = BatchTransport(
-        app.conf.broker_consumer, app, intake=intake, fetch_max_wait=settings.fetch_max_wait
+        app.conf.broker_consumer,
+        app,
+        intake=intake,
+        fetch_max_wait=settings.fetch_max_wait,
+        consumer_thread=settings.consumer_thread,
     )
     raw: dict[str, Any] = {
         "key_type": bytes,

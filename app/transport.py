@@ -14,23 +14,26 @@ source topics only (any other topic an app subscribes to keeps Faust's path):
   writes a checkpoint first, then lets Faust commit.
 
 Everything else (group membership, assignment, seeking to committed offsets after a
-rebalance, the commit itself, the consumer thread) is Faust's.
+rebalance, the commit itself) is Faust's. The consumer runs on the app's event loop
+(:class:`LoopConsumerThread`) unless ``RIVERBED_CONSUMER_THREAD`` asks for Faust's
+own consumer thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service, ServiceT
+from mode.utils.futures import maybe_async
 
 from app.intake import Intake
 
-__all__ = ["BatchConsumer", "BatchTransport"]
+__all__ = ["BatchConsumer", "BatchConsumerThread", "BatchTransport", "LoopConsumerThread"]
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -52,11 +55,83 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+class LoopConsumerThread(BatchConsumerThread):
+    """Faust's consumer "thread", run as a plain service on the app's own event loop.
+
+    Faust runs the aiokafka consumer in a :class:`mode.threads.ServiceThread`: its own
+    thread and event loop, reached through a method queue. For a CPU-bound agent that
+    is a cost, not a gain: every ``getmany`` crosses the threads twice (a self-pipe
+    write each way) and each crossing waits for the GIL, which the agent holds while it
+    learns, so the consumer's socket reads and the agent's sends queue behind one
+    another (py-spy: ``call_soon_threadsafe`` and socket I/O were the top leaves; the
+    worker spent ~28.7 CPU-µs a record threaded against ~24.4 µs here; see
+    ``docs/performance.md``). Nothing runs in parallel either way: the GIL allows one.
+
+    Here the same class runs on the app's loop: ``thread_loop`` *is* the parent loop,
+    ``call_thread`` awaits the call directly, and start/stop are
+    :class:`mode.Service`'s, in the order the thread would run them (stop the aiokafka
+    consumer, then children, futures and exit stacks). aiokafka's coordinator,
+    heartbeats, fetcher and rebalance listener already shared one loop in the thread;
+    they still do. What changes: heartbeats now wait while the agent handles a fetch
+    (at most ``RIVERBED_BATCH_MAX`` records), so a model slow enough to hold the loop
+    near ``RIVERBED_SESSION_TIMEOUT`` should use ``RIVERBED_CONSUMER_THREAD=true``.
+    """
+
+    # ServiceThread waits for the thread to set the shutdown flag; no thread here.
+    wait_for_shutdown = False
+
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
+        self._close_thread_loop_on_stop = False  # the app's loop: not ours to close
+
+    # -- mode.Service's own lifecycle, instead of ServiceThread's thread hand-offs ------
+    async def start(self) -> None:
+        await Service.start(self)
+
+    async def maybe_start(self) -> bool:
+        return await Service.maybe_start(self)
+
+    async def stop(self) -> None:
+        await Service.stop(self)
+
+    async def crash(self, reason: BaseException) -> None:
+        await Service.crash(self, reason)
+
+    def _stopped_set(self) -> None:
+        Service._stopped_set(self)
+
+    def set_shutdown(self) -> None:
+        Service.set_shutdown(self)
+
+    async def _stop_children(self) -> None:
+        await Service._stop_children(self)
+
+    async def _stop_futures(self) -> None:
+        await Service._stop_futures(self)
+
+    async def _stop_exit_stacks(self) -> None:
+        await Service._stop_exit_stacks(self)
+
+    async def on_stop(self) -> None:
+        # What the thread runs first on its way out: stop the aiokafka consumer.
+        await self.on_thread_stop()
+
+    # -- calls "into the thread" are plain awaits ---------------------------------------
+    async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # Like MethodQueue's worker: the callee may be a coroutine function or not.
+        return await maybe_async(fun(*args, **kwargs))
+
+    async def cast_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.add_future(maybe_async(fun(*args, **kwargs)))
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering the source topics fetch by fetch."""
 
     def _new_consumer_thread(self) -> Any:
-        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        transport = cast(BatchTransport, self.transport)
+        kind = BatchConsumerThread if transport.consumer_thread else LoopConsumerThread
+        return kind(self, loop=self.loop, beacon=self.beacon)
 
     @property
     def intake(self) -> Intake:
@@ -147,8 +222,14 @@ class BatchTransport(faust_aiokafka.Transport):
     Consumer: ClassVar[Any] = BatchConsumer
 
     def __init__(
-        self, *args: Any, intake: Intake, fetch_max_wait: float = 0.5, **kwargs: Any
+        self,
+        *args: Any,
+        intake: Intake,
+        fetch_max_wait: float = 0.5,
+        consumer_thread: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.intake = intake
         self.fetch_max_wait = fetch_max_wait
+        self.consumer_thread = consumer_thread

@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
+import pytest
 from river import datasets, evaluate, metrics
 
 import models
@@ -33,10 +34,13 @@ def by_partition(records: list[Any]) -> dict[int, list[Any]]:
     return out
 
 
+@pytest.mark.parametrize(
+    "consumer_thread", [False, True], ids=["consumer-on-loop", "consumer-thread"]
+)
 def test_phishing_on_four_partitions_equals_offline_replay(
-    kafka: str, names: Names, start_worker: Any
+    kafka: str, names: Names, start_worker: Any, consumer_thread: bool
 ) -> None:
-    worker = start_worker(partitions=4)
+    worker = start_worker(partitions=4, consumer_thread=consumer_thread)
     env = riverbed_env(kafka, names, partitions=4)
     res = riverbed("produce", "--dataset", "phishing", env=env)
     assert res.returncode == 0, res.stderr
@@ -66,6 +70,9 @@ def test_phishing_on_four_partitions_equals_offline_replay(
         )
         assert worker.models()["partitions"][str(p)]["metric"]["value"] == metric.get()
     assert total(worker, "learned") == N_PHISHING
+    # the consumer ran where the setting put it (mode logs each service it starts)
+    started = "BatchConsumerThread" if consumer_thread else "LoopConsumerThread"
+    assert f"{started}]: Starting..." in worker.log.read_text(), worker.tail_log()
 
     tail = riverbed("tail", "predictions", "--limit", "3", "--idle-timeout", "20", env=env)
     assert tail.returncode == 0, tail.stderr

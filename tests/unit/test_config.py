@@ -32,6 +32,7 @@ def test_broker_forms() -> None:
         ("RIVERBED_APP_ID", "has space"),
         ("RIVERBED_LOG_LEVEL", "loud"),
         ("RIVERBED_MODEL", " "),
+        ("RIVERBED_CONSUMER_THREAD", "sometimes"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
@@ -48,3 +49,9 @@ def test_every_setting_is_documented() -> None:
     described = Settings.from_env({}).describe()
     assert [d[0] for d in described] == [s.env for s in SPECS]
     assert all(doc for _, _, doc in described)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("0", False), (" Yes ", True)])
+def test_consumer_thread_flag(value: str, expected: bool) -> None:
+    assert Settings.from_env({"RIVERBED_CONSUMER_THREAD": value}).consumer_thread is expected
+    assert Settings.from_env({}).consumer_thread is False
