@@ -7,7 +7,9 @@ plain loop. Predictions of a fetch go out per partition as aiokafka record batch
 (``create_batch``/``send_batch`` on the producer Faust runs): one delivery future per
 batch, not one per record. Dead letters and drift records are single sends. Nothing
 here awaits a delivery; the :class:`~app.checkpoint.Checkpointer` awaits them all
-before it writes the snapshot whose offsets the consumer then commits.
+before it writes the snapshot whose offsets the consumer then commits. An error
+half-way through a fetch stops the worker (:meth:`~app.checkpoint.Checkpointer.fail`)
+rather than let a later snapshot cover records whose outputs are not in Kafka.
 """
 
 from __future__ import annotations
@@ -75,13 +77,15 @@ def register(
                 for key, value in outs:
                     if batch.append(key=key, value=value, timestamp=None) is None:
                         # full: send it, start the next one
-                        track(await producer.send_batch(batch, predictions, partition=p))
+                        track(
+                            await producer.send_batch(batch, predictions, partition=p), predictions
+                        )
                         batch = producer.create_batch()
                         batch.append(key=key, value=value, timestamp=None)
-                track(await producer.send_batch(batch, predictions, partition=p))
+                track(await producer.send_batch(batch, predictions, partition=p), predictions)
         if processor.extra:  # dead letters, drift events
             for out in processor.extra:
-                track(await send(producer, out))
+                track(await send(producer, out), out.topic)
             processor.extra.clear()
 
     @app.agent(channel, name="riverbed.learn")
@@ -97,6 +101,11 @@ def register(
                 t0 = time.perf_counter()
                 try:
                     await handle_fetch(fetch, producer)
+                except Exception as exc:
+                    # Part of this fetch may be learned without its predictions sent:
+                    # fail-stop, so no snapshot covers it and a restart redoes it.
+                    checkpointer.fail(exc)
+                    return
                 finally:
                     intake.end()
                 if metrics is not None:

@@ -41,6 +41,7 @@ from app.learner import PartitionLearner
 __all__ = [
     "FORMAT_VERSION",
     "Checkpointer",
+    "OutputRefused",
     "SnapshotCodec",
     "SnapshotRefused",
     "load_key",
@@ -55,6 +56,10 @@ CHUNK = b"chunk"
 _VERSIONS = {name: version(name) for name in ("riverbed", "river")}
 KIND_HEADER = "riverbed.snapshot"
 GENERATION_HEADER = "riverbed.snapshot.generation"
+
+
+class OutputRefused(RiverbedError):
+    """Kafka did not take an output (prediction, dead letter, ...) of handled records."""
 
 
 class SnapshotRefused(RiverbedError):
@@ -250,6 +255,9 @@ class Checkpointer:
         ``(events, labels)`` topic names: :meth:`committable` answers for these.
     every, interval
         A checkpoint is due after ``every`` records or ``interval`` seconds.
+    on_failure
+        Called once, with the exception, when the checkpointer fails (see :meth:`fail`);
+        the worker stops itself there.
 
     Examples
     --------
@@ -281,6 +289,7 @@ class Checkpointer:
         topics: tuple[str, str],
         every: int,
         interval: float,
+        on_failure: Callable[[BaseException], Any] | None = None,
     ) -> None:
         self.learners = learners
         self.codec = codec
@@ -288,7 +297,7 @@ class Checkpointer:
         self.events_topic, self.labels_topic = topics
         self.every = every
         self.interval = interval
-        self._outputs: list[Awaitable[Any]] = []
+        self._outputs: list[tuple[Awaitable[Any], str]] = []
         self._dirty: set[int] = set()
         self._since = 0  # records handled since the last checkpoint's capture
         self._durable: dict[int, tuple[int, int]] = {}  # partition -> (events, labels) offset
@@ -298,6 +307,8 @@ class Checkpointer:
         self.written = 0
         self.bytes_written = 0
         self.last_seconds = 0.0
+        self.on_failure = on_failure
+        self.failed: BaseException | None = None
 
     # -- called by the agent, synchronously, per fetch --------------------------------
     def note(self, partition: int, records: int) -> None:
@@ -305,9 +316,9 @@ class Checkpointer:
         self._dirty.add(partition)
         self._since += records
 
-    def track(self, output: Awaitable[Any]) -> None:
-        """An output that must be in Kafka before the next snapshot (predictions, ...)."""
-        self._outputs.append(output)
+    def track(self, output: Awaitable[Any], topic: str) -> None:
+        """An output to ``topic`` that must be in Kafka before the next snapshot."""
+        self._outputs.append((output, topic))
 
     def due(self) -> bool:
         if not self._dirty:
@@ -341,6 +352,30 @@ class Checkpointer:
         for p in set(self._durable) - partitions:
             del self._durable[p]
 
+    # -- failure ----------------------------------------------------------------------
+    def fail(self, reason: BaseException) -> None:
+        """Stop checkpointing for good (fail-stop); the worker then stops.
+
+        Called when an output of handled records was not delivered, a snapshot was not
+        written, or the agent failed half-way through a fetch: the learners may now hold
+        records whose predictions are not in Kafka, so no later snapshot may cover them.
+        What was durable before stays committable; a restarted worker restores those
+        snapshots and handles everything after them again (Kafka Streams stops a stream
+        thread on such errors for the same reason).
+        """
+        if self.failed is not None:
+            return
+        self.failed = reason
+        logger.critical(
+            "checkpointing stopped: %s: %s; offsets stay at the last durable snapshot and "
+            "the worker stops, a restart handles the records after it again",
+            type(reason).__name__,
+            reason,
+            exc_info=reason,
+        )
+        if self.on_failure is not None:
+            self.on_failure(reason)
+
     # -- the checkpoint --------------------------------------------------------------
     async def checkpoint(self) -> None:
         """Snapshot every partition changed since the last checkpoint.
@@ -350,48 +385,57 @@ class Checkpointer:
         offsets become committable.
         """
         async with self._lock:
-            if not self._dirty:
+            if not self._dirty or self.failed is not None:
                 return
-            t0 = time.perf_counter()
-            # One synchronous capture: the states, the offsets they include, their outputs.
-            outputs, self._outputs = self._outputs, []
-            dirty, self._dirty = self._dirty, set()
-            self._since = 0
-            learners = dict(self.learners.items())
-            captured = {
-                p: (learners[p].last_offset, learners[p].last_label_offset)
-                for p in dirty
-                if p in learners
-            }
-            records = [r for p in sorted(captured) for r in self.codec.encode(learners[p])]
-            self._last = time.monotonic()
-            # 1. the predictions and dead letters of those records are in Kafka
-            if outputs:
-                await asyncio.gather(*outputs)
-            # 2. the snapshots: chunks first, the manifest (last record per partition) after
-            chunks = [
-                self.send(k, v, h, int(k.split(b"/")[0]))
-                for k, v, h in records
-                if dict(h)[KIND_HEADER] == CHUNK
-            ]
-            await asyncio.gather(*chunks)
-            manifests = [
-                self.send(k, v, h, int(k))
-                for k, v, h in records
-                if dict(h)[KIND_HEADER] == MANIFEST
-            ]
-            await asyncio.gather(*manifests)
-            # 3. the offsets become committable
-            now_ms = int(time.time() * 1000)
-            for p, offsets in captured.items():
-                if self.learners.has(p):  # still ours
-                    self._durable[p] = offsets
-                learners[p].snapshot_offset = offsets[0]
-                learners[p].snapshot_ms = now_ms
-            self.written += len(manifests)
-            self.bytes_written += sum(len(v) for _, v, _ in records)
-            self.last_seconds = time.perf_counter() - t0
-            logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
+            try:
+                await self._checkpoint()
+            except Exception as exc:
+                self.fail(exc)
+
+    async def _checkpoint(self) -> None:
+        # Under the lock, called by checkpoint() only.
+        t0 = time.perf_counter()
+        # One synchronous capture: the states, the offsets they include, their outputs.
+        outputs, self._outputs = self._outputs, []
+        dirty, self._dirty = self._dirty, set()
+        self._since = 0
+        learners = dict(self.learners.items())
+        captured = {
+            p: (learners[p].last_offset, learners[p].last_label_offset)
+            for p in dirty
+            if p in learners
+        }
+        records = [r for p in sorted(captured) for r in self.codec.encode(learners[p])]
+        self._last = time.monotonic()
+        # 1. the predictions and dead letters of those records are in Kafka
+        if outputs:
+            results = await asyncio.gather(*(o for o, _ in outputs), return_exceptions=True)
+            for (_, topic), result in zip(outputs, results, strict=True):
+                if isinstance(result, BaseException):
+                    msg = f"Kafka refused a record for {topic}: {type(result).__name__}: {result}"
+                    raise OutputRefused(msg) from result
+        # 2. the snapshots: chunks first, the manifest (last record per partition) after
+        chunks = [
+            self.send(k, v, h, int(k.split(b"/")[0]))
+            for k, v, h in records
+            if dict(h)[KIND_HEADER] == CHUNK
+        ]
+        await asyncio.gather(*chunks)
+        manifests = [
+            self.send(k, v, h, int(k)) for k, v, h in records if dict(h)[KIND_HEADER] == MANIFEST
+        ]
+        await asyncio.gather(*manifests)
+        # 3. the offsets become committable
+        now_ms = int(time.time() * 1000)
+        for p, offsets in captured.items():
+            if self.learners.has(p):  # still ours
+                self._durable[p] = offsets
+            learners[p].snapshot_offset = offsets[0]
+            learners[p].snapshot_ms = now_ms
+        self.written += len(manifests)
+        self.bytes_written += sum(len(v) for _, v, _ in records)
+        self.last_seconds = time.perf_counter() - t0
+        logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -98,7 +99,10 @@ def create_app(settings: Settings) -> faust.App:
         topics=(names.events, names.labels),
         every=settings.snapshot_every,
         interval=settings.snapshot_interval,
+        on_failure=lambda reason: stopping.append(asyncio.ensure_future(app.crash(reason))),
     )
+    # Fail-stop (Checkpointer.fail): Faust's crash stops the worker, which exits non-zero.
+    stopping: list[asyncio.Future[None]] = []
     # Fetches of events and labels reach the agent whole, through this channel (see
     # app/intake.py); the transport must be ours before anything asks for Faust's.
     fetches: faust.ChannelT = app.channel(maxsize=FETCHES_QUEUED)
@@ -218,7 +222,8 @@ def create_app(settings: Settings) -> faust.App:
             checkpointer.track(
                 await kafka_producer().send(
                     names.metrics, encode(record), key=str(p).encode(), partition=p
-                )
+                ),
+                names.metrics,
             )
 
     agents.register(app, fetches, intake, processor, checkpointer, kafka_producer)

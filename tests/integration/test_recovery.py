@@ -8,6 +8,7 @@ equal it, and the learned counters must add up to the labels sent, no more, no l
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections import defaultdict
@@ -39,23 +40,23 @@ WORKER = {
 }
 
 
-def check_exactly_once(kafka: str, names: Names, final_workers: list[Any]) -> None:
+def check_exactly_once(kafka: str, names: Names, final_workers: list[Any], n: int = N) -> None:
     """Counters add up, repeats are identical, and every prediction equals the replay."""
     try:
         wait_for(
-            lambda: sum(total(w, "learned") for w in final_workers) >= N,
+            lambda: sum(total(w, "learned") for w in final_workers) >= n,
             timeout=RECOVERY_TIMEOUT_S,
-            what=f"{N} labels learned",
+            what=f"{n} labels learned",
         )
     except BaseException:
         for w in final_workers:  # what each partition got, for the failure report
             print(orjson.dumps(w.models(), option=orjson.OPT_INDENT_2).decode())
         raise
-    assert sum(total(w, "learned") for w in final_workers) == N, "learned exactly once"
+    assert sum(total(w, "learned") for w in final_workers) == n, "learned exactly once"
     assert sum(total(w, "offset_gaps") for w in final_workers) == 0, "no record skipped"
 
-    events = consume(kafka, names.topic("events"), N)
-    preds = consume(kafka, names.topic("predictions"), N)
+    events = consume(kafka, names.topic("events"), n)
+    preds = consume(kafka, names.topic("predictions"), n)
     seen: dict[tuple[int, int], dict[str, Any]] = {}
     repeats = 0
     for r in preds:
@@ -66,7 +67,7 @@ def check_exactly_once(kafka: str, names: Names, final_workers: list[Any]) -> No
             repeats += 1
             assert seen[key] == mine, f"a repeated prediction differs at {key}"
         seen[key] = mine
-    assert len(seen) == N, "every event has a prediction"
+    assert len(seen) == n, "every event has a prediction"
 
     by_part: dict[int, list[Any]] = defaultdict(list)
     for r in events:
@@ -183,3 +184,50 @@ def test_a_tampered_snapshot_is_refused_loudly(kafka: str, names: Names, start_w
     assert m["partitions"]["0"]["restored_offset"] == 2999, "recovered from the last good snapshot"
     assert m["partitions"]["0"]["learned"] == 3000
     assert "REFUSED" in second.log.read_text() and "signature" in second.log.read_text()
+
+
+def _topic_config(kafka: str, topic: str, config: dict[str, str], partitions: int = 0) -> None:
+    """Create ``topic`` with ``config`` (``partitions`` > 0), or set its config."""
+
+    async def run() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        try:
+            if partitions:
+                await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=config)])
+            else:
+                await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, config)])
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def test_undeliverable_predictions_stop_the_worker_and_lose_nothing(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
+    n = 3000
+    # A predictions topic that refuses every record batch the worker sends (a real
+    # broker error, MESSAGE_TOO_LARGE, not retried by the producer).
+    predictions = names.topic("predictions")
+    _topic_config(kafka, predictions, {"max.message.bytes": "64"}, partitions=4)
+    first = start_worker(**WORKER)
+    producer = start_producer(
+        kafka, names, "--dataset", "agrawal", "--limit", str(n), "--id-prefix", "u", partitions=4
+    )
+    assert producer.wait(RECV_TIMEOUT_S) == 0, producer.stderr.read() if producer.stderr else ""
+    wait_for(lambda: not first.alive(), timeout=RECV_TIMEOUT_S, what="the worker to stop itself")
+    assert first.proc.returncode != 0
+    log = first.tail_log(400)
+    assert f"Kafka refused a record for {predictions}: MessageSizeTooLarge" in log, log
+    assert "checkpointing stopped" in log, log
+    # No snapshot could cover records whose predictions were refused: nothing committed.
+    assert committed(kafka, names.app_id, names.topic("events")) == {}
+    # The operator fixes the topic and restarts: every event gets its prediction, and
+    # every label is learned once.
+    _topic_config(kafka, predictions, {"max.message.bytes": "1048588"})
+    second = start_worker(**WORKER)
+    check_exactly_once(kafka, names, [second], n=n)

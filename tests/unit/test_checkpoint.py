@@ -19,6 +19,7 @@ from app.checkpoint import (
     KIND_HEADER,
     MANIFEST,
     Checkpointer,
+    OutputRefused,
     SnapshotCodec,
     SnapshotRefused,
     load_key,
@@ -149,7 +150,7 @@ async def _checkpoint_order() -> None:
     )
     for i in range(2):
         learners.get(0).process_event(Event(str(i), {"f": 1.0}, True), offset=i, ts_ms=0)
-        cp.track(output())
+        cp.track(output(), "pr")
     cp.note(0, 1)
     assert not cp.due()
     cp.note(0, 1)
@@ -187,5 +188,57 @@ def test_checkpoint_of_a_partition_that_moved_away_commits_nothing_for_it() -> N
         cp.note(3, 1)
         await cp.checkpoint()
         assert cp.committable("ev", 3) is None
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_output_stops_checkpointing_for_good() -> None:
+    async def scenario() -> None:
+        from app.state import Learners
+
+        learners = Learners(models.spec("logreg"))
+        sent: list[bytes] = []
+        failures: list[BaseException] = []
+
+        async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
+            sent.append(k)
+
+        def delivered() -> asyncio.Future[None]:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
+
+        def refused() -> asyncio.Future[None]:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(OSError("the broker refused the batch"))
+            return fut
+
+        cp = Checkpointer(
+            learners, SnapshotCodec(b"k"), send=send, topics=("ev", "lb"), every=1,
+            interval=60, on_failure=failures.append,
+        )  # fmt: skip
+        learner = learners.get(0)
+        learner.process_event(Event("a", {"f": 1.0}, True), offset=0, ts_ms=0)
+        cp.track(delivered(), "pr")
+        cp.note(0, 1)
+        await cp.checkpoint()
+        assert cp.committable("ev", 0) == 1 and sent == [b"0/0", b"0"]
+        # offset 1's prediction is refused: no snapshot may cover offset 1, ever
+        learner.process_event(Event("b", {"f": 2.0}, False), offset=1, ts_ms=0)
+        cp.track(refused(), "pr")
+        cp.note(0, 1)
+        await cp.checkpoint()
+        assert [str(e) for e in failures] == [
+            "Kafka refused a record for pr: OSError: the broker refused the batch"
+        ]
+        assert isinstance(cp.failed, OutputRefused)
+        learner.process_event(Event("c", {"f": 3.0}, True), offset=2, ts_ms=0)
+        cp.track(delivered(), "pr")
+        cp.note(0, 1)
+        await cp.checkpoint()
+        assert sent == [b"0/0", b"0"], "nothing written after the failure"
+        assert cp.committable("ev", 0) == 1, "commits stay at the last durable snapshot"
+        cp.fail(RuntimeError("again"))
+        assert len(failures) == 1, "the worker is told once"
 
     asyncio.run(scenario())
