@@ -261,6 +261,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# --set NAME=VALUE: riverbed settings for every worker of the run (the environment's
+# RIVERBED_* variables are not passed on, so a run measures the defaults unless asked).
+WORKER_SETTINGS: dict[str, str] = {}
+
+
 def _worker_env(bootstrap: str, prefix: str, app_id: str, name: str) -> tuple[dict[str, str], int]:
     port = _free_port()
     env = {
@@ -272,6 +277,7 @@ def _worker_env(bootstrap: str, prefix: str, app_id: str, name: str) -> tuple[di
         "RIVERBED_WEB_PORT": str(port),
         "RIVERBED_LOG_LEVEL": "warning",
         "RIVERBED_DATA_DIR": str(ROOT / ".riverbed" / f"bench-{name}"),
+        **WORKER_SETTINGS,
     }
     return env, port
 
@@ -433,6 +439,13 @@ def main() -> None:
     ap.add_argument("--no-latency", action="store_true", help="skip the paced latency runs")
     ap.add_argument("--workers", type=int, default=2, help="riverbed workers in the scaling run")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per system (best / median)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a riverbed setting for the workers, e.g. --set RIVERBED_CONSUMER_THREAD=true",
+    )
     ap.add_argument("--child")
     ap.add_argument("--bootstrap")
     ap.add_argument("--src")
@@ -446,6 +459,11 @@ def main() -> None:
         print(_peak_rss_mb())
         return
 
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("RIVERBED_"):
+            ap.error(f"--set {item!r}: expected RIVERBED_NAME=VALUE")
+        WORKER_SETTINGS[name] = value
     sys.path.insert(0, str(ROOT))
     from app.broker import LocalBroker
     from app.config import Settings
