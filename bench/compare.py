@@ -217,8 +217,18 @@ def _latencies_ms(events: list[Any], outputs: list[Any]) -> tuple[float, float]:
     import numpy as np
 
     sent = {r.key: r.timestamp for r in events}
-    lat = [r.timestamp - sent[r.key] for r in outputs if r.key in sent]
-    p50, p99 = np.percentile(np.array(lat, dtype=float), [50, 99])
+    pairs = [(sent[r.key], r.timestamp - sent[r.key]) for r in outputs if r.key in sent]
+    lat = np.array([d for _, d in pairs], dtype=float)
+    p50, p99 = np.percentile(lat, [50, 99])
+    # Where a high p99 comes from: the worst 100 ms windows of the paced stream (by
+    # send time), a one-off stall and a steady queue look different here.
+    t0 = min(t for t, _ in pairs)
+    worst: dict[int, float] = {}
+    for t, d in pairs:
+        w = (t - t0) // 100
+        worst[w] = max(worst.get(w, d), d)
+    top = sorted(worst.items(), key=lambda kv: -kv[1])[:3]
+    print("  worst 100 ms windows: " + ", ".join(f"{w / 10:.1f} s {d:.0f} ms" for w, d in top))
     return float(p50), float(p99)
 
 
