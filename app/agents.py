@@ -74,14 +74,16 @@ def register(
             note(p, len(records))
             if outs:
                 batch = producer.create_batch()
-                for key, value in outs:
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                # Each prediction's Kafka timestamp is when it was made (its "ts"), not
+                # when the partition's batch was built after all of its records.
+                for key, value, ts in outs:
+                    if batch.append(key=key, value=value, timestamp=ts) is None:
                         # full: send it, start the next one
                         track(
                             await producer.send_batch(batch, predictions, partition=p), predictions
                         )
                         batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None)
+                        batch.append(key=key, value=value, timestamp=ts)
                 track(await producer.send_batch(batch, predictions, partition=p), predictions)
         if processor.extra:  # dead letters, drift events
             for out in processor.extra:

@@ -87,17 +87,18 @@ class Processor:
 
     def handle_many(
         self, topic: str, partition: int, records: Iterable[Any]
-    ) -> list[tuple[bytes | None, bytes]]:
+    ) -> list[tuple[bytes | None, bytes, int]]:
         """Process one partition's records of one topic, in offset order.
 
         ``records`` have aiokafka's ``ConsumerRecord`` fields (``offset``, ``timestamp``
         in ms, ``key``, ``value``, ``headers``). Returns the predictions as
-        ``(key, value)`` for ``predictions[partition]``; dead letters and drift
-        events go to :attr:`extra`.
+        ``(key, value, ts)`` for ``predictions[partition]``, ``ts`` being the epoch ms
+        the prediction was made (its ``ts`` field, and its Kafka timestamp); dead
+        letters and drift events go to :attr:`extra`.
         """
         learner = self.learners.get(partition)
         extra = self.extra
-        out: list[tuple[bytes | None, bytes]] = []
+        out: list[tuple[bytes | None, bytes, int]] = []
         if topic == self.topics.labels:
             for r in records:
                 if learner.redelivered(r.offset, label=True):
@@ -143,13 +144,14 @@ class Processor:
             if pred is None:
                 continue
             now = clock()
+            ts = int(now * 1000)
             pred["model"] = model_name
             pred["partition"] = pname
             pred["offset"] = offset
-            pred["ts"] = int(now * 1000)
+            pred["ts"] = ts
             since = event.ts if event.ts is not None else r.timestamp
             observe(now - since / 1000)  # clock skew may make it negative: clipped below
-            append((r.key, encode(pred)))
+            append((r.key, encode(pred), ts))
         if self.metrics is not None:
             self.metrics.observe_latencies(partition, latencies)
         if learner.drift_events:
@@ -174,7 +176,7 @@ class Processor:
         record = Record(offset, timestamp_ms, key, value, list(headers or ()))
         predictions = self.handle_many(topic, partition, [record])
         if predictions:
-            k, v = predictions[0]
+            k, v, _ = predictions[0]
             return Outgoing(self.topics.predictions, k, v, partition)
         for i in range(mark, len(self.extra)):
             if self.extra[i].topic == self.topics.dlq:

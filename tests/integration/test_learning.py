@@ -62,6 +62,8 @@ def test_phishing_on_four_partitions_equals_offline_replay(
         assert [g["id"] for g in got] == [orjson.loads(r.value)["id"] for r in evs]
         assert [comparable(g) for g in got] == expected, f"partition {p} differs from its replay"
         assert all(g["model"] == "logreg" and "y" in g and "ts" in g for g in got)
+        # the Kafka timestamp is when the prediction was made, as its "ts" says
+        assert [r.timestamp for r in pred_parts[p]] == [g["ts"] for g in got]
         # the worker's metric for this partition is the replay's metric
         wait_for(
             lambda p=p, n=len(evs): worker.models()["partitions"][str(p)]["events"] == n,  # noqa: B008

@@ -40,8 +40,9 @@ def test_a_fetch_gives_one_prediction_per_event_equal_to_river_offline() -> None
     proc = _processor()
     records = _records(300)
     out = proc.handle_many(NAMES.events, 2, records)
-    assert [k for k, _ in out] == [r.key for r in records]
-    preds = [orjson.loads(v) for _, v in out]
+    assert [k for k, _, _ in out] == [r.key for r in records]
+    preds = [orjson.loads(v) for _, v, _ in out]
+    assert [ts for _, _, ts in out] == [p["ts"] for p in preds]  # Kafka timestamp = "ts"
     assert [p["offset"] for p in preds] == list(range(300))
     assert {p["partition"] for p in preds} == {2} and {p["model"] for p in preds} == {"logreg"}
     offline = evaluate.progressive_val_score(
@@ -64,8 +65,8 @@ def test_same_records_split_into_fetches_or_one_by_one_give_identical_prediction
     def strip(values: list[bytes]) -> list[dict[str, object]]:
         return [{k: v for k, v in orjson.loads(b).items() if k != "ts"} for b in values]
 
-    assert strip([v for _, v in whole]) == strip([v for part in parts for _, v in part])
-    assert strip([v for _, v in whole]) == strip([o.value for o in singles if o and o.value])
+    assert strip([v for _, v, _ in whole]) == strip([v for part in parts for _, v, _ in part])
+    assert strip([v for _, v, _ in whole]) == strip([o.value for o in singles if o and o.value])
 
 
 def test_bad_records_become_dead_letters_in_place_and_the_rest_go_on() -> None:
@@ -77,7 +78,7 @@ def test_bad_records_become_dead_letters_in_place_and_the_rest_go_on() -> None:
     ]
     more = _records(2, start=6)
     out = proc.handle_many(NAMES.events, 1, [*good, *bad, *more])
-    assert [orjson.loads(v)["offset"] for _, v in out] == [0, 1, 2, 3, 6, 7]
+    assert [orjson.loads(v)["offset"] for _, v, _ in out] == [0, 1, 2, 3, 6, 7]
     assert [d.value for d in proc.extra] == [b"{not json", bad[1].value]
     first = dict(proc.extra[0].headers or [])
     assert first["trace"] == b"1" and first["riverbed.source.offset"] == b"4"
