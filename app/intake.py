@@ -113,6 +113,27 @@ class Intake:
         await self._attached.wait()
         await self.channel.put(fetch)
 
+    def deliver_nowait(self, records: Mapping[Any, Sequence[Any]]) -> bool:
+        """Queue one fetch if that needs no wait (agent attached, room); else False.
+
+        The consumer's loop tries this first: :meth:`deliver` under mode's
+        ``wait_first`` makes four tasks and an ``asyncio.wait`` a fetch (~105 µs of CPU
+        on a slow 2-core VM, against ~9 µs for this), for a put that rarely waits; with
+        small fetches under moderate load that was ~5% of a core. It reaches the
+        agents' queues as Faust's ``Channel.put`` does (through the root channel's
+        subscribers, which Faust keeps private).
+        """
+        if not self._attached.is_set():
+            return False
+        root = getattr(self.channel, "_root", None) or self.channel
+        queues = [sub.queue for sub in getattr(root, "_subscribers", ())]
+        if not queues or any(q.full() for q in queues):
+            return False
+        fetch = Fetch(records, self.epoch)
+        for q in queues:
+            q.put_nowait(fetch)
+        return True
+
     async def drain(self) -> None:
         """Stop handing out older fetches, let the batch in hand finish, checkpoint."""
         self.epoch += 1

@@ -140,7 +140,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - via broker
         intake = self.intake
         ours = intake.topics
-        deliver = intake.deliver
+        deliver, deliver_nowait = intake.deliver, intake.deliver_nowait
         callback = self.callback
         to_message = self._to_message
         consumer_stopped = cast(Service, self)._stopped.is_set
@@ -152,7 +152,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records, active = await self._wait_next_records(1.0)
-                await self.sleep(0)
+                await asyncio.sleep(0)  # a turn for others (mode's sleep(0): a task, ~40 µs)
                 if not records or self.should_stop or not self.flow_active:
                     if records and not self.flow_active:
                         # As Faust's getmany: records fetched across a flow stop are
@@ -172,7 +172,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                             await self.wait_first(
                                 callback(to_message(tp, r)), self.suspend_flow.wait()
                             )
-                if batch:
+                if batch and not deliver_nowait(batch):
                     await self.wait_first(deliver(batch), self.suspend_flow.wait())
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
