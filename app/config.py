@@ -223,7 +223,8 @@ SPECS: tuple[_Spec, ...] = (
         "fetch_max_wait",
         "0.02",
         _positive_float,
-        "Seconds the broker may hold a fetch for new records (aiokafka fetch_max_wait_ms).",
+        "Seconds the broker may hold a fetch for new records while records flow (aiokafka "
+        "fetch_max_wait_ms); an idle worker uses Kafka's default 0.5 s.",
     ),
     _Spec(
         "consumer_thread",

@@ -37,22 +37,36 @@ __all__ = ["BatchConsumer", "BatchConsumerThread", "BatchTransport", "LoopConsum
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the broker's fetch wait from settings.
+    """Faust's consumer thread, with the broker's fetch wait paced by the traffic.
 
     Faust fixes aiokafka's ``fetch_max_wait_ms`` at 1,500 ms. aiokafka keeps one fetch
     in flight per broker and leaves out of it the partitions whose records are still
-    buffered, so a fetch holding only idle partitions (a quiet labels topic) is held by
-    the broker that long while the buffered partitions run dry: a catch-up ran at
-    ~30,000 records/s with a one-second stop every ~20,000 records. A short wait keeps
-    the fetches coming; an idle worker then asks the broker ~1/wait times a second.
+    buffered, so while the worker catches up a fetch holding only idle partitions (a
+    quiet labels topic) was held by the broker that long while the buffered partitions
+    ran dry: a catch-up ran at ~30,000 records/s with a one-second stop every ~20,000
+    records. So while records flow the wait is short (``RIVERBED_FETCH_MAX_WAIT``);
+    after a second without any it is Kafka's default, 500 ms, because a short wait
+    makes an idle worker ask the broker ~1/wait times a second (at 20 ms: 7% of a core
+    on a slow machine, against under 1% at 500 ms). New records end a held fetch
+    at once either way (``fetch_min_bytes`` is 1), so the idle wait adds no latency.
     """
+
+    IDLE_FETCH_WAIT_MS = 500  # Kafka's default fetch.max.wait.ms
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        wait = cast(BatchTransport, transport).fetch_max_wait
+        self._busy_wait_ms = int(cast(BatchTransport, transport).fetch_max_wait * 1000)
         # Read by AIOKafkaConsumer.start(), which has not run yet; no public setter.
-        consumer._fetch_max_wait_ms = int(wait * 1000)
+        consumer._fetch_max_wait_ms = self._busy_wait_ms
         return consumer
+
+    def pace(self, busy: bool) -> None:
+        """Short broker waits while records flow, the idle wait when they do not."""
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if fetcher is not None:
+            # aiokafka reads it into each FetchRequest it builds; no public setter.
+            wait = self._busy_wait_ms if busy else max(self._busy_wait_ms, self.IDLE_FETCH_WAIT_MS)
+            fetcher._fetch_max_wait_ms = wait
 
 
 class LoopConsumerThread(BatchConsumerThread):
@@ -148,10 +162,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
         read_offset = self._read_offset
         track_end_offset = self.app.monitor.track_tp_end_offset
         buffered = self._buffered_partitions
+        pace = cast(BatchConsumerThread, self._thread).pace
+        busy = True  # the consumer starts with the short wait
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records, active = await self._wait_next_records(1.0)
+                if bool(records) is not busy:  # none for a second, or flowing again
+                    busy = not busy
+                    pace(busy)
                 await asyncio.sleep(0)  # a turn for others (mode's sleep(0): a task, ~40 µs)
                 if not records or self.should_stop or not self.flow_active:
                     if records and not self.flow_active:
