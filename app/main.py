@@ -92,6 +92,8 @@ def create_app(settings: Settings) -> faust.App:
 
     key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
     codec = SnapshotCodec(key, settings.snapshot_chunk_bytes, model_name=spec.name)
+    # Fail-stop (Checkpointer.fail): Faust's crash stops the worker, which exits non-zero.
+    stopping: list[asyncio.Future[None]] = []
     checkpointer = Checkpointer(
         learners,
         codec,
@@ -101,8 +103,6 @@ def create_app(settings: Settings) -> faust.App:
         interval=settings.snapshot_interval,
         on_failure=lambda reason: stopping.append(asyncio.ensure_future(app.crash(reason))),
     )
-    # Fail-stop (Checkpointer.fail): Faust's crash stops the worker, which exits non-zero.
-    stopping: list[asyncio.Future[None]] = []
     # Fetches of events and labels reach the agent whole, through this channel (see
     # app/intake.py); the transport must be ours before anything asks for Faust's.
     fetches: faust.ChannelT = app.channel(maxsize=FETCHES_QUEUED)
