@@ -37,6 +37,21 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 FETCHES_QUEUED = 4  # fetches waiting for the agent; more only lengthens a rebalance
 
 
+class Worker(faust.Worker):
+    """Faust's worker without its start-up spinner.
+
+    At log level warning or error Faust installs a terminal spinner that sets the root
+    logger to DEBUG, so that every library's log call turns it, and leaves it so after
+    start-up: each of aiokafka's per-fetch and per-request debug calls then builds a
+    LogRecord and walks the handlers, only for them to drop it. A worker is a service,
+    so it goes without the spinner and the root logger keeps the configured level.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+
+
 def create_app(settings: Settings) -> faust.App:
     """The riverbed worker: one agent, per-partition learners, checkpoints, HTTP views."""
     spec = models.spec(settings.model)
@@ -62,6 +77,7 @@ def create_app(settings: Settings) -> faust.App:
         # agent wait for the sender between batches. Below the broker's
         # message.max.bytes (1 MiB by default).
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        Worker=Worker,
     )
     names = TopicNames.from_settings(settings)
     learners = Learners(

@@ -1,0 +1,32 @@
+"""The riverbed worker class (app.main.Worker): logging after Faust's set-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from app.config import Settings
+from app.main import Worker, create_app
+
+
+@pytest.mark.parametrize("level", ["warning", "error", "info"])
+def test_the_root_logger_keeps_the_configured_level(level: str) -> None:
+    """Faust's spinner would set the root logger to DEBUG at warning and error."""
+    app = create_app(Settings.from_env({"RIVERBED_TOPIC_PREFIX": "u."}))
+    assert app.conf.Worker is Worker
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    loop = asyncio.new_event_loop()
+    try:
+        worker = app.Worker(loglevel=level, loop=loop, redirect_stdouts=False)
+        worker._setup_logging()
+        assert root.level == logging.getLevelName(level.upper())
+        assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+        assert all(h.level >= root.level for h in root.handlers if h not in saved[1])
+    finally:
+        for h in [h for h in root.handlers if h not in saved[1]]:
+            root.removeHandler(h)
+        root.setLevel(saved[0])
+        loop.close()
