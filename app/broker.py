@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -117,6 +118,8 @@ class LocalBroker:
         Storage, config, log and PID file; ``.riverbed/broker-<port>`` by default.
     heap
         JVM heap (``-Xmx``), small enough to sit beside the tests on 2 cores.
+        ``KAFKA_OPTS`` in the environment adds JVM options, as with Kafka's own
+        scripts (e.g. ``-Xlog:gc:file=gc.log:time`` to see the broker's GC pauses).
 
     """
 
@@ -244,6 +247,7 @@ class LocalBroker:
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={DEPLOY / 'log4j2.properties'}",
+            *shlex.split(os.environ.get("KAFKA_OPTS", "")),
             "-cp",
             f"{self.libs}/*",
             main,

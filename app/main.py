@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from typing import Any
@@ -38,7 +39,7 @@ FETCHES_QUEUED = 4  # fetches waiting for the agent; more only lengthens a rebal
 
 
 class Worker(faust.Worker):
-    """Faust's worker without its start-up spinner.
+    """Faust's worker, without its start-up spinner and with a frozen start-up heap.
 
     At log level warning or error Faust installs a terminal spinner that sets the root
     logger to DEBUG, so that every library's log call turns it, and leaves it so after
@@ -50,6 +51,24 @@ class Worker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
         super().on_setup_root_logger(logger, level)
+
+    async def on_first_start(self) -> None:
+        # Everything imported and built before start-up (Faust, aiokafka, River, numpy,
+        # scipy: ~125,000 objects) lives as long as the process. Unfrozen, every full
+        # collection walks it all again, ~75 ms here with the loop held: a latency
+        # spike for every event in flight. Frozen, a full collection walks only what
+        # was made since (the gc.freeze advice for long-running servers).
+        _freeze_heap()
+        await super().on_first_start()
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        _freeze_heap()  # and the services, clients and learners start-up made
+
+
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings) -> faust.App:

@@ -1,0 +1,30 @@
+"""The local broker's java command line (no broker started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.broker import LocalBroker
+
+
+def test_kafka_opts_add_jvm_options_before_the_main_class(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KAFKA_OPTS", "-Xlog:gc:file=/tmp/gc.log:time  -Dfoo='a b'")
+    cmd = LocalBroker(port=19092, data_dir=tmp_path)._java_cmd("kafka.Kafka", "cfg")
+    assert cmd[-2:] == ["kafka.Kafka", "cfg"]
+    main = cmd.index("kafka.Kafka")
+    assert "-Xlog:gc:file=/tmp/gc.log:time" in cmd[:main]
+    assert "-Dfoo=a b" in cmd[:main]
+    assert "-Xmx512m" in cmd
+
+
+def test_without_kafka_opts_the_command_is_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KAFKA_OPTS", raising=False)
+    cmd = LocalBroker(port=19092, data_dir=tmp_path)._java_cmd("kafka.Kafka", "cfg")
+    assert not any(a.startswith("-Xlog") for a in cmd)
+    assert cmd[0] == "java" and cmd[-1] == "cfg"
