@@ -237,7 +237,8 @@ SPECS: tuple[_Spec, ...] = (
         "snapshot_every",
         "10000",
         _positive_int,
-        "Snapshot a partition's learner after this many records (and commit up to it).",
+        "Snapshot the changed partitions after this many records over all of them (and "
+        "commit up to the snapshots).",
     ),
     _Spec(
         "snapshot_interval",
