@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -216,29 +218,31 @@ def _new_prefix(name: str) -> str:
     return prefix
 
 
-async def _delete_run_topics(bootstrap: str) -> int:
+@contextlib.asynccontextmanager
+async def _admin(bootstrap: str) -> AsyncIterator[Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def _delete_run_topics(bootstrap: str) -> int:
+    async with _admin(bootstrap) as admin:
         ours = [t for t in await admin.list_topics() if t.startswith(tuple(_PREFIXES))]
         if ours:
             await admin.delete_topics(ours)
         return len(ours)
-    finally:
-        await admin.close()
 
 
 async def _create(bootstrap: str, topics: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with _admin(bootstrap) as admin:
         await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
-    finally:
-        await admin.close()
 
 
 def _latencies_ms(events: list[Any], outputs: list[Any]) -> tuple[float, float]:
