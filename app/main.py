@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -71,6 +72,22 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+class Boot(BootStrategy):
+    """Faust's boot strategy, plus the background producer (see :func:`create_app`).
+
+    Started with Faust's producer, before the consumer, and stopped after the
+    consumer, whose last drain writes a checkpoint through it.
+    """
+
+    def __init__(self, app: faust.App, background: Any) -> None:
+        super().__init__(app)
+        self.background = background
+
+    def kafka_producer(self) -> list[Any]:
+        producers = list(super().kafka_producer())
+        return [*producers, self.background] if producers else producers
+
+
 def create_app(settings: Settings) -> faust.App:
     """The riverbed worker: one agent, per-partition learners, checkpoints, HTTP views."""
     spec = models.spec(settings.model)
@@ -114,15 +131,22 @@ def create_app(settings: Settings) -> faust.App:
     def kafka_producer() -> Any:
         """Faust's own aiokafka producer (aiokafka driver), started before agents.
 
-        Every output goes straight through it, not through Faust's topic layer: a
-        Faust topic's first send declares the topic (a CreateTopics round trip on the
-        consumer's thread, which stalled fetching ~80 ms), and its ``send_soon``
-        buffer publishes one message at a time. riverbed creates its topics itself.
+        Every per-event output (predictions, dead letters, drift events) goes straight
+        through it, not through Faust's topic layer: a Faust topic's first send
+        declares the topic (a CreateTopics round trip on the consumer's thread, which
+        stalled fetching ~80 ms), and its ``send_soon`` buffer publishes one message at
+        a time. riverbed creates its topics itself.
         """
         return app.producer._ensure_producer()  # type: ignore[attr-defined]
 
+    def background_producer() -> Any:
+        """The producer of snapshots and metrics (built below, with the transport)."""
+        return background._ensure_producer()  # type: ignore[attr-defined]
+
     async def send_snapshot_record(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> Any:
-        delivery = await kafka_producer().send(names.snapshots, v, key=k, headers=h, partition=p)
+        delivery = await background_producer().send(
+            names.snapshots, v, key=k, headers=h, partition=p
+        )
         return await delivery
 
     key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
@@ -154,6 +178,19 @@ def create_app(settings: Settings) -> faust.App:
         fetch_max_wait=settings.fetch_max_wait,
         consumer_thread=settings.consumer_thread,
     )
+    # Snapshots and metrics go through a second producer, built by the same transport
+    # from the same settings (credentials, TLS, acks). aiokafka keeps one produce
+    # request in flight per broker (Kafka's Java producer allows five), and its
+    # send_batch waits while a partition's previous batch is queued: one slow request
+    # holds every batch behind it. A snapshot's append is the one that is slow at
+    # times: the broker materialises a log segment's index files on its first index
+    # entry, after its first 4 KiB (index.interval.bytes), and that append took
+    # 20-100 ms on a new snapshots topic. Sharing the producer stalled the agent as
+    # long (docs/performance.md, change 13). The checkpoint still awaits the predictions before it
+    # writes a snapshot, so the order a snapshot promises is kept across the two.
+    background = app.transport.create_producer(loop=app.loop, beacon=app.beacon)
+    background.client_id = f"{app.conf.broker_client_id}-background"
+    app.boot_strategy = Boot(app, background)
     raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
@@ -255,7 +292,7 @@ def create_app(settings: Settings) -> faust.App:
                 "latency_ms": metrics.latency_quantiles_ms(p),
             }
             checkpointer.track(
-                await kafka_producer().send(
+                await background_producer().send(
                     names.metrics, encode(record), key=str(p).encode(), partition=p
                 ),
                 names.metrics,

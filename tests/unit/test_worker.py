@@ -30,3 +30,21 @@ def test_the_root_logger_keeps_the_configured_level(level: str) -> None:
             root.removeHandler(h)
         root.setLevel(saved[0])
         loop.close()
+
+
+def test_snapshots_and_metrics_have_their_own_producer() -> None:
+    """aiokafka keeps one request in flight per broker: a slow snapshot append must not
+    hold the predictions' batches, so snapshots and metrics use a second producer."""
+    from faust.transport.drivers.aiokafka import Producer
+
+    app = create_app(Settings.from_env({"RIVERBED_TOPIC_PREFIX": "u."}))
+    services = list(app.boot_strategy.server())
+    producers = [s for s in services if isinstance(s, Producer)]
+    assert producers[0] is app.producer
+    assert len(producers) == 2
+    background = producers[1]
+    assert background.transport is app.transport  # same settings, credentials, TLS
+    assert background.client_id == f"{app.conf.broker_client_id}-background"
+    # Started before the consumer, so stopped after it: the consumer's last drain
+    # writes a checkpoint through it.
+    assert services.index(background) < services.index(app.consumer)
