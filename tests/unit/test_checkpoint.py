@@ -130,10 +130,20 @@ async def _checkpoint_order() -> None:
     sent: list[Any] = []
     cp: Checkpointer
 
-    async def output() -> None:
-        # the outputs are awaited before any snapshot record, with nothing committable
-        assert cp.committable("ev", 0) is None
-        order.append("output")
+    loop = asyncio.get_running_loop()
+
+    def output() -> asyncio.Future[None]:
+        # A delivery still in flight when the checkpoint starts: the checkpoint waits
+        # for it before any snapshot record, with nothing committable yet.
+        delivery = loop.create_future()
+
+        def delivered() -> None:
+            assert cp.committable("ev", 0) is None
+            order.append("output")
+            delivery.set_result(None)
+
+        loop.call_soon(delivered)
+        return delivery
 
     async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
         assert cp.committable("ev", 0) is None  # not before the manifest is durable
@@ -240,5 +250,31 @@ def test_a_failed_output_stops_checkpointing_for_good() -> None:
         assert cp.committable("ev", 0) == 1, "commits stay at the last durable snapshot"
         cp.fail(RuntimeError("again"))
         assert len(failures) == 1, "the worker is told once"
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_delivery_stops_checkpointing_too() -> None:
+    async def scenario() -> None:
+        from app.state import Learners
+
+        learners = Learners(models.spec("logreg"))
+        sent: list[bytes] = []
+
+        async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
+            sent.append(k)
+
+        cp = Checkpointer(
+            learners, SnapshotCodec(b"k"), send=send, topics=("ev", "lb"), every=1, interval=60
+        )
+        learners.get(0).process_event(Event("a", {"f": 1.0}, True), offset=0, ts_ms=0)
+        delivery = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(delivery.cancel)  # e.g. the producer stopped
+        cp.track(delivery, "pr")
+        cp.note(0, 1)
+        await cp.checkpoint()
+        assert isinstance(cp.failed, OutputRefused)
+        assert str(cp.failed) == "the delivery of a record for pr was cancelled"
+        assert sent == [] and cp.committable("ev", 0) is None
 
     asyncio.run(scenario())
