@@ -30,6 +30,7 @@ from typing import Any
 from river import base, drift
 
 from app.exceptions import InvalidRecord, ModelError
+from app.inline import inline_copy
 from app.records import Event, Label, Value
 from models import ModelSpec, final_step
 
@@ -168,6 +169,21 @@ class PartitionLearner:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot written by an earlier version lacks attributes added since.
         self.__dict__.update({"_error_sum": 0.0, "_error_n": 0, **state})
+
+    def rebuilt(self) -> PartitionLearner:
+        """The same learner, with the per-event objects' attributes inline again.
+
+        A snapshot pickles this learner, which on CPython 3.11 leaves every one of its
+        objects slower to use (``app/inline.py``); the checkpoint carries on with this
+        copy instead. The model, metric and drift detector are copied; the buffers
+        (pending events, early labels, counters) are handed over, not copied: this
+        learner is not used again.
+        """
+        new = object.__new__(PartitionLearner)
+        for name, value in self.__dict__.items():
+            hot = name in ("model", "metric", "detector") and value is not None
+            setattr(new, name, inline_copy(value) if hot else value)
+        return new
 
     # -- prediction ------------------------------------------------------------------
     def _predict(self, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:

@@ -92,6 +92,11 @@ class Learners:
         if event is not None:
             event.set()
 
+    def replace(self, partition: int, learner: PartitionLearner) -> None:
+        """Carry on with ``learner`` (an equal copy) for a partition still installed."""
+        if partition in self._by_partition:
+            self._by_partition[partition] = learner
+
     def new_partitions(self, partitions: set[int]) -> set[int]:
         """Of ``partitions``, those without a learner here (to restore from snapshots)."""
         return partitions - set(self._by_partition)

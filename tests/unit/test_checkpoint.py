@@ -165,8 +165,11 @@ async def _checkpoint_order() -> None:
     assert not cp.due()
     cp.note(0, 1)
     assert cp.due()
+    captured = learners.get(0)
     await cp.checkpoint()
     assert order[:2] == ["output", "output"] and order[-1] == "manifest"
+    # The partition carries on with an equal copy (app/inline.py), not the pickled one.
+    assert learners.get(0) is not captured and learners.get(0).learned == captured.learned
     assert "chunk" in order and order.count("manifest") == 1
     assert all(p == 0 for *_, p in sent)
     assert learners.get(0).snapshot_offset == 1 and not cp.due()
