@@ -282,18 +282,26 @@ def create_app(settings: Settings) -> faust.App:
     async def publish_metrics() -> None:
         """One record per partition on the metrics topic: counts, metric, latency, drifts."""
         now_ms = int(time.time() * 1000)
-        for p, learner in learners.items():
-            record = {
-                "type": "metrics",
-                "partition": p,
-                "ts": now_ms,
-                "model": spec.name,
-                **learner.describe(),
-                "latency_ms": metrics.latency_quantiles_ms(p),
-            }
+
+        def record(p: int, learner: Any) -> bytes:
+            return encode(
+                {
+                    "type": "metrics",
+                    "partition": p,
+                    "ts": now_ms,
+                    "model": spec.name,
+                    **learner.describe(),
+                    "latency_ms": metrics.latency_quantiles_ms(p),
+                }
+            )
+
+        # All read before the first send: a checkpoint during a send may swap a
+        # partition's learner for its copy (app/inline.py).
+        records = [(p, record(p, learner)) for p, learner in learners.items()]
+        for p, value in records:
             checkpointer.track(
                 await background_producer().send(
-                    names.metrics, encode(record), key=str(p).encode(), partition=p
+                    names.metrics, value, key=str(p).encode(), partition=p
                 ),
                 names.metrics,
             )
