@@ -249,7 +249,8 @@ class Checkpointer:
     Parameters
     ----------
     learners
-        Gives the learners to snapshot (``items()``).
+        The worker's :class:`~app.state.Learners`: the learners to snapshot, and where
+        a snapshotted learner is replaced by its copy (``replace``).
     codec
         Encodes snapshots.
     send
@@ -411,13 +412,16 @@ class Checkpointer:
             if p in learners
         }
         records: list[Record] = []
+        size = 0
         for p in sorted(captured):
             encoded = self.codec.encode(learners[p])
             records += encoded
+            learner_size = sum(len(v) for _, v, _ in encoded)
+            size += learner_size
             # Pickling slowed every object of the learner for good (app/inline.py). A
             # small learner carries on as an equal copy that is as fast as new; a large
             # one (trees) keeps its objects, as the copy would hold the loop too long.
-            if sum(len(v) for _, v, _ in encoded) <= INLINE_MAX_BYTES:
+            if learner_size <= INLINE_MAX_BYTES:
                 self.learners.replace(p, learners[p].rebuilt())
         self._last = time.monotonic()
         # 1. the predictions and dead letters of those records are in Kafka. Most of
@@ -455,7 +459,7 @@ class Checkpointer:
                 current.snapshot_offset = offsets[0]
                 current.snapshot_ms = now_ms
         self.written += len(manifests)
-        self.bytes_written += sum(len(v) for _, v, _ in records)
+        self.bytes_written += size
         self.last_seconds = time.perf_counter() - t0
         logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
 

@@ -186,8 +186,9 @@ def create_app(settings: Settings) -> faust.App:
     # times: the broker materialises a log segment's index files on its first index
     # entry, after its first 4 KiB (index.interval.bytes), and that append took
     # 20-100 ms on a new snapshots topic. Sharing the producer stalled the agent as
-    # long (docs/performance.md, change 13). The checkpoint still awaits the predictions before it
-    # writes a snapshot, so the order a snapshot promises is kept across the two.
+    # long (docs/performance.md, change 13). The checkpoint still awaits the
+    # predictions before it writes a snapshot, so the order a snapshot promises is
+    # kept across the two.
     background = app.transport.create_producer(loop=app.loop, beacon=app.beacon)
     background.client_id = f"{app.conf.broker_client_id}-background"
     app.boot_strategy = Boot(app, background)
