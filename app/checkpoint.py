@@ -40,8 +40,10 @@ from app.learner import PartitionLearner
 
 __all__ = [
     "FORMAT_VERSION",
+    "BadSignature",
     "Checkpointer",
     "OutputRefused",
+    "Picked",
     "SnapshotCodec",
     "SnapshotRefused",
     "load_key",
@@ -68,6 +70,10 @@ class OutputRefused(RiverbedError):
 
 class SnapshotRefused(RiverbedError):
     """A snapshot failed verification (signature, digest, chunks, model) and was not loaded."""
+
+
+class BadSignature(SnapshotRefused):
+    """A manifest's signature does not verify: tampered, or signed with another key."""
 
 
 def load_key(configured: str, key_file: Path) -> bytes:
@@ -167,7 +173,7 @@ class SnapshotCodec:
             msg = (
                 "signature does not verify (tampered, or signed with another RIVERBED_SNAPSHOT_KEY)"
             )
-            raise SnapshotRefused(msg)
+            raise BadSignature(msg)
         if meta.get("format") != FORMAT_VERSION:
             msg = f"snapshot format {meta.get('format')} is not {FORMAT_VERSION}"
             raise SnapshotRefused(msg)
@@ -205,11 +211,34 @@ class _Found:
     chunks: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (generation, i)
 
 
+@dataclass
+class Picked:
+    """What :func:`pick_latest` found in a snapshot partition.
+
+    Unpacks as ``(learner, refused)``.
+    """
+
+    learner: PartitionLearner | None
+    refused: list[str]
+    manifests: int = 0  # manifests of the partition, verified or not
+    bad_signatures: int = 0  # of them, refused because the signature does not verify
+    meta: dict[str, Any] | None = None  # the loaded snapshot's manifest
+
+    def __iter__(self) -> Any:
+        return iter((self.learner, self.refused))
+
+    @property
+    def wrong_key(self) -> bool:
+        """Snapshots exist, none loads, and signatures failed: this worker's key is not
+        the key the other workers sign with (``RIVERBED_SNAPSHOT_KEY``)."""
+        return self.learner is None and self.bad_signatures > 0
+
+
 def pick_latest(
     codec: SnapshotCodec,
     partition: int,
     records: Iterable[tuple[int, bytes | None, bytes | None, Any]],
-) -> tuple[PartitionLearner | None, list[str]]:
+) -> Picked:
     """The newest snapshot that verifies among a snapshot partition's records.
 
     ``records`` are ``(offset, key, value, headers)``. Returns the learner (or None)
@@ -225,19 +254,23 @@ def pick_latest(
             found.manifests.append((offset, value))
         elif kind == CHUNK and key.startswith(f"{partition}/".encode()):
             found.chunks[(gen, int(key.rsplit(b"/", 1)[1]))] = value
-    refused: list[str] = []
+    picked = Picked(None, [], manifests=len(found.manifests))
     for offset, manifest in sorted(found.manifests, reverse=True):
         try:
             meta = codec.verify(manifest)
             chunks = {i: v for (g, i), v in found.chunks.items() if g == meta["generation"]}
-            return codec.decode(manifest, chunks), refused
+            picked.learner, picked.meta = codec.decode(manifest, chunks), meta
+            return picked
+        except BadSignature as exc:
+            picked.bad_signatures += 1
+            picked.refused.append(f"snapshot at offset {offset}: {exc}")
         except SnapshotRefused as exc:
-            refused.append(f"snapshot at offset {offset}: {exc}")
+            picked.refused.append(f"snapshot at offset {offset}: {exc}")
         except Exception as exc:
-            refused.append(
+            picked.refused.append(
                 f"snapshot at offset {offset} does not load: {type(exc).__name__}: {exc}"
             )
-    return None, refused
+    return picked
 
 
 Send = Callable[[bytes, bytes, list[tuple[str, bytes]], int], Awaitable[Any]]
@@ -470,41 +503,3 @@ class Checkpointer:
             "last_checkpoint_seconds": round(self.last_seconds, 6),
             "records_since_checkpoint": self._since,
         }
-
-
-async def read_snapshot_partitions(
-    bootstrap: str, topic: str, partitions: Iterable[int], timeout: float = 60.0
-) -> dict[int, list[Any]]:
-    """Every record of the given partitions of the snapshots topic, up to their end now."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    wanted = [TopicPartition(topic, p) for p in partitions]
-    out: dict[int, list[Any]] = {tp.partition: [] for tp in wanted}
-    if not wanted:
-        return out
-    # A fresh assignment with auto_offset_reset="earliest" starts at the beginning;
-    # seek_to_beginning() right after assign() left the fetcher idle in aiokafka 0.14.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        consumer.assign(wanted)
-        end = await consumer.end_offsets(wanted)
-        remaining = {tp for tp in wanted if end[tp] > 0}
-        deadline = time.monotonic() + timeout
-        while remaining:
-            if time.monotonic() > deadline:
-                msg = f"reading snapshots of {sorted(tp.partition for tp in remaining)} timed out"
-                raise RiverbedError(msg)
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, records in batch.items():
-                out[tp.partition].extend(records)
-                if records and records[-1].offset + 1 >= end[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return out

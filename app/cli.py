@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _faust(settings: Settings, args_list: list[str]) -> int:
     import models
-    from app.main import create_app
+    from app.main import check_layout, create_app
     from app.topics import ensure_topics
 
     try:
@@ -228,7 +228,8 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(ensure_topics(settings))
+            layout = loop.run_until_complete(ensure_topics(settings))
+            check_layout(settings, layout)
         except ConfigError as exc:
             return _fail(str(exc))
         except Exception as exc:
@@ -239,7 +240,9 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             )
         if not any(a in {"-l", "--loglevel"} or a.startswith("--loglevel=") for a in args_list):
             args_list = [*args_list, "--loglevel", settings.log_level]
-    app = create_app(settings)
+    else:
+        layout = None
+    app = create_app(settings, layout)
     sys.argv = ["riverbed", *args_list]
     app.main()  # exits the process
     return 0

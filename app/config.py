@@ -362,6 +362,11 @@ class Settings:
         """Bootstrap servers in Faust's ``kafka://host:port;...`` form."""
         return ";".join(f"kafka://{b}" for b in self.broker)
 
+    def kafka_client(self) -> dict[str, Any]:
+        """Connection arguments every aiokafka client of riverbed takes (none yet beyond
+        the bootstrap servers)."""
+        return {}
+
     def topic(self, name: str) -> str:
         """Full name of one of riverbed's topics, with the prefix."""
         return f"{self.topic_prefix}{name}"

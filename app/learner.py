@@ -166,6 +166,31 @@ class PartitionLearner:
         self.snapshot_ms: int | None = None  # when it was written (epoch ms)
         self.restored_offset: int | None = None  # events offset of the snapshot it came from
 
+    def configure(
+        self, *, pending_max: int, pending_ttl_ms: int, drift_detector: str, drift_reset: bool
+    ) -> None:
+        """Apply the worker's settings to a restored learner (a snapshot carries the
+        settings of the worker that wrote it, which never count). A different drift
+        detector starts fresh; the same one keeps its window.
+
+        Examples
+        --------
+        >>> import models
+        >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
+        >>> learner.configure(pending_max=5, pending_ttl_ms=0, drift_detector="kswin",
+        ...                   drift_reset=True)
+        >>> type(learner.detector).__name__, learner.drift_reset, learner.pending_max
+        ('KSWIN', True, 5)
+
+        """
+        self.pending_max = pending_max
+        self.pending_ttl_ms = pending_ttl_ms
+        self.drift_reset = drift_reset
+        if drift_detector != self.drift_detector:
+            self.drift_detector = drift_detector
+            self.detector = make_detector(drift_detector) if self.task != "anomaly" else None
+            self._error_sum, self._error_n = 0.0, 0
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot written by an earlier version lacks attributes added since.
         self.__dict__.update({"_error_sum": 0.0, "_error_n": 0, **state})

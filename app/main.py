@@ -15,28 +15,55 @@ from prometheus_client import CollectorRegistry
 
 import models
 from app import agents, web
-from app.checkpoint import (
-    Checkpointer,
-    SnapshotCodec,
-    load_key,
-    pick_latest,
-    read_snapshot_partitions,
-)
+from app.checkpoint import Checkpointer, SnapshotCodec, load_key
 from app.config import PROJECT_ROOT, Settings
+from app.exceptions import ConfigError
 from app.intake import Intake
 from app.metrics import RiverbedMetrics
 from app.processor import Processor
 from app.records import encode
+from app.recovery import Recovery
 from app.state import Learners
-from app.topics import TopicNames
+from app.topics import DEFAULT_MAX_MESSAGE_BYTES, DLQ_HEADROOM_BYTES, Layout, TopicNames
 from app.transport import BatchTransport
 
-__all__ = ["create_app"]
+__all__ = ["check_layout", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 PRODUCER_BATCH_BYTES = 512 * 1024
 FETCHES_QUEUED = 4  # fetches waiting for the agent; more only lengthens a rebalance
+REQUEST_OVERHEAD_BYTES = 16 * 1024  # a produce request's framing around one record
+CHUNK_OVERHEAD_BYTES = 1024  # a snapshot chunk record's key, headers and framing
+
+
+def check_layout(settings: Settings, layout: Layout) -> None:
+    """Refuse settings the cluster cannot honour, before the worker joins the group.
+
+    Raises
+    ------
+    ConfigError
+        Naming the variable: a session timeout outside the brokers' group bounds (the
+        group would refuse the member, and the worker would sit ready with no
+        partitions), or snapshot chunks larger than the snapshots topic takes.
+
+    """
+    lo, hi = layout.session_timeout_ms
+    ms = settings.session_timeout * 1000
+    if not lo <= ms <= hi:
+        msg = (
+            f"RIVERBED_SESSION_TIMEOUT={settings.session_timeout:g}: the brokers accept "
+            f"{lo / 1000:g} to {hi / 1000:g} s (group.min/max.session.timeout.ms)"
+        )
+        raise ConfigError(msg)
+    room = layout.snapshots_max_bytes - CHUNK_OVERHEAD_BYTES
+    if settings.snapshot_chunk_bytes > room:
+        msg = (
+            f"RIVERBED_SNAPSHOT_CHUNK_BYTES={settings.snapshot_chunk_bytes}: a chunk record "
+            f"must fit the snapshots topic's max.message.bytes "
+            f"({layout.snapshots_max_bytes}); use at most {room}"
+        )
+        raise ConfigError(msg)
 
 
 class Worker(faust.Worker):
@@ -88,9 +115,14 @@ class Boot(BootStrategy):
         return [*producers, self.background] if producers else producers
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The riverbed worker: one agent, per-partition learners, checkpoints, HTTP views."""
+def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
+    """The riverbed worker: one agent, per-partition learners, checkpoints, HTTP views.
+
+    ``layout`` is what :func:`app.topics.ensure_topics` found (the CLI passes it): the
+    producers' request limit follows the dead-letter topic's.
+    """
     spec = models.spec(settings.model)
+    dlq_max = layout.dlq_max_bytes if layout else DEFAULT_MAX_MESSAGE_BYTES + DLQ_HEADROOM_BYTES
     app = faust.App(
         settings.app_id,
         broker=settings.faust_broker,
@@ -113,6 +145,10 @@ def create_app(settings: Settings) -> faust.App:
         # agent wait for the sender between batches. Below the broker's
         # message.max.bytes (1 MiB by default).
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        # Any dead letter must fit (app/topics.py: the dead-letter topic takes the
+        # largest source record plus riverbed's headers); aiokafka refuses a larger
+        # record in send() itself, which stopped the worker.
+        producer_max_request_size=dlq_max + REQUEST_OVERHEAD_BYTES,
         Worker=Worker,
     )
     names = TopicNames.from_settings(settings)
@@ -125,7 +161,11 @@ def create_app(settings: Settings) -> faust.App:
     )
     metrics = RiverbedMetrics.create(CollectorRegistry())
     processor = Processor(
-        learners, names, max_record_bytes=settings.max_record_bytes, metrics=metrics
+        learners,
+        names,
+        max_record_bytes=settings.max_record_bytes,
+        metrics=metrics,
+        dlq_max_bytes=dlq_max,
     )
 
     def kafka_producer() -> Any:
@@ -171,10 +211,20 @@ def create_app(settings: Settings) -> faust.App:
         on_drained=checkpointer.checkpoint,
         committable=checkpointer.committable,
     )
+    recovery = Recovery(
+        learners,
+        codec,
+        names,
+        group=settings.app_id,
+        bootstrap=settings.bootstrap,
+        checkpointer=checkpointer,
+        client=settings.kafka_client(),
+    )
     app.transport = BatchTransport(
         app.conf.broker_consumer,
         app,
         intake=intake,
+        recovery=recovery,
         fetch_max_wait=settings.fetch_max_wait,
         consumer_thread=settings.consumer_thread,
     )
@@ -212,40 +262,13 @@ def create_app(settings: Settings) -> faust.App:
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = {tp.partition for tp in args[0] if tp.topic == names.events}
         status.ready = False
-        new = learners.new_partitions(assigned)
-        t0 = time.monotonic()
-        found = await read_snapshot_partitions(settings.bootstrap, names.snapshots, new)
-        for p in sorted(new):
-            records = [(r.offset, r.key, r.value, r.headers) for r in found.get(p, [])]
-            learner, refused = pick_latest(codec, p, records)
-            for reason in refused:
-                status.snapshots_refused += 1
-                logger.error("partition %d: REFUSED %s", p, reason)
-            learners.install(p, learner)
-            if learner is not None:
-                logger.info(
-                    "partition %d: restored %s at events offset %d (%d learned)",
-                    p,
-                    learner.spec.name,
-                    learner.last_offset,
-                    learner.learned,
-                )
-            elif refused:
-                logger.error(
-                    "partition %d: no snapshot verifies; learning starts from scratch "
-                    "at the committed offset",
-                    p,
-                )
-        learners.assign(assigned)
-        checkpointer.assign(assigned)
-        status.recovery_seconds = time.monotonic() - t0
+        await recovery.assign(assigned)  # raises (and Faust crashes the worker) on a wrong key
         status.ready = True
         logger.info(
-            "riverbed owns partitions %s (model %s; %d restored in %.2f s)",
+            "riverbed owns partitions %s (model %s; restore took %.2f s)",
             sorted(assigned),
             spec.name,
-            len(new),
-            status.recovery_seconds,
+            recovery.seconds,
         )
 
     @app.timer(1.0)
@@ -260,8 +283,7 @@ def create_app(settings: Settings) -> faust.App:
             **processor.describe(),
             **checkpointer.describe(),
             **intake.describe(),
-            "snapshots_refused": status.snapshots_refused,
-            "recovery_seconds": round(status.recovery_seconds, 3),
+            **recovery.describe(),
             "ready": status.ready,
             "drift_detector": settings.drift_detector,
         }

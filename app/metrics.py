@@ -201,8 +201,38 @@ class _LearnerCollector(Collector):
             "Events in the partition not yet predicted.",
             labels=["partition"],
         )
+        snapshot_bytes = GaugeMetricFamily(
+            "riverbed_snapshot_bytes",
+            "Size of the partition's last snapshot (pickled learner).",
+            labels=["partition"],
+        )
+        pending_bytes = GaugeMetricFamily(
+            "riverbed_pending_bytes",
+            "Bytes of the events waiting for a delayed label (their record values).",
+            labels=["partition"],
+        )
+        features = GaugeMetricFamily(
+            "riverbed_features",
+            "Distinct feature names the partition's model has seen.",
+            labels=["partition"],
+        )
+        dropped = CounterMetricFamily(
+            "riverbed_features_dropped",
+            "Feature values dropped: new names past RIVERBED_MAX_FEATURES.",
+            labels=["partition"],
+        )
+        rollbacks = CounterMetricFamily(
+            "riverbed_model_rollbacks",
+            "Learns undone: the model raised or its state became non-finite.",
+            labels=["partition"],
+        )
         detector = doc.get("drift_detector", "adwin")
         for p, d in parts.items():
+            snapshot_bytes.add_metric([p], d.get("snapshot_bytes", 0))
+            pending_bytes.add_metric([p], d.get("pending_bytes", 0))
+            features.add_metric([p], d.get("features", 0))
+            dropped.add_metric([p], d.get("features_dropped", 0))
+            rollbacks.add_metric([p], d.get("rollbacks", 0))
             events.add_metric([p], d["events"])
             learned.add_metric([p], d["learned"])
             replayed.add_metric([p], d["replayed"])
@@ -228,6 +258,12 @@ class _LearnerCollector(Collector):
             "riverbed_snapshots_refused", "Snapshots that failed verification and were not loaded."
         )
         refused.add_metric([], doc.get("snapshots_refused", 0))
+        gaps = CounterMetricFamily(
+            "riverbed_learning_gaps",
+            "Source partition ranges never learned: deleted by retention before a snapshot "
+            "covered them (see /ready).",
+        )
+        gaps.add_metric([], len(doc.get("learning_gaps", [])))
         up = GaugeMetricFamily("riverbed_ready", "1 when every assigned partition is restored.")
         up.add_metric([], 1.0 if doc.get("ready") else 0.0)
         yield from (
@@ -243,5 +279,11 @@ class _LearnerCollector(Collector):
             dead,
             snaps,
             refused,
+            gaps,
+            snapshot_bytes,
+            pending_bytes,
+            features,
+            dropped,
+            rollbacks,
             up,
         )

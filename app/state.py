@@ -83,8 +83,13 @@ class Learners:
     def install(self, partition: int, learner: PartitionLearner | None = None) -> None:
         """Install a restored learner (or a fresh one) and wake whoever waits for it."""
         if learner is not None:
-            learner.pending_max = self.pending_max
-            learner.pending_ttl_ms = self.pending_ttl_ms
+            # Settings are never read from a snapshot: the worker's own apply.
+            learner.configure(
+                pending_max=self.pending_max,
+                pending_ttl_ms=self.pending_ttl_ms,
+                drift_detector=self.drift_detector,
+                drift_reset=self.drift_reset,
+            )
             self._by_partition[partition] = learner
         else:
             self.get(partition)

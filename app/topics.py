@@ -20,7 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from app.config import Settings
 from app.exceptions import ConfigError
 
-__all__ = ["TopicNames", "ensure_topics"]
+__all__ = ["TopicNames", "ensure_topics", "snapshots_topic"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,15 @@ SNAPSHOT_CONFIG = {
 
 @dataclass(frozen=True)
 class TopicNames:
-    """Full topic names for one prefix."""
+    """Full topic names for one prefix and app.
+
+    Snapshots are per app (``<prefix>snapshots.<app id>``), like Kafka Streams'
+    ``<application.id>-<store>-changelog``: two apps on one prefix (a second model
+    tried on the same stream) must never compact each other's snapshots away, and a
+    recovery reads only its own app's records. ``legacy_snapshots`` is the topic all
+    apps of a prefix shared before; recovery migrates from it only a snapshot that
+    matches the app's own committed offsets (app/recovery.py).
+    """
 
     events: str
     labels: str
@@ -47,64 +55,216 @@ class TopicNames:
     metrics: str
     dlq: str
     snapshots: str
+    legacy_snapshots: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
-        return cls(**{n: settings.topic(n) for n in NAMES})
+        names = {n: settings.topic(n) for n in NAMES}
+        names["snapshots"] = snapshots_topic(settings.topic_prefix, settings.app_id)
+        return cls(**names, legacy_snapshots=settings.topic("snapshots"))
 
 
-async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> dict[str, int]:
-    """Create missing riverbed topics; return each topic's partition count.
+def snapshots_topic(prefix: str, app_id: str) -> str:
+    """The app's own snapshots topic.
+
+    Examples
+    --------
+    >>> snapshots_topic("riverbed.", "fraud")
+    'riverbed.snapshots.fraud'
+
+    """
+    return f"{prefix}snapshots.{app_id}"
+
+
+# A dead letter carries the original key, value and headers plus riverbed's headers
+# (source, stage, error: at most ~2.5 KB). The dead-letter topic and the producer take
+# the largest record the source topics accept plus this much, so every record
+# riverbed can be given can be dead-lettered whole (docs/durability.md).
+DLQ_HEADROOM_BYTES = 64 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes default
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What :func:`ensure_topics` found and made: the facts start-up checks settings against."""
+
+    partitions: dict[str, int]  # topic -> partition count
+    source_max_bytes: int  # the larger max.message.bytes of events and labels
+    snapshots_max_bytes: int  # max.message.bytes of the snapshots topic
+    session_timeout_ms: tuple[int, int]  # the brokers' group.min/max.session.timeout.ms
+
+    @property
+    def dlq_max_bytes(self) -> int:
+        return self.source_max_bytes + DLQ_HEADROOM_BYTES
+
+    def __getitem__(self, topic: str) -> int:  # the partition count, as before
+        return self.partitions[topic]
+
+
+async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
+    """Check the topics that exist, then create the missing ones to match them.
+
+    Partition counts are checked before anything is created: when events, labels,
+    predictions or snapshots already exist, every missing topic is created with their
+    count (a producer that auto-created ``events`` with one partition makes a
+    one-partition app, with a warning), and existing ones that disagree stop start-up
+    with nothing created. The dead-letter topic is made (or raised) to take the largest
+    record the source topics accept.
 
     Raises
     ------
     ConfigError
-        When events, labels and predictions exist with different partition counts.
+        When existing co-partitioned topics have different partition counts.
 
     """
     names = TopicNames.from_settings(settings)
     wanted = {getattr(names, n): n for n in NAMES}
+    co = [getattr(names, n) for n in CO_PARTITIONED]
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap, request_timeout_ms=int(timeout * 1000)
+        bootstrap_servers=settings.bootstrap,
+        request_timeout_ms=int(timeout * 1000),
+        **settings.kafka_client(),
     )
     await asyncio.wait_for(admin.start(), timeout)
     try:
         existing = await _partition_counts(admin, list(wanted))
+        present = {t: existing[t] for t in co if t in existing}
+        if len(set(present.values())) > 1:
+            detail = ", ".join(f"{t}={c}" for t, c in present.items())
+            msg = (
+                f"topics must have the same number of partitions ({detail}); nothing was "
+                "created. Recreate the odd one, or add partitions to match "
+                "(kafka-topics.sh --alter --partitions N); RIVERBED_PARTITIONS applies only "
+                "to topics riverbed creates"
+            )
+            raise ConfigError(msg)
+        count = next(iter(present.values())) if present else settings.partitions
+        if present and count != settings.partitions:
+            logger.warning(
+                "%s exist with %d partitions; RIVERBED_PARTITIONS=%d only applies to "
+                "topics riverbed creates, so the missing ones get %d too",
+                ", ".join(present),
+                count,
+                settings.partitions,
+                count,
+            )
+        configs = await _topic_configs(
+            admin, [t for t in (names.events, names.labels) if t in existing]
+        )
+        source_max = max(
+            (int(c.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)) for c in configs.values()),
+            default=DEFAULT_MAX_MESSAGE_BYTES,
+        )
+        dlq_max = source_max + DLQ_HEADROOM_BYTES
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [
                 NewTopic(
-                    t,
-                    settings.partitions,
-                    settings.replication,
-                    topic_configs=SNAPSHOT_CONFIG if t == names.snapshots else None,
+                    t, count, settings.replication, topic_configs=_create_config(names, t, dlq_max)
                 )
                 for t in missing
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(new)
-            logger.info("created topics %s with %d partitions", missing, settings.partitions)
+            logger.info("created topics %s with %d partitions", missing, count)
             for _ in range(50):  # metadata is eventually consistent after creation
                 existing = await _partition_counts(admin, list(wanted))
                 if all(t in existing for t in wanted):
                     break
                 await asyncio.sleep(0.1)
+        else:
+            await _raise_dlq_limit(admin, names.dlq, dlq_max)
+        snap = await _topic_configs(admin, [names.snapshots])
+        snapshots_max = int(
+            snap.get(names.snapshots, {}).get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)
+        )
+        session = await _session_bounds(admin)
     finally:
         await admin.close()
-    counts = {getattr(names, n): existing.get(getattr(names, n), 0) for n in CO_PARTITIONED}
-    if counts[names.events] != settings.partitions:
-        logger.warning(
-            "%s exists with %d partitions; RIVERBED_PARTITIONS=%d only applies to "
-            "topics riverbed creates",
-            names.events,
-            counts[names.events],
-            settings.partitions,
-        )
-    if len(set(counts.values())) != 1:
-        detail = ", ".join(f"{t}={c}" for t, c in counts.items())
-        msg = f"topics must have the same number of partitions ({detail}); see RIVERBED_PARTITIONS"
-        raise ConfigError(msg)
-    return existing
+    return Layout(
+        partitions={t: existing.get(t, 0) for t in wanted},
+        source_max_bytes=source_max,
+        snapshots_max_bytes=snapshots_max,
+        session_timeout_ms=session,
+    )
+
+
+def _create_config(names: TopicNames, topic: str, dlq_max: int) -> dict[str, str] | None:
+    if topic == names.snapshots:
+        return SNAPSHOT_CONFIG
+    if topic == names.dlq:
+        return {"max.message.bytes": str(dlq_max)}
+    return None
+
+
+async def _topic_configs(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, dict[str, str]]:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    if not topics:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+    ):
+        for error, _msg, _type, name, entries in response.resources:
+            if error == 0:
+                out[name] = {e[0]: e[1] for e in entries if e[1] is not None}
+    return out
+
+
+async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -> None:
+    """Raise an existing dead-letter topic's max.message.bytes to ``dlq_max``."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    configs = (await _topic_configs(admin, [dlq])).get(dlq, {})
+    now = int(configs.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES))
+    if now >= dlq_max:
+        return
+    # AlterConfigs replaces a topic's whole config: keep the other settings made on it.
+    keep = await _dynamic_configs(admin, dlq)
+    keep["max.message.bytes"] = str(dlq_max)
+    await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq, keep)])
+    logger.warning(
+        "raised %s max.message.bytes from %d to %d so every record can be dead-lettered whole",
+        dlq,
+        now,
+        dlq_max,
+    )
+
+
+async def _dynamic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    out: dict[str, str] = {}
+    for response in await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)], include_synonyms=False
+    ):
+        for error, _msg, _type, _name, entries in response.resources:
+            if error == 0:
+                # (name, value, read_only, config_source, is_sensitive, synonyms);
+                # source 1 is DYNAMIC_TOPIC_CONFIG: set on this topic.
+                out.update({e[0]: e[1] for e in entries if e[3] == 1 and e[1] is not None})
+    return out
+
+
+async def _session_bounds(admin: AIOKafkaAdminClient) -> tuple[int, int]:
+    """The brokers' group.min.session.timeout.ms and group.max.session.timeout.ms."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    cluster = await admin.describe_cluster()
+    broker = str(cluster["brokers"][0]["node_id"]) if cluster.get("brokers") else "0"
+    lo, hi = 6000, 1_800_000  # Kafka's defaults
+    for response in await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.BROKER, broker)]
+    ):
+        for error, _msg, _type, _name, entries in response.resources:
+            if error == 0:
+                values = {e[0]: e[1] for e in entries}
+                lo = int(values.get("group.min.session.timeout.ms") or lo)
+                hi = int(values.get("group.max.session.timeout.ms") or hi)
+    return lo, hi
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Faust's aiokafka transport with a consumer that hands whole fetches to the agent.
 
-Four methods of :class:`faust.transport.drivers.aiokafka.Consumer` change, for the
+Five methods of :class:`faust.transport.drivers.aiokafka.Consumer` change, for the
 source topics only (any other topic an app subscribes to keeps Faust's path):
 
 - ``_drain_messages`` (the fetcher's loop): a fetch goes to :class:`~app.intake.Intake`
@@ -12,6 +12,8 @@ source topics only (any other topic an app subscribes to keeps Faust's path):
   commit, since none of their records is acked one by one.
 - ``wait_empty`` (a rebalance or stop waits for the streams): drains the intake and
   writes a checkpoint first, then lets Faust commit.
+- ``perform_seek`` (after an assignment): after Faust's seek to the committed offsets,
+  the source partitions go to where their learners resume (``app/recovery.py``).
 
 Everything else (group membership, assignment, seeking to committed offsets after a
 rebalance, the commit itself) is Faust's. The consumer runs on the app's event loop
@@ -225,6 +227,29 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if topics is None or tp in topics or tp.topic in topics:
                 yield tp
 
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # Before Faust's chain (and its table recovery, whose perform_seek waits for
+        # ours) starts: the seek below must wait for this assignment's restore.
+        recovery = cast(BatchTransport, self.transport).recovery
+        if recovery is not None:
+            recovery.assigning()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets, then the source partitions to where
+        their learners resume (app/recovery.py): a learner restored from a snapshot older
+        than the commit reads the records after it again."""
+        await super().perform_seek()
+        recovery = cast(BatchTransport, self.transport).recovery
+        if recovery is None:
+            return
+        positions = await recovery.positions()
+        for tp in self.assignment():
+            if tp.topic in self.intake.topics:
+                position = positions.get((tp.topic, tp.partition))
+                if position is not None:
+                    await self.seek(tp, position)
+
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic in self.intake.topics:
             return self.intake.committable(tp.topic, tp.partition)
@@ -244,11 +269,13 @@ class BatchTransport(faust_aiokafka.Transport):
         self,
         *args: Any,
         intake: Intake,
+        recovery: Any = None,
         fetch_max_wait: float = 0.5,
         consumer_thread: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.intake = intake
+        self.recovery = recovery  # app.recovery.Recovery: where partitions resume
         self.fetch_max_wait = fetch_max_wait
         self.consumer_thread = consumer_thread

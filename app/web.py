@@ -22,8 +22,6 @@ class WorkerStatus:
 
     def __init__(self) -> None:
         self.ready = False
-        self.snapshots_refused = 0
-        self.recovery_seconds = 0.0
 
 
 def register(app: faust.App, document: Callable[[], dict[str, Any]], status: WorkerStatus,
@@ -37,8 +35,12 @@ def register(app: faust.App, document: Callable[[], dict[str, Any]], status: Wor
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
+        # Learning gaps (records deleted before any snapshot covered them) do not stop
+        # a worker from serving; they are reported here, loudly in the log, and in
+        # riverbed_learning_gaps_total.
         ok = status.ready
-        return web.json({"ready": ok}, status=200 if ok else 503)
+        gaps = document().get("learning_gaps", [])
+        return web.json({"ready": ok, "learning_gaps": gaps}, status=200 if ok else 503)
 
     @app.page("/models")
     async def models_view(web: View, request: Request) -> Response:

@@ -90,6 +90,11 @@ class Names:
     def topic(self, name: str) -> str:
         return self.prefix + name
 
+    @property
+    def snapshots(self) -> str:
+        """The app's own snapshots topic (``<prefix>snapshots.<app id>``)."""
+        return f"{self.prefix}snapshots.{self.app_id}"
+
 
 @pytest.fixture
 def names() -> Names:

@@ -161,7 +161,7 @@ def test_a_tampered_snapshot_is_refused_loudly(kafka: str, names: Names, start_w
     produce(kafka, names.topic("events"), events)
     wait_for(lambda: total(first, "learned") == 3000, timeout=RECV_TIMEOUT_S, what="3000 learned")
     first.stop(signal.SIGTERM)  # a last snapshot on the way out
-    snaps = consume(kafka, names.topic("snapshots"), 2)
+    snaps = consume(kafka, names.snapshots, 2)
     good = [r for r in snaps if dict(r.headers).get("riverbed.snapshot") == b"manifest"][-1]
     meta = orjson.loads(good.value)
     assert meta["events_offset"] == 2999 and meta["model"] == "logreg"
@@ -170,7 +170,7 @@ def test_a_tampered_snapshot_is_refused_loudly(kafka: str, names: Names, start_w
     forged = orjson.dumps(meta | {"events_offset": 99_999})  # signature no longer matches
     produce(
         kafka,
-        names.topic("snapshots"),
+        names.snapshots,
         [(b"0", forged, 0)],
         headers=[
             ("riverbed.snapshot", b"manifest"),
