@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from app.exceptions import RiverbedError
+from app.guard import suspect_blob
 from app.learner import PartitionLearner
 
 __all__ = [
@@ -202,6 +203,7 @@ class SnapshotCodec:
             raise SnapshotRefused(msg)
         learner.snapshot_offset = learner.restored_offset = learner.last_offset
         learner.snapshot_ms = meta["created_ms"]
+        learner.checkpointed(blob)
         return learner
 
 
@@ -447,15 +449,24 @@ class Checkpointer:
         records: list[Record] = []
         size = 0
         for p in sorted(captured):
-            encoded = self.codec.encode(learners[p])
+            learner = learners[p]
+            encoded = self.codec.encode(learner)
+            blob = b"".join(v for _, v, h in encoded if dict(h)[KIND_HEADER] == CHUNK)
+            # Never snapshot a poisoned model: a non-finite float in the pickle (a
+            # cheap scan; a walk confirms) has its learns undone first (app/guard.py).
+            if suspect_blob(blob) and learner.poisoned() and learner.repair():
+                encoded = self.codec.encode(learner)
+                blob = b"".join(v for _, v, h in encoded if dict(h)[KIND_HEADER] == CHUNK)
             records += encoded
-            learner_size = sum(len(v) for _, v, _ in encoded)
+            learner_size = len(blob)
             size += learner_size
             # Pickling slowed every object of the learner for good (app/inline.py). A
             # small learner carries on as an equal copy that is as fast as new; a large
             # one (trees) keeps its objects, as the copy would hold the loop too long.
             if learner_size <= INLINE_MAX_BYTES:
-                self.learners.replace(p, learners[p].rebuilt())
+                learner = learner.rebuilt()
+                self.learners.replace(p, learner)
+            learner.checkpointed(blob)
         self._last = time.monotonic()
         # 1. the predictions and dead letters of those records are in Kafka. Most of
         # the deliveries are done by now (at 5,000 events/s, ~1,600 record batches

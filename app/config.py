@@ -202,6 +202,20 @@ SPECS: tuple[_Spec, ...] = (
         "Per partition: most events kept waiting for a delayed label; oldest evicted first.",
     ),
     _Spec(
+        "pending_max_bytes",
+        str(64 * 1024 * 1024),
+        _positive_int,
+        "Per partition: most bytes (of event records) kept waiting for delayed labels; "
+        "oldest evicted first.",
+    ),
+    _Spec(
+        "max_features",
+        "10000",
+        _positive_int,
+        "Per partition: most distinct feature names a model is given; values of new names "
+        "past it are dropped and counted (riverbed_features_dropped).",
+    ),
+    _Spec(
         "pending_ttl",
         "3600",
         _non_negative_float,
@@ -317,6 +331,8 @@ class Settings:
     web_host: str
     web_port: int
     pending_max: int
+    pending_max_bytes: int
+    max_features: int
     pending_ttl: float
     max_record_bytes: int
     batch_max: int

@@ -22,6 +22,7 @@ label had come inline, so the label never leaks into the prediction.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any
 from river import base, drift
 
 from app.exceptions import InvalidRecord, ModelError
+from app.guard import HUGE, finite_prediction, huge, nonfinite
 from app.inline import inline_copy
 from app.records import Event, Label, Value
 from models import ModelSpec, final_step
@@ -75,6 +77,33 @@ class _Pending:
     x: dict[str, Value] | None  # None for anomaly models: they learned at event time
     y_pred: Any  # what the metric is updated with: label, proba or score
     ts_ms: int
+    size: int = 0  # bytes of the event record (counted against pending_max_bytes)
+
+
+@dataclass(slots=True)
+class Culprit:
+    """A record whose learn was undone after the fact: it left the state non-finite."""
+
+    topic: str  # "events" or "labels"
+    offset: int
+    source: Any  # what the processor passed along (the Kafka record)
+
+
+def _huge_label(y: Any) -> bool:
+    return type(y) is float and not -HUGE < y < HUGE
+
+
+def _skipped(entry: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A journal entry replayed as a dead letter."""
+    kind, _record, offset, _ts, _source, _size = entry
+    return ("sl" if kind == "l" else "s", None, offset, 0, None, 0)
+
+
+NONFINITE_REASON = "learning it left the model's state non-finite (inf or nan)"
+
+
+class NonFiniteState(ArithmeticError):
+    """A learn left the model's state non-finite; it was undone."""
 
 
 class PartitionLearner:
@@ -118,10 +147,18 @@ class PartitionLearner:
         pending_ttl_ms: int = 3_600_000,
         drift_detector: str = "adwin",
         drift_reset: bool = False,
+        pending_max_bytes: int = 64 * 1024 * 1024,
+        max_features: int = 10_000,
     ) -> None:
         self.spec = spec
         self.partition = partition
         self.pending_max = pending_max
+        self.pending_max_bytes = pending_max_bytes
+        self.pending_bytes = 0
+        self.max_features = max_features
+        self.features: set[str] = set()  # names the model has been given
+        self.features_dropped = 0  # feature values left out: new names past the cap
+        self._warned: set[str] = set()
         self.pending_ttl_ms = pending_ttl_ms
         self.model = spec.build()
         self.metric = spec.metric()
@@ -165,9 +202,163 @@ class PartitionLearner:
         self.snapshot_offset = -1  # events offset of the last durable snapshot
         self.snapshot_ms: int | None = None  # when it was written (epoch ms)
         self.restored_offset: int | None = None  # events offset of the snapshot it came from
+        self.rollbacks = 0
+        self.snapshot_bytes = 0  # size of the last snapshot's pickle
+        # Learns undone by a repair (non-finite state found later than the learn): the
+        # processor dead-letters them. Pickled, so a crash does not lose them.
+        self.culprits: list[Culprit] = []
+        self._init_journal(None)
+
+    # -- undoing a learn -------------------------------------------------------------
+    # A learn that raises half-way, or leaves the model's state non-finite, must not
+    # change the model. Copying the model before every learn would cost ~40x the learn
+    # (1 ms for logreg). Instead the learner keeps what it needs to rebuild itself
+    # exactly: the pickled state of its last checkpoint (``_base``; None: fresh) and
+    # the records handled since, in order (``_journal``). Undoing a learn rebuilds from
+    # the base and replays the journal without it: the same records in the same order
+    # through the same deterministic code, so the result is the state the partition
+    # would have had if the record had been a dead letter. It costs a list append a
+    # record; a rebuild (rare) costs a replay of at most one checkpoint interval.
+    def _init_journal(self, base: bytes | None) -> None:
+        self._base = base
+        self._journal: list[tuple[Any, ...]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_base", None)
+        state.pop("_journal", None)
+        return state
+
+    def checkpointed(self, blob: bytes) -> None:
+        """This learner's state is ``blob`` (the pickle a snapshot just captured)."""
+        self._init_journal(blob)
+        self.snapshot_bytes = len(blob)
+
+    def _rebuilt_from_base(self) -> PartitionLearner:
+        if self._base is not None:
+            restored: PartitionLearner = pickle.loads(self._base)  # noqa: S301 - our own bytes
+        else:
+            restored = PartitionLearner(self.spec, partition=self.partition)
+        restored.configure(
+            pending_max=self.pending_max,
+            pending_ttl_ms=self.pending_ttl_ms,
+            drift_detector=self.drift_detector,
+            drift_reset=self.drift_reset,
+            pending_max_bytes=self.pending_max_bytes,
+            max_features=self.max_features,
+        )
+        restored._init_journal(self._base)
+        return restored
+
+    def _replay(
+        self, entries: list[tuple[Any, ...]], *, check: bool, failed: list[int] | None = None
+    ) -> int | None:
+        """Apply journal entries; with ``check``, the index of the first whose learn
+        left the state non-finite (it is not applied: the caller rebuilds)."""
+        for i, (kind, record, offset, ts_ms, source, size) in enumerate(entries):
+            learned = self.learned
+            try:
+                if kind == "e":
+                    self.process_event(record, offset=offset, ts_ms=ts_ms, source=source, size=size)
+                elif kind == "l":
+                    self.process_label(record, offset=offset, ts_ms=ts_ms, source=source)
+                else:
+                    self.skip(offset, label=kind == "sl")
+                    continue
+            except (ModelError, InvalidRecord):
+                # Only after a culprit was left out can the state differ from the live
+                # run's; the record is then what it would have been: a dead letter.
+                self.skip(offset, label=kind == "l")
+                if failed is not None:
+                    failed.append(i)
+                continue
+            if check and self.learned != learned and self.poisoned():
+                return i
+        return None
+
+    def _adopt(self, restored: PartitionLearner) -> None:
+        """Become ``restored`` in place (the processor holds this object)."""
+        keep = {
+            "drift_events": self.drift_events,
+            "culprits": self.culprits,
+            "rollbacks": self.rollbacks + 1,
+            "snapshot_offset": self.snapshot_offset,
+            "snapshot_ms": self.snapshot_ms,
+            "restored_offset": self.restored_offset,
+        }
+        restored.drift_events = []  # the replay's: published already
+        self.__dict__.clear()
+        self.__dict__.update(restored.__dict__)
+        self.__dict__.update(keep)
+
+    def _undo_last(self) -> None:
+        """Rebuild without the record being handled (it is not in the journal yet)."""
+        restored = self._rebuilt_from_base()
+        restored._replay(self._journal, check=False)
+        self._adopt(restored)
+
+    def poisoned(self) -> bool:
+        """Whether the model or metric holds an inf or nan (a full walk of their state)."""
+        return nonfinite(self.model) or nonfinite(self.metric)
+
+    def repair(self) -> list[Culprit]:
+        """Undo every learn since the last checkpoint that left the state non-finite.
+
+        Replays the journal with a state check after each learn; each record found
+        is left out (and added to :attr:`culprits`) and the replay resumes after it.
+        Returns the records left out (none when the base itself is not finite).
+        """
+        journal = list(self._journal)
+        found: list[int] = []
+        restored = self._rebuilt_from_base()
+        if restored.poisoned():
+            logger.error(
+                "partition %d: the model's state was already non-finite at its last "
+                "checkpoint; it cannot be repaired",
+                self.partition,
+            )
+            return []
+        start = 0
+        while True:
+            failed: list[int] = []
+            bad = restored._replay(journal[start:], check=True, failed=failed)
+            found.extend(start + i for i in failed)
+            if bad is None:
+                break
+            index = start + bad
+            found.append(index)
+            restored = self._rebuilt_from_base()
+            restored._replay(
+                [e if i not in found else _skipped(e) for i, e in enumerate(journal[:index])],
+                check=False,
+            )
+            restored.skip(journal[index][2], label=journal[index][0] == "l")
+            start = index + 1
+        culprits = [
+            Culprit("labels" if journal[i][0] == "l" else "events", journal[i][2], journal[i][4])
+            for i in sorted(found)
+        ]
+        self._adopt(restored)
+        self.culprits.extend(culprits)
+        for c in culprits:
+            logger.error(
+                "partition %d: learning %s offset %d left the model non-finite; undone "
+                "(the record goes to the dead-letter topic)",
+                self.partition,
+                c.topic,
+                c.offset,
+            )
+        return culprits
 
     def configure(
-        self, *, pending_max: int, pending_ttl_ms: int, drift_detector: str, drift_reset: bool
+        self,
+        *,
+        pending_max: int,
+        pending_ttl_ms: int,
+        drift_detector: str,
+        drift_reset: bool,
+        pending_max_bytes: int | None = None,
+        max_features: int | None = None,
     ) -> None:
         """Apply the worker's settings to a restored learner (a snapshot carries the
         settings of the worker that wrote it, which never count). A different drift
@@ -186,6 +377,10 @@ class PartitionLearner:
         self.pending_max = pending_max
         self.pending_ttl_ms = pending_ttl_ms
         self.drift_reset = drift_reset
+        if pending_max_bytes is not None:
+            self.pending_max_bytes = pending_max_bytes
+        if max_features is not None:
+            self.max_features = max_features
         if drift_detector != self.drift_detector:
             self.drift_detector = drift_detector
             self.detector = make_detector(drift_detector) if self.task != "anomaly" else None
@@ -193,7 +388,21 @@ class PartitionLearner:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot written by an earlier version lacks attributes added since.
-        self.__dict__.update({"_error_sum": 0.0, "_error_n": 0, **state})
+        defaults = {
+            "_error_sum": 0.0,
+            "_error_n": 0,
+            "rollbacks": 0,
+            "snapshot_bytes": 0,
+            "culprits": [],
+            "pending_max_bytes": 64 * 1024 * 1024,
+            "pending_bytes": 0,
+            "max_features": 10_000,
+            "features": set(),
+            "features_dropped": 0,
+            "_warned": set(),
+        }
+        self.__dict__.update({**defaults, **state})
+        self._init_journal(None)
 
     def rebuilt(self) -> PartitionLearner:
         """The same learner, with the per-event objects' attributes inline again.
@@ -238,6 +447,40 @@ class PartitionLearner:
         if len(done) > self.pending_max:
             done.popitem(last=False)
 
+    def _evict_oldest(self) -> None:
+        rid, gone = self.pending.popitem(last=False)
+        self.pending_bytes -= gone.size
+        self._finish(rid, learned=False)
+        self.expired += 1
+
+    def _warn_once(self, what: str, msg: str, *args: Any) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            logger.warning("partition %d: " + msg, self.partition, *args)
+
+    def _known_features(self, x: dict[str, Value]) -> dict[str, Value]:
+        """``x`` with new names past ``max_features`` left out (and counted)."""
+        features = self.features
+        room = self.max_features - len(features)
+        kept: dict[str, Value] = {}
+        for name, v in x.items():
+            if name in features:
+                kept[name] = v
+            elif room > 0:
+                features.add(name)
+                room -= 1
+                kept[name] = v
+            else:
+                self.features_dropped += 1
+        if len(kept) < len(x):
+            self._warn_once(
+                "features",
+                "%d distinct feature names reached RIVERBED_MAX_FEATURES; values of new "
+                "names are dropped from here on (riverbed_features_dropped counts them)",
+                self.max_features,
+            )
+        return kept
+
     def _expire(self, now_ms: int) -> None:
         if not self.pending_ttl_ms:
             return
@@ -247,8 +490,7 @@ class PartitionLearner:
             first = next(iter(pending.values()))
             if first.ts_ms >= cutoff:
                 break
-            self._finish(pending.popitem(last=False)[0], learned=False)
-            self.expired += 1
+            self._evict_oldest()
         early = self.early
         while early and next(iter(early.values()))[1] < cutoff:
             early.popitem(last=False)
@@ -321,13 +563,20 @@ class PartitionLearner:
             self.last_label_offset = max(self.last_label_offset, offset)
         else:
             self.last_offset = max(self.last_offset, offset)
+        self._journal.append(("sl" if label else "s", None, offset, 0, None, 0))
 
     # -- the two entry points --------------------------------------------------------
-    def process_event(self, event: Event, *, offset: int, ts_ms: int) -> dict[str, Any] | None:
+    def process_event(
+        self, event: Event, *, offset: int, ts_ms: int, source: Any = None, size: int = 0
+    ) -> dict[str, Any] | None:
         """Predict, then learn when the label is inline; the prediction record's fields.
 
         Returns None for an offset this learner already handled (a re-delivery), which
-        is neither predicted nor learned again.
+        is neither predicted nor learned again. ``source`` (the Kafka record) is kept
+        with the record until the next checkpoint, for :meth:`repair`; ``size`` (its
+        bytes) counts against ``pending_max_bytes`` while the event waits for a label.
+        Raises :class:`~app.exceptions.ModelError` when the model raises or learning
+        leaves its state non-finite; the model is then as it was before the record.
         """
         if offset <= self.last_offset:
             self.replayed_events += 1
@@ -342,6 +591,17 @@ class PartitionLearner:
                 self.last_offset,
                 offset,
             )
+        x = event.x
+        if not self.features.issuperset(x):
+            x = self._known_features(x)
+        try:
+            y_pred, proba = self._predict(x)
+            # A non-finite prediction is either this x's doing or a poisoned model: a
+            # state walk tells, and a poisoned model is repaired before it answers.
+            if not finite_prediction(y_pred, proba) and self.poisoned() and self.repair():
+                y_pred, proba = self._predict(x)
+        except Exception as exc:
+            raise ModelError(PREDICT, exc) from exc
         y = event.y
         joined_early = False
         if y is not None:
@@ -350,23 +610,23 @@ class PartitionLearner:
             early = self.early.pop(event.id, None)
             if early is not None:
                 y, joined_early = early[0], True
-        x = event.x
-        try:
-            y_pred, proba = self._predict(x)
-        except Exception as exc:
-            raise ModelError(PREDICT, exc) from exc
         metric_pred = y_pred if self._metric_wants_label or proba is None else proba
-        try:
-            # Like progressive_val_score: no metric update for a model with no opinion yet.
-            if y is not None and metric_pred is not None and metric_pred != {}:
-                self.metric.update(y, metric_pred)
-            if self.task == "anomaly":
-                self.model.learn_one(x)  # unsupervised: every event teaches it
-            elif y is not None:
-                self.model.learn_one(x, y)
-        except Exception as exc:
-            raise ModelError(LEARN, exc) from exc
-        if self.task == "anomaly" or y is not None:
+        learns = self.task == "anomaly" or y is not None
+        if learns:
+            try:
+                # Like progressive_val_score: no metric update for a model with no opinion.
+                if y is not None and metric_pred is not None and metric_pred != {}:
+                    self.metric.update(y, metric_pred)
+                if self.task == "anomaly":
+                    self.model.learn_one(x)  # unsupervised: every event teaches it
+                else:
+                    self.model.learn_one(x, y)
+            except Exception as exc:
+                self._undo_last()
+                raise ModelError(LEARN, exc) from exc
+            if (huge(x) or _huge_label(y)) and self.poisoned():
+                self._undo_last()
+                raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             self.learned += 1
         if joined_early:
             # Remembered so a duplicate label is "late". Inline-labelled ids are not
@@ -376,17 +636,30 @@ class PartitionLearner:
         if y is None:
             self._expire(ts_ms)
             pending = self.pending
-            pending[event.id] = _Pending(None if self.task == "anomaly" else x, metric_pred, ts_ms)
-            pending.move_to_end(event.id)
+            gone = pending.pop(event.id, None)  # the same id again: the newer waits
+            if gone is not None:
+                self.pending_bytes -= gone.size
+            pending[event.id] = _Pending(
+                None if self.task == "anomaly" else x, metric_pred, ts_ms, size
+            )
+            self.pending_bytes += size
             if len(pending) > self.pending_max:
-                self._finish(pending.popitem(last=False)[0], learned=False)
-                self.expired += 1
+                self._evict_oldest()
+            while self.pending_bytes > self.pending_max_bytes and len(pending) > 1:
+                self._evict_oldest()
+                self._warn_once(
+                    "pending_bytes",
+                    "events waiting for labels passed RIVERBED_PENDING_MAX_BYTES=%d; the "
+                    "oldest are given up (counted as expired)",
+                    self.pending_max_bytes,
+                )
         if y is not None:
             self._watch(y, metric_pred, topic="events", offset=offset)
         if joined_early:
             self.labels[LabelOutcome.JOINED] += 1
         self.events += 1
         self.last_offset = offset
+        self._journal.append(("e", event, offset, ts_ms, source, size))
         out: dict[str, Any] = {"id": event.id, "y_pred": y_pred}
         if proba is not None:
             out["proba"] = proba
@@ -394,8 +667,11 @@ class PartitionLearner:
             out["y"] = event.y
         return out
 
-    def process_label(self, label: Label, *, offset: int, ts_ms: int) -> str:
-        """Join a delayed label with its pending event; return a :class:`LabelOutcome`."""
+    def process_label(self, label: Label, *, offset: int, ts_ms: int, source: Any = None) -> str:
+        """Join a delayed label with its pending event; return a :class:`LabelOutcome`.
+
+        Raises :class:`~app.exceptions.ModelError` as :meth:`process_event` does.
+        """
         if offset <= self.last_label_offset:
             self.labels[LabelOutcome.REPLAYED] += 1
             return LabelOutcome.REPLAYED
@@ -415,19 +691,27 @@ class PartitionLearner:
                     self.early.popitem(last=False)
                     self.labels[LabelOutcome.ORPHAN] += 1
         else:
+            self.pending_bytes -= pending.size
             try:
                 if pending.y_pred is not None and pending.y_pred != {}:
                     self.metric.update(label.y, pending.y_pred)
                 if pending.x is not None:
                     self.model.learn_one(pending.x, label.y)
             except Exception as exc:
+                self._undo_last()
                 raise ModelError(LEARN, exc) from exc
+            if (
+                (pending.x is not None and huge(pending.x)) or _huge_label(label.y)
+            ) and self.poisoned():
+                self._undo_last()
+                raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             if pending.x is not None:
                 self.learned += 1
             self._watch(label.y, pending.y_pred, topic="labels", offset=offset)
             self._finish(label.id, learned=True)
             outcome = LabelOutcome.JOINED
         self.labels[outcome] += 1
+        self._journal.append(("l", label, offset, ts_ms, source, 0))
         return outcome
 
     # -- reporting -------------------------------------------------------------------
@@ -443,6 +727,12 @@ class PartitionLearner:
             "expired": self.expired,
             "replayed": self.replayed_events,
             "offset_gaps": self.offset_gaps,
+            "pending_bytes": self.pending_bytes,
+            "features": len(self.features),
+            "features_dropped": self.features_dropped,
+            "rollbacks": self.rollbacks,
+            "snapshot_bytes": self.snapshot_bytes,
+            "drift_detector": self.drift_detector,
             "metric": {"name": type(self.metric).__name__, "value": value},
             "drifts": self.drifts,
             "last_offset": self.last_offset,

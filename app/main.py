@@ -14,7 +14,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 import models
-from app import agents, web
+from app import agents, logs, web
 from app.checkpoint import Checkpointer, SnapshotCodec, load_key
 from app.config import PROJECT_ROOT, Settings
 from app.exceptions import ConfigError
@@ -79,6 +79,7 @@ class Worker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
         super().on_setup_root_logger(logger, level)
+        logs.install(logger)  # floods of one line become a few lines and a count
 
     async def on_first_start(self) -> None:
         # Everything imported and built before start-up (Faust, aiokafka, River, numpy,
@@ -155,6 +156,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     learners = Learners(
         spec,
         pending_max=settings.pending_max,
+        pending_max_bytes=settings.pending_max_bytes,
+        max_features=settings.max_features,
         pending_ttl_ms=int(settings.pending_ttl * 1000),
         drift_detector=settings.drift_detector,
         drift_reset=settings.drift_action == "reset",
@@ -270,6 +273,10 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
             spec.name,
             recovery.seconds,
         )
+
+    @app.timer(logs.LIMIT.window)
+    async def report_held_log_lines() -> None:
+        logs.LIMIT.flush()
 
     @app.timer(1.0)
     async def checkpoint_when_due() -> None:

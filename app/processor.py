@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from app.exceptions import InvalidRecord, ModelError
+from app.learner import LEARN, NONFINITE_REASON, NonFiniteState
 from app.metrics import RiverbedMetrics
 from app.records import decode_event, decode_label, encode
 from app.state import Learners
@@ -110,12 +111,14 @@ class Processor:
                     if r.headers:
                         self._check_headers(r)
                     label = decode_label(r.value, self.max_record_bytes)
-                    learner.process_label(label, offset=r.offset, ts_ms=r.timestamp)
+                    learner.process_label(label, offset=r.offset, ts_ms=r.timestamp, source=r)
                 except (InvalidRecord, ModelError) as exc:
                     learner.skip(r.offset, label=True)
                     extra.append(self._failed(topic, partition, r, exc))
             if learner.drift_events:
                 self._drain_drifts(learner.drift_events, partition)
+            if learner.culprits:
+                self.drain_culprits(partition)
             return out
         if topic != self.topics.events:
             msg = f"record from unexpected topic {topic!r}"
@@ -143,7 +146,9 @@ class Processor:
                 if r.headers:
                     self._check_headers(r)
                 event = decode_event(r.value, max_bytes)
-                pred = process_event(event, offset=offset, ts_ms=r.timestamp)
+                pred = process_event(
+                    event, offset=offset, ts_ms=r.timestamp, source=r, size=len(r.value)
+                )
             except (InvalidRecord, ModelError) as exc:
                 learner.skip(offset)
                 extra.append(self._failed(topic, partition, r, exc))
@@ -163,7 +168,19 @@ class Processor:
             self.metrics.observe_latencies(partition, latencies)
         if learner.drift_events:
             self._drain_drifts(learner.drift_events, partition)
+        if learner.culprits:
+            self.drain_culprits(partition)
         return out
+
+    def drain_culprits(self, partition: int) -> None:
+        """Dead letters (stage ``learn``) for learns a repair undid after the fact."""
+        learner = self.learners.get(partition)
+        for c in learner.culprits:
+            topic = self.topics.events if c.topic == "events" else self.topics.labels
+            r = c.source if c.source is not None else Record(c.offset, 0, None, None, [])
+            exc = ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
+            self.extra.append(self._failed(topic, partition, r, exc))
+        learner.culprits.clear()
 
     def handle(
         self,

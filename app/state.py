@@ -41,8 +41,12 @@ class Learners:
         pending_ttl_ms: int = 3_600_000,
         drift_detector: str = "adwin",
         drift_reset: bool = False,
+        pending_max_bytes: int = 64 * 1024 * 1024,
+        max_features: int = 10_000,
     ) -> None:
         self.spec = spec
+        self.pending_max_bytes = pending_max_bytes
+        self.max_features = max_features
         self.drift_detector = drift_detector
         self.drift_reset = drift_reset
         self.pending_max = pending_max
@@ -62,6 +66,8 @@ class Learners:
                 pending_ttl_ms=self.pending_ttl_ms,
                 drift_detector=self.drift_detector,
                 drift_reset=self.drift_reset,
+                pending_max_bytes=self.pending_max_bytes,
+                max_features=self.max_features,
             )
             self._by_partition[partition] = learner
         return learner
@@ -89,6 +95,8 @@ class Learners:
                 pending_ttl_ms=self.pending_ttl_ms,
                 drift_detector=self.drift_detector,
                 drift_reset=self.drift_reset,
+                pending_max_bytes=self.pending_max_bytes,
+                max_features=self.max_features,
             )
             self._by_partition[partition] = learner
         else:

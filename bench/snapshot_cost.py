@@ -27,10 +27,10 @@ from river.datasets import synth
 import models
 from app.broker import LocalBroker
 from app.checkpoint import SnapshotCodec, pick_latest
-from app.recovery import read_snapshot_partitions
 from app.config import Settings
 from app.learner import PartitionLearner
 from app.records import Event
+from app.recovery import read_snapshot_partitions
 from app.topics import SNAPSHOT_CONFIG
 
 
