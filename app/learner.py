@@ -296,6 +296,13 @@ class PartitionLearner:
         restored = self._rebuilt_from_base()
         restored._replay(self._journal, check=False)
         self._adopt(restored)
+        self._rebase()
+
+    def _rebase(self) -> None:
+        """Make the current state the base of the next undo (in memory only): a flood
+        of failing records then costs a pickle each, not a replay of the whole
+        checkpoint interval each."""
+        self._init_journal(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
 
     def poisoned(self) -> bool:
         """Whether the model or metric holds an inf or nan (a full walk of their state)."""
@@ -339,6 +346,7 @@ class PartitionLearner:
             for i in sorted(found)
         ]
         self._adopt(restored)
+        self._rebase()
         self.culprits.extend(culprits)
         for c in culprits:
             logger.error(

@@ -139,7 +139,10 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         # from events produced after it started.
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        # A member learns of a rebalance at its next heartbeat: at 1 s rather than
+        # Kafka's 3 s, a worker that leaves hands its partitions over in ~2 s
+        # (tests/integration/test_faults.py); one small request a second per worker.
+        broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
         broker_max_poll_records=settings.batch_max,
         # The agent sends a fetch's predictions per partition as one record batch;
         # aiokafka queues one batch per partition at a time, so a small cap makes the
