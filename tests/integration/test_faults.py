@@ -63,10 +63,34 @@ def _manifests(kafka: str, topic: str) -> list[Any]:
 
 
 # -- 1. a stall longer than the session timeout -------------------------------------------
+STALL_ATTEMPTS = 5  # the assignor hands a returning member its old partitions 1 time in ~2
+
+
+def _stall_until_taken_over(stalled: Any, other: Any, owned: set[int]) -> None:
+    """SIGSTOP ``stalled`` until ``other`` owns its partitions and learned past them."""
+    stalled.proc.send_signal(signal.SIGSTOP)  # a GC or VM pause, longer than the session
+    try:
+        wait_for(
+            lambda: other.models()["assigned"] == [0, 1, 2, 3],
+            timeout=RESTART_TIMEOUT_S,
+            what="the other worker taking the stalled worker's partitions",
+        )
+        start = {p: other.models()["partitions"][str(p)]["events"] for p in owned}
+        wait_for(
+            lambda: all(
+                other.models()["partitions"][str(p)]["events"] > start[p] + 100 for p in owned
+            ),
+            timeout=RECV_TIMEOUT_S,
+            what="the other worker learning past the stalled worker",
+        )
+    finally:
+        stalled.proc.send_signal(signal.SIGCONT)
+
+
 def test_a_worker_stalled_past_its_session_restores_instead_of_keeping_a_stale_learner(
     kafka: str, names: Names, start_worker: Any
 ) -> None:
-    n = 12_000
+    n = 40_000
     settings = {
         "partitions": 4,
         "snapshot_every": 1000,
@@ -76,46 +100,32 @@ def test_a_worker_stalled_past_its_session_restores_instead_of_keeping_a_stale_l
     first = start_worker(**settings)
     producer = start_producer(
         kafka, names, "--dataset", "agrawal", "--limit", str(n), "--id-prefix", "s",
-        "--rate", "600", partitions=4,
+        "--rate", "800", partitions=4,
     )  # fmt: skip
     wait_for(lambda: total(first, "events") >= 1500, timeout=RECV_TIMEOUT_S, what="1500 events")
     second = start_worker(**settings)
-    wait_for(
-        lambda: len(first.models()["assigned"]) == 2 and len(second.models()["assigned"]) == 2,
-        timeout=RESTART_TIMEOUT_S,
-        what="the partitions shared 2 + 2",
-    )
-    owned_before = set(first.models()["assigned"])
-    first.proc.send_signal(signal.SIGSTOP)  # a GC or VM pause, longer than the session
-    try:
-        wait_for(
-            lambda: second.models()["assigned"] == [0, 1, 2, 3],
-            timeout=RESTART_TIMEOUT_S,
-            what="the second worker taking the stalled worker's partitions",
+
+    def shared() -> bool:
+        return (
+            _ready(first)
+            and len(first.models()["assigned"]) == 2
+            and len(second.models()["assigned"]) == 2
         )
-        wait_for(
-            lambda: all(
-                second.models()["partitions"][str(p)]["events"]
-                > second.models()["partitions"][str(p)]["restored_offset"] + 100
-                for p in owned_before
-            ),
-            timeout=RECV_TIMEOUT_S,
-            what="the second worker learning past the stalled worker's snapshots",
-        )
-    finally:
-        first.proc.send_signal(signal.SIGCONT)
-    wait_for(
-        lambda: first.get("/ready")[0] == 200 and len(first.models()["assigned"]) == 2,
-        timeout=RESTART_TIMEOUT_S,
-        what="the stalled worker back in the group with two partitions",
-    )
-    assert producer.wait(RECV_TIMEOUT_S) == 0
+
+    wait_for(shared, timeout=RESTART_TIMEOUT_S, what="the partitions shared 2 + 2")
+    got_back: set[int] = set()
+    for _ in range(STALL_ATTEMPTS):
+        owned = set(first.models()["assigned"])
+        _stall_until_taken_over(first, second, owned)
+        wait_for(shared, timeout=RESTART_TIMEOUT_S, what="the stalled worker back in the group")
+        got_back = owned & set(first.models()["assigned"])
+        if got_back:  # it was given back partitions the other worker learned further
+            break
+    assert got_back, f"the stalled worker never got an old partition back in {STALL_ATTEMPTS}"
+    assert producer.wait(RECV_TIMEOUT_S * 2) == 0
     check_exactly_once(kafka, names, [first, second], n=n)
-    restores = first.models()["restores"]
-    log = first.log.read_text()
-    # the partitions it got back were restored, not continued with its stale learner
-    assert restores["stale"] + restores["restored"] >= 4, restores
-    assert "is not current" in log or restores["stale"] == 0
+    assert first.models()["restores"]["stale"] >= 1
+    assert "is not current" in first.log.read_text()
 
 
 # -- 2. dead letters of the largest records ------------------------------------------------
