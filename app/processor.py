@@ -111,7 +111,12 @@ class Processor:
                     if r.headers:
                         self._check_headers(r)
                     label = decode_label(r.value, self.max_record_bytes)
-                    learner.process_label(label, offset=r.offset, ts_ms=r.timestamp, source=r)
+                    learner.process_label(
+                        label,
+                        offset=r.offset,
+                        ts_ms=r.timestamp,
+                        source=(r.value, r.key, r.headers or ()),
+                    )
                 except (InvalidRecord, ModelError) as exc:
                     learner.skip(r.offset, label=True)
                     extra.append(self._failed(topic, partition, r, exc))
@@ -146,8 +151,13 @@ class Processor:
                 if r.headers:
                     self._check_headers(r)
                 event = decode_event(r.value, max_bytes)
+                value = r.value
                 pred = process_event(
-                    event, offset=offset, ts_ms=r.timestamp, source=r, size=len(r.value)
+                    event,
+                    offset=offset,
+                    ts_ms=r.timestamp,
+                    source=(value, r.key, r.headers or ()),
+                    size=len(value),
                 )
             except (InvalidRecord, ModelError) as exc:
                 learner.skip(offset)
@@ -177,7 +187,8 @@ class Processor:
         learner = self.learners.get(partition)
         for c in learner.culprits:
             topic = self.topics.events if c.topic == "events" else self.topics.labels
-            r = c.source if c.source is not None else Record(c.offset, 0, None, None, [])
+            value, key, headers = c.source or (None, None, ())
+            r = Record(c.offset, 0, key, value, list(headers))
             exc = ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             self.extra.append(self._failed(topic, partition, r, exc))
         learner.culprits.clear()

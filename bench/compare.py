@@ -148,6 +148,53 @@ def in_memory(values: list[tuple[int, bytes]]) -> float:
     return len(values) / (time.perf_counter() - t0)
 
 
+def guard_cost(values: list[tuple[int, bytes]]) -> dict[str, float]:
+    """Per-record cost of what keeps one record from poisoning a model (issue 13).
+
+    A learner's own test-then-train, timed over the run's events, against the guard's
+    per-record steps alone on the same events: the finite check of the prediction, the
+    magnitude check before a learn, the feature-name check, and the journal append that
+    lets a bad learn be undone (app/learner.py). The rare paths (a walk of the model's
+    state, a replay) cost nothing on a clean stream and are not in it.
+    """
+    import math
+
+    import models
+    from app.guard import finite_prediction, huge
+    from app.learner import PartitionLearner
+    from app.records import decode_event
+
+    events = [(p, decode_event(v, 1 << 20), v) for p, v in values]
+    learners = {p: PartitionLearner(models.spec("logreg"), partition=p) for p, _, _ in events}
+    offsets = dict.fromkeys(learners, 0)
+    t0 = time.perf_counter()
+    for i, (p, e, v) in enumerate(events, 1):
+        learners[p].process_event(e, offset=offsets[p], ts_ms=0, source=(v, None, ()))
+        offsets[p] += 1
+        if i % 10_000 == 0:  # checkpoints start the journals afresh
+            for learner in learners.values():
+                learner.checkpointed(b"")
+    per_record = (time.perf_counter() - t0) / len(events)
+    proba = {False: 0.25, True: 0.75}
+    features: set[str] = set(events[0][1].x)
+    journal: list[Any] = []
+    t0 = time.perf_counter()
+    for i, (_p, e, v) in enumerate(events):
+        finite_prediction(False, proba)
+        features.issuperset(e.x)
+        huge(e.x)
+        journal.append(("e", None, i, 0, (v, None, ()), len(v)))
+        if len(journal) == 10_000:  # a checkpoint starts the journal afresh
+            journal = []
+    guard = (time.perf_counter() - t0) / len(events)
+    assert math.isfinite(guard)
+    return {
+        "learner_us_per_record": round(per_record * 1e6, 2),
+        "guard_us_per_record": round(guard * 1e6, 3),
+        "guard_share": round(guard / per_record, 4),
+    }
+
+
 # -- orchestration ----------------------------------------------------------------------
 async def _read(bootstrap: str, topic: str, n: int, timeout: float = 600) -> list[Any]:
     c = AIOKafkaConsumer(
@@ -554,6 +601,13 @@ def main() -> None:
             "rss_mb": round(_peak_rss_mb(), 1),
         }
         print(f"river in memory   {rate:10,.0f} events/s", flush=True)
+        guard = guard_cost(values)
+        print(
+            f"poison guard      {guard['guard_us_per_record']:.3f} µs a record of the "
+            f"learner's {guard['learner_us_per_record']:.2f} µs "
+            f"({guard['guard_share']:.1%})",
+            flush=True,
+        )
         systems = [x for x in args.systems.split(",") if x]
         keyed = [(r.partition, r.key, r.value) for r in dataset]
         runs: dict[str, list[tuple[float, float]]] = {x: [] for x in systems}
@@ -645,6 +699,7 @@ def main() -> None:
         "systems": results,
         "ratios": ratios,
         "scaling": scaling,
+        "guard": guard,
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
     table = markdown_table(out)
