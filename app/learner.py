@@ -26,6 +26,7 @@ import pickle
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from river import base, drift
@@ -36,7 +37,15 @@ from app.inline import inline_copy
 from app.records import Event, Label, Value, decode_event, decode_label
 from models import ModelSpec, final_step
 
-__all__ = ["DETECTORS", "LEARN", "PREDICT", "LabelOutcome", "PartitionLearner", "make_detector"]
+__all__ = [
+    "DETECTORS",
+    "LEARN",
+    "PREDICT",
+    "LabelOutcome",
+    "LearnerSettings",
+    "PartitionLearner",
+    "make_detector",
+]
 
 DETECTORS = ("adwin", "page_hinkley", "kswin", "none")
 
@@ -78,6 +87,19 @@ class _Pending:
     y_pred: Any  # what the metric is updated with: label, proba or score
     ts_ms: int
     size: int = 0  # bytes of the event record (counted against pending_max_bytes)
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """A partition learner's settings (``RIVERBED_PENDING_*``, ``RIVERBED_MAX_FEATURES``,
+    ``RIVERBED_DRIFT_*``): the worker's, never a snapshot's."""
+
+    pending_max: int = 100_000
+    pending_ttl_ms: int = 3_600_000
+    pending_max_bytes: int = 64 * 1024 * 1024
+    max_features: int = 10_000
+    drift_detector: str = "adwin"
+    drift_reset: bool = False
 
 
 @dataclass(slots=True)
@@ -239,14 +261,7 @@ class PartitionLearner:
             restored: PartitionLearner = pickle.loads(self._base)  # noqa: S301 - our own bytes
         else:
             restored = PartitionLearner(self.spec, partition=self.partition)
-        restored.configure(
-            pending_max=self.pending_max,
-            pending_ttl_ms=self.pending_ttl_ms,
-            drift_detector=self.drift_detector,
-            drift_reset=self.drift_reset,
-            pending_max_bytes=self.pending_max_bytes,
-            max_features=self.max_features,
-        )
+        restored.configure(self.settings)
         restored._init_journal(self._base)
         return restored
 
@@ -362,16 +377,19 @@ class PartitionLearner:
             )
         return culprits
 
-    def configure(
-        self,
-        *,
-        pending_max: int,
-        pending_ttl_ms: int,
-        drift_detector: str,
-        drift_reset: bool,
-        pending_max_bytes: int | None = None,
-        max_features: int | None = None,
-    ) -> None:
+    @property
+    def settings(self) -> LearnerSettings:
+        """The settings this learner runs with."""
+        return LearnerSettings(
+            pending_max=self.pending_max,
+            pending_ttl_ms=self.pending_ttl_ms,
+            pending_max_bytes=self.pending_max_bytes,
+            max_features=self.max_features,
+            drift_detector=self.drift_detector,
+            drift_reset=self.drift_reset,
+        )
+
+    def configure(self, settings: LearnerSettings) -> None:
         """Apply the worker's settings to a restored learner (a snapshot carries the
         settings of the worker that wrote it, which never count). A different drift
         detector starts fresh; the same one keeps its window.
@@ -380,22 +398,21 @@ class PartitionLearner:
         --------
         >>> import models
         >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
-        >>> learner.configure(pending_max=5, pending_ttl_ms=0, drift_detector="kswin",
-        ...                   drift_reset=True)
+        >>> learner.configure(LearnerSettings(pending_max=5, drift_detector="kswin",
+        ...                                   drift_reset=True))
         >>> type(learner.detector).__name__, learner.drift_reset, learner.pending_max
         ('KSWIN', True, 5)
 
         """
-        self.pending_max = pending_max
-        self.pending_ttl_ms = pending_ttl_ms
-        self.drift_reset = drift_reset
-        if pending_max_bytes is not None:
-            self.pending_max_bytes = pending_max_bytes
-        if max_features is not None:
-            self.max_features = max_features
-        if drift_detector != self.drift_detector:
-            self.drift_detector = drift_detector
-            self.detector = make_detector(drift_detector) if self.task != "anomaly" else None
+        self.pending_max = settings.pending_max
+        self.pending_ttl_ms = settings.pending_ttl_ms
+        self.pending_max_bytes = settings.pending_max_bytes
+        self.max_features = settings.max_features
+        self.drift_reset = settings.drift_reset
+        if settings.drift_detector != self.drift_detector:
+            self.drift_detector = settings.drift_detector
+            detector = settings.drift_detector
+            self.detector = make_detector(detector) if self.task != "anomaly" else None
             self._error_sum, self._error_n = 0.0, 0
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -415,6 +432,9 @@ class PartitionLearner:
         }
         self.__dict__.update({**defaults, **state})
         self._init_journal(None)
+        for waiting in self.pending.values():
+            if not hasattr(waiting, "size"):  # written before pending bytes were counted
+                waiting.size = 0
 
     def rebuilt(self) -> PartitionLearner:
         """The same learner, with the per-event objects' attributes inline again.
@@ -611,7 +631,8 @@ class PartitionLearner:
             y_pred, proba = self._predict(x)
             # A non-finite prediction is either this x's doing or a poisoned model: a
             # state walk tells, and a poisoned model is repaired before it answers.
-            if not finite_prediction(y_pred, proba) and self.poisoned() and self.repair():
+            finite = isfinite(sum(proba.values())) if proba else finite_prediction(y_pred, None)
+            if not finite and self.poisoned() and self.repair():
                 y_pred, proba = self._predict(x)
         except Exception as exc:
             raise ModelError(PREDICT, exc) from exc
@@ -637,7 +658,7 @@ class PartitionLearner:
             except Exception as exc:
                 self._undo_last()
                 raise ModelError(LEARN, exc) from exc
-            if (huge(x) or _huge_label(y)) and self.poisoned():
+            if (huge(x) or (type(y) is float and not -HUGE < y < HUGE)) and self.poisoned():
                 self._undo_last()
                 raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             self.learned += 1

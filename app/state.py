@@ -7,10 +7,11 @@ when the partition is assigned elsewhere: the model follows the partition.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
-from app.learner import PartitionLearner
+from app.learner import LearnerSettings, PartitionLearner
 from models import ModelSpec
 
 __all__ = ["Learners"]
@@ -45,12 +46,14 @@ class Learners:
         max_features: int = 10_000,
     ) -> None:
         self.spec = spec
-        self.pending_max_bytes = pending_max_bytes
-        self.max_features = max_features
-        self.drift_detector = drift_detector
-        self.drift_reset = drift_reset
-        self.pending_max = pending_max
-        self.pending_ttl_ms = pending_ttl_ms
+        self.settings = LearnerSettings(
+            pending_max=pending_max,
+            pending_ttl_ms=pending_ttl_ms,
+            pending_max_bytes=pending_max_bytes,
+            max_features=max_features,
+            drift_detector=drift_detector,
+            drift_reset=drift_reset,
+        )
         self.assigned: set[int] = set()
         self._by_partition: dict[int, PartitionLearner] = {}
         self._waiting: dict[int, asyncio.Event] = {}
@@ -60,14 +63,7 @@ class Learners:
         learner = self._by_partition.get(partition)
         if learner is None:
             learner = PartitionLearner(
-                self.spec,
-                partition=partition,
-                pending_max=self.pending_max,
-                pending_ttl_ms=self.pending_ttl_ms,
-                drift_detector=self.drift_detector,
-                drift_reset=self.drift_reset,
-                pending_max_bytes=self.pending_max_bytes,
-                max_features=self.max_features,
+                self.spec, partition=partition, **dataclasses.asdict(self.settings)
             )
             self._by_partition[partition] = learner
         return learner
@@ -90,14 +86,7 @@ class Learners:
         """Install a restored learner (or a fresh one) and wake whoever waits for it."""
         if learner is not None:
             # Settings are never read from a snapshot: the worker's own apply.
-            learner.configure(
-                pending_max=self.pending_max,
-                pending_ttl_ms=self.pending_ttl_ms,
-                drift_detector=self.drift_detector,
-                drift_reset=self.drift_reset,
-                pending_max_bytes=self.pending_max_bytes,
-                max_features=self.max_features,
-            )
+            learner.configure(self.settings)
             self._by_partition[partition] = learner
         else:
             self.get(partition)
