@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -390,8 +390,8 @@ class Settings:
     def describe(self) -> list[tuple[str, str, str]]:
         """``(variable, current value, documentation)`` for every setting."""
         out = []
-        for spec, f in zip(SPECS, fields(self), strict=True):
-            value = getattr(self, f.name)
+        for spec in SPECS:
+            value = getattr(self, spec.field)
             shown = ",".join(value) if isinstance(value, tuple) else str(value)
             if spec.field == "snapshot_key" and value:
                 shown = "<set>"  # a secret: never printed

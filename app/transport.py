@@ -80,11 +80,12 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def pace(self, busy: bool) -> None:
         """Short broker waits while records flow, the idle wait when they do not."""
-        fetcher = getattr(self._consumer, "_fetcher", None)
-        if fetcher is not None:
-            # aiokafka reads it into each FetchRequest it builds; no public setter.
-            wait = self._busy_wait_ms if busy else max(self._busy_wait_ms, self.IDLE_FETCH_WAIT_MS)
-            fetcher._fetch_max_wait_ms = wait
+        # aiokafka reads it into each FetchRequest it builds; no public setter. Called
+        # from the drain loop, so the consumer and its fetcher exist; a renamed
+        # attribute fails tests/integration/test_transport.py, not silently here.
+        fetcher = cast(Any, self._consumer)._fetcher
+        wait = self._busy_wait_ms if busy else max(self._busy_wait_ms, self.IDLE_FETCH_WAIT_MS)
+        fetcher._fetch_max_wait_ms = wait
 
 
 class LoopConsumerThread(BatchConsumerThread):

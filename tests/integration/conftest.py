@@ -1,53 +1,32 @@
-"""Integration plumbing: the real local Kafka broker, unique names, worker processes.
+"""Integration fixtures: the real local Kafka broker, unique names, worker and producer
+processes (stopped at teardown, also when a test fails).
 
 The session broker is started through the same :class:`app.broker.LocalBroker` code as
 ``riverbed broker start``, on free ports and a fresh data directory, and stopped at the
-end. ``RIVERBED_BROKER``, when set and answering, is used instead.
+end. ``RIVERBED_BROKER``, when set and answering, is used instead. The helpers the
+fixtures use, and tests import, are in ``tests/integration/helpers.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import socket
 import subprocess
-import sys
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.broker import STATE, LocalBroker, answers_metadata
-from tests.conftest import ROOT, wait_for
-
-BROKER_START_TIMEOUT_S = 120.0
-WORKER_READY_TIMEOUT_S = 60.0
-RECV_TIMEOUT_S = 90.0
-WORKER_STOP_TIMEOUT_S = 30.0
-
-
-def free_port(pair: bool = False) -> int:
-    """A free TCP port on 127.0.0.1 (and the next one too, with ``pair``)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not pair or port >= 65535:
-            return port
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+from tests.integration.helpers import (
+    BROKER_START_TIMEOUT_S,
+    PRODUCER_STOP_TIMEOUT_S,
+    Names,
+    Worker,
+    free_port,
+    producer_process,
+    riverbed_env,
+)
 
 
 @pytest.fixture(scope="session")
@@ -73,134 +52,9 @@ def kafka() -> Iterator[str]:
         broker.wipe()
 
 
-@dataclass
-class Names:
-    """uuid topic prefix and app id (consumer group) for one test."""
-
-    uid: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-
-    @property
-    def prefix(self) -> str:
-        return f"t{self.uid}."
-
-    @property
-    def app_id(self) -> str:
-        return f"rb-{self.uid}"
-
-    def topic(self, name: str) -> str:
-        return self.prefix + name
-
-    @property
-    def snapshots(self) -> str:
-        """The app's own snapshots topic (``<prefix>snapshots.<app id>``)."""
-        return f"{self.prefix}snapshots.{self.app_id}"
-
-
 @pytest.fixture
 def names() -> Names:
     return Names()
-
-
-def riverbed_env(kafka: str, names: Names, **settings: Any) -> dict[str, str]:
-    """Environment for a riverbed process of this test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERBED_")}
-    env.update(
-        RIVERBED_BROKER=kafka,
-        RIVERBED_APP_ID=names.app_id,
-        RIVERBED_TOPIC_PREFIX=names.prefix,
-        PYTHONPATH=str(ROOT),
-    )
-    for k, v in settings.items():
-        env[f"RIVERBED_{k.upper()}"] = str(v)
-    return env
-
-
-def riverbed(
-    *args: str, env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run the riverbed CLI to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def start_producer(kafka: str, names: Names, *args: str, partitions: int) -> subprocess.Popen[str]:
-    """``riverbed produce ARGS`` in the background (for streams a test acts on midway)."""
-    return subprocess.Popen([sys.executable, "-m", "app", "produce", *args],
-                            env=riverbed_env(kafka, names, partitions=partitions), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-
-def total(worker: Worker, field: str, sub: str | None = None) -> int:
-    """A /models counter summed over the worker's partitions (``sub``: a nested key)."""
-    parts = worker.models()["partitions"].values()
-    return sum(p[field][sub] if sub else p[field] for p in parts)
-
-
-class Worker:
-    """A ``riverbed worker`` process of a test."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.port = int(env["RIVERBED_WEB_PORT"])
-        self.log = log
-        self._log_fh = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "-l", "info"],
-            env=env,
-            cwd=ROOT,
-            stdout=self._log_fh,
-            stderr=subprocess.STDOUT,
-        )
-
-    def get(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                body = r.read()
-                status = r.status
-        except urllib.error.HTTPError as exc:
-            body, status = exc.read(), exc.code
-        try:
-            return status, orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return status, body.decode(errors="replace")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            pytest.fail(f"worker exited with {self.proc.returncode}; log:\n{self.tail_log()}")
-        try:
-            return self.get("/ready")[0] == 200
-        except OSError:
-            return False
-
-    def wait_ready(self, timeout: float = WORKER_READY_TIMEOUT_S) -> None:
-        wait_for(self._ready, timeout=timeout, what=f"worker on :{self.port} to be ready")
-
-    def models(self) -> dict[str, Any]:
-        return self.get("/models")[1]
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail_log(self, n: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(WORKER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log_fh.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -223,73 +77,21 @@ def start_worker(kafka: str, names: Names, output_dir: Path) -> Iterator[Any]:
         w.stop()
 
 
-# -- Kafka helpers ---------------------------------------------------------------------
-async def _produce(
-    bootstrap: str,
-    topic: str,
-    records: list[tuple[bytes | None, bytes | None, int | None]],
-    headers: list[tuple[str, bytes]] | None = None,
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
-    await producer.start()
-    try:
-        futs = [
-            await producer.send(topic, value=v, key=k, partition=p, headers=headers)
-            for k, v, p in records
-        ]
-        await asyncio.gather(*futs)
-    finally:
-        await producer.stop()
+@pytest.fixture
+def start_producer(kafka: str, names: Names) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Factory: ``riverbed produce ARGS`` in the background; killed at teardown."""
+    procs: list[subprocess.Popen[str]] = []
 
+    def start(*args: str, partitions: int) -> subprocess.Popen[str]:
+        proc = producer_process(kafka, names, *args, partitions=partitions)
+        procs.append(proc)
+        return proc
 
-def produce(
-    bootstrap: str,
-    topic: str,
-    records: list[tuple[bytes | None, bytes | None, int | None]],
-    headers: list[tuple[str, bytes]] | None = None,
-) -> None:
-    """Send ``(key, value, partition)`` records and wait for the acks."""
-    asyncio.run(_produce(bootstrap, topic, records, headers))
-
-
-async def _consume(bootstrap: str, topic: str, n: int, timeout: float) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        while len(out) < n and loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(records)
-    finally:
-        await consumer.stop()
-    return out
-
-
-def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The consumer group's committed offsets of ``topic``, by partition."""
-
-    async def read() -> dict[int, int]:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(group)
-        finally:
-            await admin.close()
-        return {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topic}
-
-    return asyncio.run(read())
-
-
-def consume(bootstrap: str, topic: str, n: int, timeout: float = RECV_TIMEOUT_S) -> list[Any]:
-    """At least ``n`` records of ``topic`` from the beginning; fails after ``timeout``."""
-    records = asyncio.run(_consume(bootstrap, topic, n, timeout))
-    if len(records) < n:
-        pytest.fail(f"got {len(records)} of {n} records from {topic} in {timeout:.0f} s")
-    return records
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(PRODUCER_STOP_TIMEOUT_S)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import consume, free_port, produce, riverbed, riverbed_env
+from tests.integration.helpers import consume, free_port, produce, riverbed, riverbed_env
 
 
 def test_aiokafka_round_trip(kafka: str) -> None:

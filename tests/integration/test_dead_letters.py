@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.conftest import wait_for
-from tests.integration.conftest import (
+from tests.helpers import wait_for
+from tests.integration.helpers import (
     RECV_TIMEOUT_S,
     Names,
     consume,

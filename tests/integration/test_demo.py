@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.integration.conftest import Names, free_port, riverbed, riverbed_env
+from tests.integration.helpers import Names, free_port, riverbed, riverbed_env
 
 
 def test_demo_shows_live_accuracy_and_stops_cleanly(kafka: str, names: Names) -> None:

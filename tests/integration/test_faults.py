@@ -16,8 +16,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
-from tests.conftest import wait_for
-from tests.integration.conftest import (
+from tests.helpers import wait_for
+from tests.integration.helpers import (
     RECV_TIMEOUT_S,
     Names,
     committed,
@@ -25,7 +25,6 @@ from tests.integration.conftest import (
     produce,
     riverbed,
     riverbed_env,
-    start_producer,
     total,
 )
 from tests.integration.test_recovery import check_exactly_once
@@ -88,7 +87,7 @@ def _stall_until_taken_over(stalled: Any, other: Any, owned: set[int]) -> None:
 
 
 def test_a_worker_stalled_past_its_session_restores_instead_of_keeping_a_stale_learner(
-    kafka: str, names: Names, start_worker: Any
+    kafka: str, names: Names, start_worker: Any, start_producer: Any
 ) -> None:
     n = 40_000
     settings = {
@@ -98,8 +97,7 @@ def test_a_worker_stalled_past_its_session_restores_instead_of_keeping_a_stale_l
         "session_timeout": STALL_SESSION_TIMEOUT_S,
     }
     first = start_worker(**settings)
-    producer = start_producer(
-        kafka, names, "--dataset", "agrawal", "--limit", str(n), "--id-prefix", "s",
+    producer = start_producer("--dataset", "agrawal", "--limit", str(n), "--id-prefix", "s",
         "--rate", "800", partitions=4,
     )  # fmt: skip
     wait_for(lambda: total(first, "events") >= 1500, timeout=RECV_TIMEOUT_S, what="1500 events")

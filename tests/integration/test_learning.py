@@ -10,8 +10,8 @@ import pytest
 from river import datasets, evaluate, metrics
 
 import models
-from tests.conftest import wait_for
-from tests.integration.conftest import (
+from tests.helpers import wait_for
+from tests.integration.helpers import (
     RECV_TIMEOUT_S,
     Names,
     consume,

@@ -14,15 +14,14 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.conftest import (
+from tests.helpers import wait_for
+from tests.integration.helpers import (
     RECV_TIMEOUT_S,
     Names,
     consume,
     free_port,
     riverbed,
     riverbed_env,
-    start_producer,
 )
 
 PROMETHEUS_TIMEOUT_S = 90.0
@@ -161,11 +160,11 @@ def test_drift_is_detected_near_the_drift_point_and_the_metric_recovers(
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="make setup installs chromium")
 def test_the_live_page_plots_data_in_headless_chromium(
-    kafka: str, names: Names, start_worker: Any, output_dir: Path
+    kafka: str, names: Names, start_worker: Any, output_dir: Path, start_producer: Any
 ) -> None:
     worker = start_worker(partitions=2)
     producer = start_producer(
-        kafka, names, "--dataset", "agrawal", "--limit", "20000", "--rate", "1500", partitions=2
+        "--dataset", "agrawal", "--limit", "20000", "--rate", "1500", partitions=2
     )
     wait_for(
         lambda: all(p["events"] > 1000 for p in worker.models()["partitions"].values()),

@@ -9,7 +9,7 @@ import orjson
 
 from app.config import Settings
 from app.produce import dataset_stream, produce
-from tests.integration.conftest import Names, consume
+from tests.integration.helpers import Names, consume
 
 
 def test_prebuilt_pairs_are_sent_in_order_no_faster_than_the_rate(kafka: str, names: Names) -> None:

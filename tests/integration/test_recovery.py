@@ -16,14 +16,13 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import wait_for
-from tests.integration.conftest import (
+from tests.helpers import wait_for
+from tests.integration.helpers import (
     RECV_TIMEOUT_S,
     Names,
     committed,
     consume,
     produce,
-    start_producer,
     total,
 )
 from tests.replay import comparable, replay
@@ -32,6 +31,7 @@ N = 20_000
 AGRAWAL = ("--dataset", "agrawal", "--limit", str(N), "--id-prefix", "k")
 SESSION_TIMEOUT_S = 8.0
 RECOVERY_TIMEOUT_S = 120.0
+HANDOVER_GOAL_S = 5.0  # measured 1-3 s; the session timeout here is 8 s
 WORKER = {
     "partitions": 4,
     "snapshot_every": 1500,
@@ -82,10 +82,10 @@ def check_exactly_once(kafka: str, names: Names, final_workers: list[Any], n: in
 
 
 def test_kill_9_mid_stream_learns_every_label_exactly_once(
-    kafka: str, names: Names, start_worker: Any
+    kafka: str, names: Names, start_worker: Any, start_producer: Any
 ) -> None:
     first = start_worker(**WORKER)
-    producer = start_producer(kafka, names, *AGRAWAL, "--rate", "4000", partitions=4)
+    producer = start_producer(*AGRAWAL, "--rate", "4000", partitions=4)
     wait_for(
         lambda: total(first, "events") >= N // 3 and first.models()["snapshots_written"] > 0,
         timeout=RECV_TIMEOUT_S,
@@ -114,10 +114,10 @@ def test_kill_9_mid_stream_learns_every_label_exactly_once(
 
 
 def test_rebalance_to_a_second_worker_then_stopping_the_first(
-    kafka: str, names: Names, start_worker: Any
+    kafka: str, names: Names, start_worker: Any, start_producer: Any
 ) -> None:
     first = start_worker(**WORKER)
-    producer = start_producer(kafka, names, *AGRAWAL, "--rate", "2500", partitions=4)
+    producer = start_producer(*AGRAWAL, "--rate", "2500", partitions=4)
     wait_for(
         lambda: total(first, "events") >= N // 4,
         timeout=RECV_TIMEOUT_S,
@@ -142,8 +142,9 @@ def test_rebalance_to_a_second_worker_then_stopping_the_first(
         what="the second worker owning every partition",
     )
     handover = time.monotonic() - t0
-    assert handover < SESSION_TIMEOUT_S + RECOVERY_TIMEOUT_S
     print(f"hand-over after SIGTERM: {handover:.1f} s")
+    # The stopping worker leaves the group at once: seconds, not the session timeout.
+    assert handover <= HANDOVER_GOAL_S, f"{handover:.1f} s"
     assert producer.wait(RECV_TIMEOUT_S) == 0
     check_exactly_once(kafka, names, [second])
 
@@ -207,7 +208,7 @@ def _topic_config(kafka: str, topic: str, config: dict[str, str], partitions: in
 
 
 def test_undeliverable_predictions_stop_the_worker_and_lose_nothing(
-    kafka: str, names: Names, start_worker: Any
+    kafka: str, names: Names, start_worker: Any, start_producer: Any
 ) -> None:
     n = 3000
     # A predictions topic that refuses every record batch the worker sends (a real
@@ -216,7 +217,7 @@ def test_undeliverable_predictions_stop_the_worker_and_lose_nothing(
     _topic_config(kafka, predictions, {"max.message.bytes": "64"}, partitions=4)
     first = start_worker(**WORKER)
     producer = start_producer(
-        kafka, names, "--dataset", "agrawal", "--limit", str(n), "--id-prefix", "u", partitions=4
+        "--dataset", "agrawal", "--limit", str(n), "--id-prefix", "u", partitions=4
     )
     assert producer.wait(RECV_TIMEOUT_S) == 0, producer.stderr.read() if producer.stderr else ""
     wait_for(lambda: not first.alive(), timeout=RECV_TIMEOUT_S, what="the worker to stop itself")

@@ -41,9 +41,19 @@ def test_river_checks(name: str, check: object) -> None:
     check(models.build(name))  # type: ignore[operator]
 
 
-def test_build_returns_fresh_estimators() -> None:
+def test_build_returns_independent_estimators() -> None:
+    """Learning on one build leaves another untouched: no state is shared."""
+    import pickle
+
+    x, y = {"a": 1.0, "b": 0.5}, 1.0
     for name in models.available():
-        assert models.build(name) is not models.build(name)
+        spec = models.spec(name)
+        one, two = models.build(name), models.build(name)
+        fresh = pickle.dumps(two)
+        for _ in range(5):
+            one.learn_one(x) if spec.task == "anomaly" else one.learn_one(x, y)
+        assert pickle.dumps(two) == fresh, name
+        assert pickle.dumps(one) != fresh, name
 
 
 def test_module_factory() -> None:

@@ -128,6 +128,7 @@ async def _checkpoint_order() -> None:
     learners = Learners(models.spec("logreg"))
     order: list[str] = []
     sent: list[Any] = []
+    seen_committable: list[int | None] = []
     cp: Checkpointer
 
     loop = asyncio.get_running_loop()
@@ -138,7 +139,9 @@ async def _checkpoint_order() -> None:
         delivery = loop.create_future()
 
         def delivered() -> None:
-            assert cp.committable("ev", 0) is None
+            # Observed here, asserted after the checkpoint: an assert raised inside a
+            # loop callback is only logged, and the test would hang instead of failing.
+            seen_committable.append(cp.committable("ev", 0))
             order.append("output")
             delivery.set_result(None)
 
@@ -146,7 +149,8 @@ async def _checkpoint_order() -> None:
         return delivery
 
     async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
-        assert cp.committable("ev", 0) is None  # not before the manifest is durable
+        # checkpoint() turns an exception of send into a fail-stop: observe, assert after
+        seen_committable.append(cp.committable("ev", 0))
         order.append(dict(h)[KIND_HEADER].decode())
         sent.append((k, v, h, p))
 
@@ -168,6 +172,9 @@ async def _checkpoint_order() -> None:
     captured = learners.get(0)
     await cp.checkpoint()
     assert order[:2] == ["output", "output"] and order[-1] == "manifest"
+    assert cp.failed is None
+    # nothing committable before the manifest is durable, then its offsets are
+    assert seen_committable == [None] * len(order) and cp.committable("ev", 0) == 2
     # The partition carries on with an equal copy (app/inline.py), not the pickled one.
     assert learners.get(0) is not captured and learners.get(0).learned == captured.learned
     assert "chunk" in order and order.count("manifest") == 1

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from app.config import SPECS, Settings
@@ -45,10 +47,19 @@ def test_unknown_riverbed_variable_is_an_error() -> None:
         Settings.from_env({"RIVERBED_PARTITONS": "2"})
 
 
-def test_every_setting_is_documented() -> None:
-    described = Settings.from_env({}).describe()
-    assert [d[0] for d in described] == [s.env for s in SPECS]
-    assert all(doc for _, _, doc in described)
+def test_every_field_has_exactly_one_setting() -> None:
+    assert sorted(s.field for s in SPECS) == sorted(f.name for f in fields(Settings))
+
+
+def test_describe_shows_each_variable_with_its_own_value_and_doc() -> None:
+    env = {"RIVERBED_PARTITIONS": "7", "RIVERBED_PENDING_MAX": "11", "RIVERBED_WEB_PORT": "7070",
+           "RIVERBED_BROKER": "a:1,b:2", "RIVERBED_SNAPSHOT_KEY": "secret"}  # fmt: skip
+    rows = {var: (value, doc) for var, value, doc in Settings.from_env(env).describe()}
+    assert rows["RIVERBED_PARTITIONS"][0] == "7" and rows["RIVERBED_PENDING_MAX"][0] == "11"
+    assert rows["RIVERBED_WEB_PORT"][0] == "7070" and rows["RIVERBED_BROKER"][0] == "a:1,b:2"
+    assert rows["RIVERBED_SNAPSHOT_KEY"][0] == "<set>", "a secret is never shown"
+    assert rows["RIVERBED_MODEL"][0] == "logreg"
+    assert all(doc.strip() for _, doc in rows.values())
 
 
 @pytest.mark.parametrize(("value", "expected"), [("true", True), ("0", False), (" Yes ", True)])

@@ -31,21 +31,3 @@ def test_deliver_nowait_queues_only_when_nothing_would_wait() -> None:
         assert not intake.begin(sub.queue.get_nowait())
 
     asyncio.run(scenario())
-
-
-def test_the_broker_wait_is_short_while_records_flow_and_kafkas_default_when_idle() -> None:
-    from types import SimpleNamespace
-
-    from app.transport import BatchConsumerThread
-
-    thread = object.__new__(BatchConsumerThread)  # only the pacing, no Kafka consumer
-    fetcher = SimpleNamespace(_fetch_max_wait_ms=20)
-    thread._busy_wait_ms = 20
-    thread._consumer = SimpleNamespace(_fetcher=fetcher)
-    thread.pace(False)
-    assert fetcher._fetch_max_wait_ms == 500
-    thread.pace(True)
-    assert fetcher._fetch_max_wait_ms == 20
-    thread._busy_wait_ms = 900  # a configured wait above the idle one is kept
-    thread.pace(False)
-    assert fetcher._fetch_max_wait_ms == 900

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.config import SPECS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
 
