@@ -366,6 +366,12 @@ class Checkpointer:
             return False
         return self._since >= self.every or time.monotonic() - self._last >= self.interval
 
+    async def checkpoint_if_due(self) -> None:
+        """A checkpoint when one is due (the worker's 1 s timer: a quiet stream still
+        gets its interval checkpoints)."""
+        if self.due():
+            await self.checkpoint()
+
     def request(self) -> asyncio.Task[None] | None:
         """Start a checkpoint in the background unless one is running; return its task."""
         if self._task is None or self._task.done():

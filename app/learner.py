@@ -21,6 +21,7 @@ label had come inline, so the label never leaks into the prediction.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import time
@@ -109,6 +110,19 @@ class Culprit:
     topic: str  # "events" or "labels"
     offset: int
     source: Any  # what the processor passed along: (value, key, headers) of the record
+
+
+# Settings (but the drift detector's name: it says what the pickled detector is) and
+# the undo journal stay out of a snapshot.
+_NOT_PICKLED = (
+    "pending_max",
+    "pending_ttl_ms",
+    "pending_max_bytes",
+    "max_features",
+    "drift_reset",
+    "_base",
+    "_journal",
+)
 
 
 def _huge_label(y: Any) -> bool:
@@ -246,9 +260,11 @@ class PartitionLearner:
         self._journal: list[tuple[Any, ...]] = []
 
     def __getstate__(self) -> dict[str, Any]:
+        # Learned state only: settings come from the worker that installs the learner
+        # (Learners.install), and the undo journal from the process that made it.
         state = self.__dict__.copy()
-        state.pop("_base", None)
-        state.pop("_journal", None)
+        for name in _NOT_PICKLED:
+            state.pop(name, None)
         return state
 
     def checkpointed(self, blob: bytes) -> None:
@@ -418,14 +434,13 @@ class PartitionLearner:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot written by an earlier version lacks attributes added since.
         defaults = {
+            **dataclasses.asdict(LearnerSettings()),
             "_error_sum": 0.0,
             "_error_n": 0,
             "rollbacks": 0,
             "snapshot_bytes": 0,
             "culprits": [],
-            "pending_max_bytes": 64 * 1024 * 1024,
             "pending_bytes": 0,
-            "max_features": 10_000,
             "features": set(),
             "features_dropped": 0,
             "_warned": set(),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LIMIT", "RateLimit", "install"]
+__all__ = ["LIMIT", "RateLimit", "flush", "install"]
 
 
 @dataclass
@@ -104,3 +104,8 @@ def install(logger: logging.Logger | None = None, limit: RateLimit = LIMIT) -> R
         if limit not in handler.filters:
             handler.addFilter(limit)
     return limit
+
+
+async def flush() -> None:
+    """Report the worker's held-back counts (a Faust timer)."""
+    LIMIT.flush()

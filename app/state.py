@@ -11,6 +11,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from app.config import Settings
 from app.learner import LearnerSettings, PartitionLearner
 from models import ModelSpec
 
@@ -57,6 +58,19 @@ class Learners:
         self.assigned: set[int] = set()
         self._by_partition: dict[int, PartitionLearner] = {}
         self._waiting: dict[int, asyncio.Event] = {}
+
+    @classmethod
+    def from_settings(cls, spec: ModelSpec, settings: Settings) -> Learners:
+        """The worker's learners, with the ``RIVERBED_*`` settings of a learner."""
+        return cls(
+            spec,
+            pending_max=settings.pending_max,
+            pending_max_bytes=settings.pending_max_bytes,
+            max_features=settings.max_features,
+            pending_ttl_ms=int(settings.pending_ttl * 1000),
+            drift_detector=settings.drift_detector,
+            drift_reset=settings.drift_action == "reset",
+        )
 
     def get(self, partition: int) -> PartitionLearner:
         """The partition's learner, created fresh on first use."""

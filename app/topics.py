@@ -20,7 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from app.config import Settings
 from app.exceptions import ConfigError
 
-__all__ = ["TopicNames", "ensure_topics", "snapshots_topic"]
+__all__ = ["Layout", "TopicNames", "check_layout", "ensure_topics", "snapshots_topic"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def snapshots_topic(prefix: str, app_id: str) -> str:
 # riverbed can be given can be dead-lettered whole (docs/durability.md).
 DLQ_HEADROOM_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes default
+CHUNK_OVERHEAD_BYTES = 1024  # a snapshot chunk record's key, headers and framing
 
 
 @dataclass(frozen=True)
@@ -279,3 +280,32 @@ async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> di
         if desc.get("error_code", 0) == 0 and desc.get("partitions"):
             out[desc["topic"]] = len(desc["partitions"])
     return out
+
+
+def check_layout(settings: Settings, layout: Layout) -> None:
+    """Refuse settings the cluster cannot honour, before the worker joins the group.
+
+    Raises
+    ------
+    ConfigError
+        Naming the variable: a session timeout outside the brokers' group bounds (the
+        group would refuse the member, and the worker would sit ready with no
+        partitions), or snapshot chunks larger than the snapshots topic takes.
+
+    """
+    lo, hi = layout.session_timeout_ms
+    ms = settings.session_timeout * 1000
+    if not lo <= ms <= hi:
+        msg = (
+            f"RIVERBED_SESSION_TIMEOUT={settings.session_timeout:g}: the brokers accept "
+            f"{lo / 1000:g} to {hi / 1000:g} s (group.min/max.session.timeout.ms)"
+        )
+        raise ConfigError(msg)
+    room = layout.snapshots_max_bytes - CHUNK_OVERHEAD_BYTES
+    if settings.snapshot_chunk_bytes > room:
+        msg = (
+            f"RIVERBED_SNAPSHOT_CHUNK_BYTES={settings.snapshot_chunk_bytes}: a chunk record "
+            f"must fit the snapshots topic's max.message.bytes "
+            f"({layout.snapshots_max_bytes}); use at most {room}"
+        )
+        raise ConfigError(msg)

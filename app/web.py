@@ -11,8 +11,9 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.metrics import RiverbedMetrics
+from app.state import Learners
 
-__all__ = ["WorkerStatus", "register"]
+__all__ = ["WorkerStatus", "lag", "register"]
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 
@@ -22,6 +23,23 @@ class WorkerStatus:
 
     def __init__(self) -> None:
         self.ready = False
+
+
+def lag(learners: Learners, highwater: Callable[[int], int | None]) -> Callable[[int], int | None]:
+    """``lag(partition)``: events in the partition not yet predicted (None: unknown)."""
+
+    def behind(partition: int) -> int | None:
+        if not learners.has(partition):
+            return None
+        try:
+            high = highwater(partition)
+        except Exception:  # not assigned to the consumer (yet): unknown
+            return None
+        if high is None or high < 0:
+            return None
+        return max(0, int(high) - (learners.get(partition).last_offset + 1))
+
+    return behind
 
 
 def register(app: faust.App, document: Callable[[], dict[str, Any]], status: WorkerStatus,

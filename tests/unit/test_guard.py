@@ -194,3 +194,16 @@ def test_rate_limit_counts_what_it_held_back() -> None:
     assert len(passed) == 3
     now[0] = 10.5
     assert limit.flush() == ["... 3,397 more like this in the last 10 s: Unable connect to 3399"]
+
+
+def test_a_snapshot_carries_learned_state_only() -> None:
+    import pickle
+
+    learner = PartitionLearner(models.spec("logreg"), partition=0, pending_max=3,
+                               max_features=7, drift_reset=True)  # fmt: skip
+    _feed((learner,), 0, 20)
+    state = learner.__getstate__()
+    assert not {"pending_max", "pending_ttl_ms", "pending_max_bytes", "max_features",
+                "drift_reset", "_base", "_journal"} & set(state)  # fmt: skip
+    restored = pickle.loads(pickle.dumps(learner))
+    assert restored.learned == learner.learned and restored.pending_max == 100_000

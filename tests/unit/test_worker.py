@@ -1,4 +1,4 @@
-"""The riverbed worker class (app.main.Worker): logging after Faust's set-up."""
+"""The riverbed worker class (app.worker.Worker): logging after Faust's set-up."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from app.config import Settings
-from app.main import Worker, create_app
+from app.main import create_app
+from app.worker import Worker
 
 
 @pytest.mark.parametrize("level", ["warning", "error", "info"])

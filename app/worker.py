@@ -1,0 +1,156 @@
+"""The Faust side of a worker: the app with riverbed's settings, its worker, its producers.
+
+riverbed's outputs go straight through aiokafka producers that Faust starts and stops:
+Faust's own (predictions, dead letters, drift events) and a second one, built by the
+same transport from the same settings, for snapshots and metrics
+(:class:`Producers`).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+import faust
+from faust.app.base import BootStrategy
+
+from app import logs
+from app.config import Settings
+
+__all__ = ["Producers", "Worker", "faust_app"]
+
+PRODUCER_BATCH_BYTES = 512 * 1024
+REQUEST_OVERHEAD_BYTES = 16 * 1024  # a produce request's framing around one record
+
+
+class Worker(faust.Worker):
+    """Faust's worker, without its start-up spinner and with a frozen start-up heap.
+
+    At log level warning or error Faust installs a terminal spinner that sets the root
+    logger to DEBUG, so that every library's log call turns it, and leaves it so after
+    start-up: each of aiokafka's per-fetch and per-request debug calls then builds a
+    LogRecord and walks the handlers, only for them to drop it. A worker is a service,
+    so it goes without the spinner and the root logger keeps the configured level.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+        logs.install(logger)  # floods of one line become a few lines and a count
+
+    async def on_first_start(self) -> None:
+        # Everything imported and built before start-up (Faust, aiokafka, River, numpy,
+        # scipy: ~125,000 objects) lives as long as the process. Unfrozen, every full
+        # collection walks it all again, ~75 ms here with the loop held: a latency
+        # spike for every event in flight. Frozen, a full collection walks only what
+        # was made since (the gc.freeze advice for long-running servers).
+        _freeze_heap()
+        await super().on_first_start()
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        _freeze_heap()  # and the services, clients and learners start-up made
+
+
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()
+
+
+class Boot(BootStrategy):
+    """Faust's boot strategy, plus the background producer (see :func:`create_app`).
+
+    Started with Faust's producer, before the consumer, and stopped after the
+    consumer, whose last drain writes a checkpoint through it.
+    """
+
+    def __init__(self, app: faust.App, background: Any) -> None:
+        super().__init__(app)
+        self.background = background
+
+    def kafka_producer(self) -> list[Any]:
+        producers = list(super().kafka_producer())
+        return [*producers, self.background] if producers else producers
+
+
+def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
+    """The Faust app of a riverbed worker (no agents, topics or views yet)."""
+    app = faust.App(
+        settings.app_id,
+        broker=settings.faust_broker,
+        store="memory://",
+        autodiscover=False,
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,  # Faust binds 0.0.0.0 by default; we do not
+        web_port=settings.web_port,
+        # A new consumer group learns from the beginning of the stream, not only
+        # from events produced after it started.
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        # A member learns of a rebalance at its next heartbeat: at 1 s rather than
+        # Kafka's 3 s, a worker that leaves hands its partitions over in ~2 s
+        # (tests/integration/test_faults.py); one small request a second per worker.
+        broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
+        broker_max_poll_records=settings.batch_max,
+        # The agent sends a fetch's predictions per partition as one record batch;
+        # aiokafka queues one batch per partition at a time, so a small cap makes the
+        # agent wait for the sender between batches. Below the broker's
+        # message.max.bytes (1 MiB by default).
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        # Any dead letter must fit (app/topics.py: the dead-letter topic takes the
+        # largest source record plus riverbed's headers); aiokafka refuses a larger
+        # record in send() itself, which stopped the worker.
+        producer_max_request_size=dlq_max_bytes + REQUEST_OVERHEAD_BYTES,
+        Worker=Worker,
+    )
+    return app
+
+
+class Producers:
+    """The worker's two aiokafka producers; both started before the agents.
+
+    ``predictions()`` is Faust's own producer: every per-event output (predictions,
+    dead letters, drift events) goes straight through it, not through Faust's topic
+    layer: a Faust topic's first send declares the topic (a CreateTopics round trip on
+    the consumer's thread, which stalled fetching ~80 ms), and its ``send_soon`` buffer
+    publishes one message at a time. riverbed creates its topics itself.
+
+    Snapshots and metrics go through a second producer, built by the same transport
+    from the same settings (credentials, TLS, acks). aiokafka keeps one produce
+    request in flight per broker (Kafka's Java producer allows five), and its
+    send_batch waits while a partition's previous batch is queued: one slow request
+    holds every batch behind it. A snapshot's append is the one that is slow at
+    times: the broker materialises a log segment's index files on its first index
+    entry, after its first 4 KiB (index.interval.bytes), and that append took
+    20-100 ms on a new snapshots topic. Sharing the producer stalled the agent as
+    long (docs/performance.md, change 13). The checkpoint still awaits the
+    predictions before it writes a snapshot, so the order a snapshot promises is
+    kept across the two. Build it once the app's transport is riverbed's.
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.background = app.transport.create_producer(loop=app.loop, beacon=app.beacon)
+        self.background.client_id = f"{app.conf.broker_client_id}-background"
+        app.boot_strategy = Boot(app, self.background)
+
+    def predictions(self) -> Any:
+        """Faust's aiokafka producer (predictions, dead letters, drift events)."""
+        return self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+
+    def background_producer(self) -> Any:
+        """The aiokafka producer of snapshots and metrics."""
+        return self.background._ensure_producer()  # type: ignore[attr-defined]
+
+    async def send_and_wait(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], partition: int
+    ) -> Any:
+        """A record on the background producer; returns once Kafka has it."""
+        delivery = await self.background_producer().send(
+            topic, value, key=key, headers=headers, partition=partition
+        )
+        return await delivery
