@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app import compat
+
 __all__ = ["Fetch", "Intake"]
 
 logger = logging.getLogger(__name__)
@@ -125,8 +127,7 @@ class Intake:
         """
         if not self._attached.is_set():
             return False
-        root = getattr(self.channel, "_root", None) or self.channel
-        queues = [sub.queue for sub in getattr(root, "_subscribers", ())]
+        queues = compat.channel_queues(self.channel)
         if not queues or any(q.full() for q in queues):
             return False
         fetch = Fetch(records, self.epoch)

@@ -21,7 +21,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 import models
-from app import agents, logs, web
+from app import agents, compat, logs, web
 from app.checkpoint import Checkpointer, SnapshotCodec, load_key
 from app.config import PROJECT_ROOT, Settings
 from app.intake import Intake
@@ -53,6 +53,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     ``layout`` is what :func:`app.topics.ensure_topics` found (the CLI passes it): the
     producers' request limit follows the dead-letter topic's.
     """
+    compat.check()  # the private names of faust, mode and aiokafka riverbed relies on
     spec = models.spec(settings.model)
     dlq_max = layout.dlq_max_bytes if layout else DEFAULT_MAX_MESSAGE_BYTES + DLQ_HEADROOM_BYTES
     app = faust_app(settings, dlq_max_bytes=dlq_max)
@@ -85,9 +86,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         fetch_max_wait=settings.fetch_max_wait, consumer_thread=settings.consumer_thread,
     )  # fmt: skip
     producers = Producers(app)
-    # Not iterated by a stream: declared so Faust subscribes (its fetches go to the intake).
     source = app.topic(names.events, names.labels, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")  # fmt: skip
+                       key_serializer="raw", value_serializer="raw")  # subscribed, not iterated
     app.topics.add(source)
     status = web.WorkerStatus()
 

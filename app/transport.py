@@ -33,6 +33,7 @@ from faust.types import TP
 from mode import Service, ServiceT
 from mode.utils.futures import maybe_async
 
+from app import compat
 from app.intake import Intake
 
 __all__ = ["BatchConsumer", "BatchConsumerThread", "BatchTransport", "LoopConsumerThread"]
@@ -60,7 +61,7 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         self._busy_wait_ms = int(cast(BatchTransport, transport).fetch_max_wait * 1000)
         # Read by AIOKafkaConsumer.start(), which has not run yet; no public setter.
-        consumer._fetch_max_wait_ms = self._busy_wait_ms
+        compat.set_fetch_max_wait(consumer, self._busy_wait_ms)
         return consumer
 
     def close(self) -> None:
@@ -80,12 +81,9 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def pace(self, busy: bool) -> None:
         """Short broker waits while records flow, the idle wait when they do not."""
-        # aiokafka reads it into each FetchRequest it builds; no public setter. Called
-        # from the drain loop, so the consumer and its fetcher exist; a renamed
-        # attribute fails tests/integration/test_transport.py, not silently here.
-        fetcher = cast(Any, self._consumer)._fetcher
+        # aiokafka reads it into each FetchRequest it builds; no public setter.
         wait = self._busy_wait_ms if busy else max(self._busy_wait_ms, self.IDLE_FETCH_WAIT_MS)
-        fetcher._fetch_max_wait_ms = wait
+        compat.set_fetch_max_wait(self._consumer, wait)
 
 
 class LoopConsumerThread(BatchConsumerThread):

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from faust.app.base import BootStrategy
 
-from app import logs
+from app import compat, logs
 from app.config import Settings
 
 __all__ = ["Producers", "Worker", "faust_app"]
@@ -140,11 +140,11 @@ class Producers:
 
     def predictions(self) -> Any:
         """Faust's aiokafka producer (predictions, dead letters, drift events)."""
-        return self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        return compat.producer_of(self.app.producer)
 
     def background_producer(self) -> Any:
         """The aiokafka producer of snapshots and metrics."""
-        return self.background._ensure_producer()  # type: ignore[attr-defined]
+        return compat.producer_of(self.background)
 
     async def send_and_wait(
         self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]], partition: int

@@ -1,0 +1,34 @@
+"""The private names of faust, mode and aiokafka riverbed touches, against the installed ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import pytest
+
+from app import compat
+
+
+def test_every_private_name_is_there_in_the_installed_libraries() -> None:
+    compat.check()  # raises IncompatibleLibrary naming what is missing
+
+
+def test_a_missing_name_stops_start_up_naming_library_version_and_name() -> None:
+    gone = compat.Private("aiokafka", "aiokafka.consumer.fetcher:Fetcher", "_renamed_wait",
+                          "attribute", "read into every FetchRequest")  # fmt: skip
+    with pytest.raises(compat.IncompatibleLibrary) as info:
+        compat.check((*compat.PRIVATE, gone))
+    from importlib.metadata import version
+
+    assert f"aiokafka {version('aiokafka')}: aiokafka.consumer.fetcher.Fetcher._renamed_wait" in (
+        str(info.value)
+    )
+
+
+def test_channel_queues_are_the_iterating_agents_queues() -> None:
+    app = faust.App("riverbed-compat-test", broker="memory://", store="memory://")
+    channel = app.channel(maxsize=2)
+    assert compat.channel_queues(channel) == []
+    sub: Any = channel.clone(is_iterator=True)  # what an agent's stream iterates
+    assert compat.channel_queues(channel) == [sub.queue]
