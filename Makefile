@@ -50,7 +50,10 @@ format: $(STAMP) ## ruff format + fixes
 	$(BIN)/ruff format app models tests bench
 	$(BIN)/ruff check --fix .
 
-typecheck: $(STAMP) ## mypy
+typecheck: $(STAMP) ## mypy (on the installed names: app/ is riverbed, models/ riverbed.models)
+	@rm -rf .cache/typecheck && mkdir -p .cache/typecheck/riverbed
+	@for f in app/*.py app/py.typed; do ln -s "$(CURDIR)/$$f" .cache/typecheck/riverbed/; done
+	@ln -s "$(CURDIR)/models" .cache/typecheck/riverbed/models
 	$(BIN)/mypy
 
 bench: setup ## riverbed vs River in memory, a raw aiokafka loop and Quix Streams, one run

@@ -1,9 +1,9 @@
-"""``python -m app ...`` is ``riverbed ...``."""
+"""``python -m riverbed ...`` is ``riverbed ...``."""
 
 from __future__ import annotations
 
 import sys
 
-from app.cli import main
+from riverbed.cli import main
 
 sys.exit(main())

@@ -21,10 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-
-from app.checkpoint import Checkpointer
-from app.intake import Fetch, Intake
-from app.processor import Outgoing, Processor
+from riverbed.checkpoint import Checkpointer
+from riverbed.intake import Fetch, Intake
+from riverbed.processor import Outgoing, Processor
 
 __all__ = ["register"]
 

@@ -27,8 +27,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.config import PROJECT_ROOT, Settings
-from app.exceptions import BrokerError
+from riverbed.config import PROJECT_ROOT, Settings
+from riverbed.exceptions import BrokerError
 
 __all__ = ["LocalBroker", "answers_metadata", "kafka_version"]
 

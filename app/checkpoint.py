@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from app.exceptions import RiverbedError
-from app.guard import suspect_blob
-from app.learner import PartitionLearner
+from riverbed.exceptions import RiverbedError
+from riverbed.guard import suspect_blob
+from riverbed.learner import PartitionLearner
 
 __all__ = [
     "FORMAT_VERSION",
@@ -105,8 +104,8 @@ class SnapshotCodec:
 
     Examples
     --------
-    >>> import models
-    >>> from app.records import Event
+    >>> from riverbed import models
+    >>> from riverbed.records import Event
     >>> codec = SnapshotCodec(key=b"k", chunk_bytes=1000)
     >>> learner = PartitionLearner(models.spec("logreg"), partition=2)
     >>> _ = learner.process_event(Event("a", {"f": 1.0}, True), offset=7, ts_ms=0)
@@ -301,9 +300,10 @@ class Checkpointer:
 
     Examples
     --------
-    >>> import asyncio, models
-    >>> from app.records import Event
-    >>> from app.state import Learners
+    >>> import asyncio
+    >>> from riverbed import models
+    >>> from riverbed.records import Event
+    >>> from riverbed.state import Learners
     >>> learners = Learners(models.spec("logreg"))
     >>> written = []
     >>> async def send(k, v, h, p):

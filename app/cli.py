@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from app.config import Settings
-from app.exceptions import ConfigError, RiverbedError
+from riverbed.config import Settings
+from riverbed.exceptions import ConfigError, RiverbedError
 
 __all__ = ["main"]
 
@@ -28,7 +29,7 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from app.broker import LocalBroker, answers_metadata, kafka_version
+    from riverbed.broker import LocalBroker, answers_metadata, kafka_version
 
     broker = LocalBroker.from_settings(settings, port=args.port)
     if args.action == "fetch":
@@ -70,7 +71,7 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from app.produce import produce
+    from riverbed.produce import produce
 
     stats = asyncio.run(
         produce(
@@ -96,7 +97,7 @@ def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from app.tail import tail
+    from riverbed.tail import tail
 
     topic = args.topic
     if topic in {"events", "labels", "predictions", "metrics", "dlq"}:
@@ -114,7 +115,7 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    import models
+    from riverbed import models
 
     for name in models.available():
         spec = models.spec(name)
@@ -130,13 +131,13 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from app.demo import run_demo
+    from riverbed.demo import run_demo
 
     return run_demo(settings, rate=args.rate, dataset=args.dataset, duration=args.duration)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from app.produce import DATASETS, KEYS
+    from riverbed.produce import DATASETS, KEYS
 
     p = argparse.ArgumentParser(
         prog="riverbed",
@@ -192,6 +193,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``riverbed`` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    # A custom RIVERBED_MODEL=module:factory names a module of the directory riverbed
+    # is started from, as uvicorn's "module:app" does; riverbed's own modules are
+    # riverbed.*, so a user's models.py or app.py shadows nothing.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
@@ -214,13 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _faust(settings: Settings, args_list: list[str]) -> int:
-    import models
-    from app.main import check_layout, create_app
-    from app.topics import ensure_topics
+    from riverbed import models
+    from riverbed.main import check_layout, create_app
+    from riverbed.topics import ensure_topics
 
     try:
         models.spec(settings.model)
-    except ConfigError as exc:
+    except models.UnknownModel as exc:
         return _fail(f"RIVERBED_MODEL={settings.model!r}: {exc}")
     if args_list and args_list[0] == "worker":
         # Create the topics with the right partitions before Faust subscribes, on the

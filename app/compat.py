@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-from app.exceptions import RiverbedError
+from riverbed.exceptions import RiverbedError
 
 __all__ = [
     "PRIVATE",

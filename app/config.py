@@ -3,7 +3,7 @@
 Every setting is a ``RIVERBED_*`` environment variable with a default and a line of
 documentation (the ``SPECS`` table, which ``riverbed config`` and the README print).
 Values are parsed once into a frozen :class:`Settings`; a bad value raises
-:class:`~app.exceptions.ConfigError` naming the variable, so a worker never starts
+:class:`~riverbed.exceptions.ConfigError` naming the variable, so a worker never starts
 half-configured.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.exceptions import ConfigError
+from riverbed.exceptions import ConfigError
 
 __all__ = ["SPECS", "Settings", "parse_broker"]
 
@@ -318,7 +318,7 @@ class Settings:
     >>> Settings.from_env({"RIVERBED_PARTITIONS": "zero"})
     Traceback (most recent call last):
     ...
-    app.exceptions.ConfigError: RIVERBED_PARTITIONS='zero': invalid literal for int() ...
+    riverbed.exceptions.ConfigError: RIVERBED_PARTITIONS='zero': invalid literal for int() ...
 
     """
 

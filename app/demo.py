@@ -23,11 +23,10 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-
-from app.broker import STATE, LocalBroker
-from app.config import Settings
-from app.exceptions import BrokerError
-from app.produce import ProduceStats, produce
+from riverbed.broker import STATE, LocalBroker
+from riverbed.config import Settings
+from riverbed.exceptions import BrokerError
+from riverbed.produce import ProduceStats, produce
 
 __all__ = ["run_demo"]
 
@@ -157,7 +156,7 @@ def run_demo(settings: Settings, *, rate: float, dataset: str, duration: float |
     log = STATE / "demo-worker.log"
     with log.open("wb") as fh:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "-l", "warn"],
+            [sys.executable, "-m", "riverbed", "worker", "-l", "warn"],
             stdout=fh,
             stderr=subprocess.STDOUT,
         )

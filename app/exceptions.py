@@ -8,7 +8,6 @@ __all__ = [
     "InvalidRecord",
     "ModelError",
     "RiverbedError",
-    "UnknownModel",
 ]
 
 
@@ -18,10 +17,6 @@ class RiverbedError(Exception):
 
 class ConfigError(RiverbedError):
     """A setting is missing or malformed; raised at start-up, naming the variable."""
-
-
-class UnknownModel(ConfigError):
-    """``RIVERBED_MODEL`` names no catalog model and no importable ``module:factory``."""
 
 
 class BrokerError(RiverbedError):

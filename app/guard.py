@@ -87,7 +87,7 @@ def nonfinite(root: Any) -> bool:
 
     Examples
     --------
-    >>> import models
+    >>> from riverbed import models
     >>> model = models.build("logreg")
     >>> model.learn_one({"a": 1.0}, True)
     >>> nonfinite(model)

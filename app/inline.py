@@ -85,7 +85,8 @@ def inline_copy(obj: T) -> T:
 
     Examples
     --------
-    >>> import pickle, models
+    >>> import pickle
+    >>> from riverbed import models
     >>> model = models.build("logreg")
     >>> model.learn_one({"a": 1.0}, True)
     >>> copy = inline_copy(model)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app import compat
+from riverbed import compat
 
 __all__ = ["Fetch", "Intake"]
 

@@ -31,12 +31,11 @@ from math import isfinite
 from typing import Any
 
 from river import base, drift
-
-from app.exceptions import InvalidRecord, ModelError
-from app.guard import HUGE, finite_prediction, huge, nonfinite
-from app.inline import inline_copy
-from app.records import Event, Label, Value, decode_event, decode_label
-from models import ModelSpec, final_step
+from riverbed.exceptions import InvalidRecord, ModelError
+from riverbed.guard import HUGE, finite_prediction, huge, nonfinite
+from riverbed.inline import inline_copy
+from riverbed.models import ModelSpec, final_step
+from riverbed.records import Event, Label, Value, decode_event, decode_label
 
 __all__ = [
     "DETECTORS",
@@ -158,8 +157,8 @@ class PartitionLearner:
 
     Examples
     --------
-    >>> import models
-    >>> from app.records import Event, Label
+    >>> from riverbed import models
+    >>> from riverbed.records import Event, Label
     >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
     >>> learner.process_event(Event("a", {"f": 1.0}, y=True), offset=0, ts_ms=0)
     {'id': 'a', 'y_pred': False, 'proba': {False: 0.5, True: 0.5}, 'y': True}
@@ -412,7 +411,7 @@ class PartitionLearner:
 
         Examples
         --------
-        >>> import models
+        >>> from riverbed import models
         >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
         >>> learner.configure(LearnerSettings(pending_max=5, drift_detector="kswin",
         ...                                   drift_reset=True))
@@ -587,7 +586,7 @@ class PartitionLearner:
 
         Examples
         --------
-        >>> import models
+        >>> from riverbed import models
         >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
         >>> learner.skip(4)
         >>> learner.redelivered(4), learner.redelivered(5), learner.replayed_events
@@ -623,7 +622,7 @@ class PartitionLearner:
         headers)``, is kept until the next checkpoint (a replay decodes the value again;
         a culprit's dead letter carries them); ``size`` (its bytes) counts against
         ``pending_max_bytes`` while the event waits for a label.
-        Raises :class:`~app.exceptions.ModelError` when the model raises or learning
+        Raises :class:`~riverbed.exceptions.ModelError` when the model raises or learning
         leaves its state non-finite; the model is then as it was before the record.
         """
         if offset <= self.last_offset:
@@ -722,7 +721,7 @@ class PartitionLearner:
     def process_label(self, label: Label, *, offset: int, ts_ms: int, source: Any = None) -> str:
         """Join a delayed label with its pending event; return a :class:`LabelOutcome`.
 
-        Raises :class:`~app.exceptions.ModelError` as :meth:`process_event` does.
+        Raises :class:`~riverbed.exceptions.ModelError` as :meth:`process_event` does.
         """
         if offset <= self.last_label_offset:
             self.labels[LabelOutcome.REPLAYED] += 1

@@ -19,26 +19,24 @@ from typing import Any
 import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
-
-import models
-from app import agents, compat, logs, web
-from app.checkpoint import Checkpointer, SnapshotCodec, load_key
-from app.config import PROJECT_ROOT, Settings
-from app.intake import Intake
-from app.metrics import RiverbedMetrics
-from app.processor import Processor
-from app.publisher import MetricsPublisher
-from app.recovery import Recovery
-from app.state import Learners
-from app.topics import (
+from riverbed import agents, compat, logs, models, web
+from riverbed.checkpoint import Checkpointer, SnapshotCodec, load_key
+from riverbed.config import PROJECT_ROOT, Settings
+from riverbed.intake import Intake
+from riverbed.metrics import RiverbedMetrics
+from riverbed.processor import Processor
+from riverbed.publisher import MetricsPublisher
+from riverbed.recovery import Recovery
+from riverbed.state import Learners
+from riverbed.topics import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DLQ_HEADROOM_BYTES,
     Layout,
     TopicNames,
     check_layout,
 )
-from app.transport import BatchTransport
-from app.worker import Producers, faust_app
+from riverbed.transport import BatchTransport
+from riverbed.worker import Producers, faust_app
 
 __all__ = ["check_layout", "create_app"]
 
@@ -86,8 +84,14 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         fetch_max_wait=settings.fetch_max_wait, consumer_thread=settings.consumer_thread,
     )  # fmt: skip
     producers = Producers(app)
-    source = app.topic(names.events, names.labels, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")  # subscribed, not iterated
+    source = app.topic(
+        names.events,
+        names.labels,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )  # subscribed, not iterated
     app.topics.add(source)
     status = web.WorkerStatus()
 

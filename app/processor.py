@@ -18,12 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from app.exceptions import InvalidRecord, ModelError
-from app.learner import LEARN, NONFINITE_REASON, NonFiniteState
-from app.metrics import RiverbedMetrics
-from app.records import decode_event, decode_label, encode
-from app.state import Learners
-from app.topics import TopicNames
+from riverbed.exceptions import InvalidRecord, ModelError
+from riverbed.learner import LEARN, NONFINITE_REASON, NonFiniteState
+from riverbed.metrics import RiverbedMetrics
+from riverbed.records import decode_event, decode_label, encode
+from riverbed.state import Learners
+from riverbed.topics import TopicNames
 
 __all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
 

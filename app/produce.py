@@ -24,10 +24,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from river import datasets
 from river.datasets import synth
-
-from app.config import Settings
-from app.records import encode
-from app.topics import TopicNames, ensure_topics
+from riverbed.config import Settings
+from riverbed.records import encode
+from riverbed.topics import TopicNames, ensure_topics
 
 __all__ = ["DATASETS", "ProduceStats", "dataset_stream", "produce"]
 

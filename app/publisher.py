@@ -6,9 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.metrics import RiverbedMetrics
-from app.records import encode
-from app.state import Learners
+from riverbed.metrics import RiverbedMetrics
+from riverbed.records import encode
+from riverbed.state import Learners
 
 __all__ = ["MetricsPublisher"]
 

@@ -1,7 +1,7 @@
 """Wire records: decode and validate events and labels, encode predictions.
 
 One JSON object (UTF-8) per Kafka message. Decoding is strict: anything that breaks
-the contract raises :class:`~app.exceptions.InvalidRecord` with a readable reason and
+the contract raises :class:`~riverbed.exceptions.InvalidRecord` with a readable reason and
 the stage (``deserialize`` or ``validate``) that the dead-letter headers carry.
 orjson is used because it is several times faster than :mod:`json` and already refuses
 ``NaN``/``Infinity`` literals, numbers that overflow to infinity, and invalid UTF-8.
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
-from app.exceptions import InvalidRecord
+from riverbed.exceptions import InvalidRecord
 
 __all__ = ["Event", "Label", "decode_event", "decode_label", "encode"]
 
@@ -94,7 +93,7 @@ def decode_event(raw: bytes | None, max_bytes: int) -> Event:
     >>> decode_event(b'{"id": "a", "x": {"f": [1]}}', 1000)
     Traceback (most recent call last):
     ...
-    app.exceptions.InvalidRecord: "x.f" must be a number, string or boolean, got list
+    riverbed.exceptions.InvalidRecord: "x.f" must be a number, string or boolean, got list
 
     """
     obj = _load(raw, max_bytes)
@@ -133,7 +132,7 @@ def decode_label(raw: bytes | None, max_bytes: int) -> Label:
     >>> decode_label(b'{"id": "a"}', 1000)
     Traceback (most recent call last):
     ...
-    app.exceptions.InvalidRecord: "y" is missing; a label record needs one
+    riverbed.exceptions.InvalidRecord: "y" is missing; a label record needs one
 
     """
     obj = _load(raw, max_bytes)

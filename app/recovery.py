@@ -26,11 +26,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.checkpoint import Checkpointer, Picked, SnapshotCodec, pick_latest
-from app.exceptions import ConfigError, RiverbedError
-from app.learner import PartitionLearner
-from app.state import Learners
-from app.topics import TopicNames
+from riverbed.checkpoint import Checkpointer, Picked, SnapshotCodec, pick_latest
+from riverbed.exceptions import ConfigError, RiverbedError
+from riverbed.learner import PartitionLearner
+from riverbed.state import Learners
+from riverbed.topics import TopicNames
 
 __all__ = ["Gap", "Recovery", "read_snapshot_partitions"]
 

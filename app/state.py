@@ -11,9 +11,9 @@ import dataclasses
 import logging
 from typing import Any
 
-from app.config import Settings
-from app.learner import LearnerSettings, PartitionLearner
-from models import ModelSpec
+from riverbed.config import Settings
+from riverbed.learner import LearnerSettings, PartitionLearner
+from riverbed.models import ModelSpec
 
 __all__ = ["Learners"]
 
@@ -25,7 +25,7 @@ class Learners:
 
     Examples
     --------
-    >>> import models
+    >>> from riverbed import models
     >>> learners = Learners(models.spec("logreg"))
     >>> learners.get(3).partition
     3

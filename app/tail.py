@@ -7,8 +7,7 @@ from typing import TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-
-from app.config import Settings
+from riverbed.config import Settings
 
 __all__ = ["format_record", "tail"]
 

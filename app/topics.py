@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-
-from app.config import Settings
-from app.exceptions import ConfigError
+from riverbed.config import Settings
+from riverbed.exceptions import ConfigError
 
 __all__ = ["Layout", "TopicNames", "check_layout", "ensure_topics", "snapshots_topic"]
 

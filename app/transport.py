@@ -32,9 +32,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service, ServiceT
 from mode.utils.futures import maybe_async
-
-from app import compat
-from app.intake import Intake
+from riverbed import compat
+from riverbed.intake import Intake
 
 __all__ = ["BatchConsumer", "BatchConsumerThread", "BatchTransport", "LoopConsumerThread"]
 

@@ -9,9 +9,8 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from app.metrics import RiverbedMetrics
-from app.state import Learners
+from riverbed.metrics import RiverbedMetrics
+from riverbed.state import Learners
 
 __all__ = ["WorkerStatus", "lag", "register"]
 

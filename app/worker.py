@@ -14,9 +14,8 @@ from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
-
-from app import compat, logs
-from app.config import Settings
+from riverbed import compat, logs
+from riverbed.config import Settings
 
 __all__ = ["Producers", "Worker", "faust_app"]
 

@@ -54,7 +54,7 @@ WARMUP_ROUNDS = 4
 
 
 def _model() -> Any:
-    import models
+    from riverbed import models
 
     return models.build("logreg")
 
@@ -159,10 +159,10 @@ def guard_cost(values: list[tuple[int, bytes]]) -> dict[str, float]:
     """
     import math
 
-    import models
-    from app.guard import finite_prediction, huge
-    from app.learner import PartitionLearner
-    from app.records import decode_event
+    from riverbed import models
+    from riverbed.guard import finite_prediction, huge
+    from riverbed.learner import PartitionLearner
+    from riverbed.records import decode_event
 
     events = [(p, decode_event(v, 1 << 20), v) for p, v in values]
     learners = {p: PartitionLearner(models.spec("logreg"), partition=p) for p, _, _ in events}
@@ -375,7 +375,7 @@ def _worker_env(bootstrap: str, prefix: str, app_id: str, name: str) -> tuple[di
 
 def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"],
+        [sys.executable, "-m", "riverbed", "worker"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -444,8 +444,8 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
     share of the partitions, the pre-encoded events are written at full speed (a
     fraction of a second) and the predictions' span is measured as above.
     """
-    from app.config import Settings
-    from app.topics import ensure_topics
+    from riverbed.config import Settings
+    from riverbed.topics import ensure_topics
 
     prefix = _new_prefix(f"scale{workers}")
     app_id = f"scale-{uuid.uuid4().hex[:8]}"
@@ -484,8 +484,8 @@ def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[fl
     """Start the system on a fresh topic, produce n events at ``rate``, measure latency."""
     import threading
 
-    from app.config import Settings
-    from app.produce import dataset_stream, produce
+    from riverbed.config import Settings
+    from riverbed.produce import dataset_stream, produce
 
     prefix = _new_prefix("lat")
     s = Settings.from_env(
@@ -573,9 +573,9 @@ def main() -> None:
             ap.error(f"--set {item!r}: expected RIVERBED_NAME=VALUE")
         WORKER_SETTINGS[name] = value
     sys.path.insert(0, str(ROOT))
-    from app.broker import LocalBroker
-    from app.config import Settings
-    from app.produce import produce
+    from riverbed.broker import LocalBroker
+    from riverbed.config import Settings
+    from riverbed.produce import produce
 
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
     broker = LocalBroker.start_unless_running(settings)

@@ -20,13 +20,12 @@ from pathlib import Path
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from river.datasets import synth
-
-import models
-from app.config import Settings
-from app.metrics import RiverbedMetrics
-from app.processor import Processor, Record
-from app.state import Learners
-from app.topics import TopicNames
+from riverbed import models
+from riverbed.config import Settings
+from riverbed.metrics import RiverbedMetrics
+from riverbed.processor import Processor, Record
+from riverbed.state import Learners
+from riverbed.topics import TopicNames
 
 FETCH_PER_PARTITION = 250
 

@@ -38,9 +38,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the report here")
     args = ap.parse_args()
 
-    from app.broker import LocalBroker
-    from app.config import Settings
-    from app.produce import produce
+    from riverbed.broker import LocalBroker
+    from riverbed.config import Settings
+    from riverbed.produce import produce
 
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
     broker = LocalBroker.start_unless_running(settings)
@@ -61,7 +61,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             stats_file = Path(tmp) / "worker.prof"
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "app", "worker"],
+                [
+                    sys.executable,
+                    "-m",
+                    "cProfile",
+                    "-o",
+                    str(stats_file),
+                    "-m",
+                    "riverbed",
+                    "worker",
+                ],
                 env=env,
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,

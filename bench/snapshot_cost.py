@@ -23,15 +23,14 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from river.datasets import synth
-
-import models
-from app.broker import LocalBroker
-from app.checkpoint import SnapshotCodec, pick_latest
-from app.config import Settings
-from app.learner import PartitionLearner
-from app.records import Event
-from app.recovery import read_snapshot_partitions
-from app.topics import SNAPSHOT_CONFIG
+from riverbed import models
+from riverbed.broker import LocalBroker
+from riverbed.checkpoint import SnapshotCodec, pick_latest
+from riverbed.config import Settings
+from riverbed.learner import PartitionLearner
+from riverbed.records import Event
+from riverbed.recovery import read_snapshot_partitions
+from riverbed.topics import SNAPSHOT_CONFIG
 
 
 def stream(task: str, n: int):

@@ -9,7 +9,7 @@ Random models are seeded, so two runs over the same records give the same predic
 
 Examples
 --------
->>> import models
+>>> from riverbed import models
 >>> models.available()
 ['arf', 'hoeffding', 'hst', 'linreg', 'logreg']
 >>> models.build("logreg")
@@ -32,9 +32,16 @@ from typing import Any, Literal
 
 from river import anomaly, base, forest, linear_model, metrics, preprocessing, tree
 
-from app.exceptions import UnknownModel
+__all__ = ["ModelSpec", "UnknownModel", "available", "build", "final_step", "spec"]
 
-__all__ = ["ModelSpec", "available", "build", "final_step", "spec"]
+
+class UnknownModel(LookupError):
+    """A name that is no catalog model and no importable ``module:factory``.
+
+    The catalog imports nothing from the app: riverbed reports this as a bad
+    ``RIVERBED_MODEL`` setting.
+    """
+
 
 Task = Literal["classification", "regression", "anomaly"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import models
+from riverbed import models
 
 
 def _normalise(value: Any) -> Any:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from riverbed.broker import STATE, LocalBroker, answers_metadata
 
-from app.broker import STATE, LocalBroker, answers_metadata
 from tests.integration.helpers import (
     BROKER_START_TIMEOUT_S,
     PRODUCER_STOP_TIMEOUT_S,
@@ -34,7 +34,7 @@ def kafka() -> Iterator[str]:
     """Bootstrap address of a real Kafka broker for the whole session."""
     given = os.environ.get("RIVERBED_BROKER")
     if given:
-        from app.config import parse_broker
+        from riverbed.config import parse_broker
 
         bootstrap = ",".join(parse_broker(given))
         if not answers_metadata(bootstrap, timeout=10):

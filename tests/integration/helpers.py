@@ -89,7 +89,7 @@ def riverbed(
 ) -> subprocess.CompletedProcess[str]:
     """Run the riverbed CLI to completion."""
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "riverbed", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -114,7 +114,7 @@ class Worker:
         self.log = log
         self._log_fh = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "-l", "info"],
+            [sys.executable, "-m", "riverbed", "worker", "-l", "info"],
             env=env,
             cwd=ROOT,
             stdout=self._log_fh,
@@ -243,6 +243,6 @@ def producer_process(
     kafka: str, names: Names, *args: str, partitions: int
 ) -> subprocess.Popen[str]:
     """``riverbed produce ARGS`` in the background (for streams a test acts on midway)."""
-    return subprocess.Popen([sys.executable, "-m", "app", "produce", *args],
+    return subprocess.Popen([sys.executable, "-m", "riverbed", "produce", *args],
                             env=riverbed_env(kafka, names, partitions=partitions), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from riverbed.transport import BatchConsumerThread
 
-from app.transport import BatchConsumerThread
 from tests.integration.helpers import Names, produce
 
 

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from river import checks, datasets
-
-import models
-from app.exceptions import UnknownModel
+from riverbed import models
+from riverbed.models import UnknownModel
 
 
 def _offline_anomaly_datasets(model: object, scale: int = 1) -> Iterator[object]:

@@ -11,9 +11,8 @@ from typing import Any
 import orjson
 import pytest
 from river import datasets
-
-import models
-from app.checkpoint import (
+from riverbed import models
+from riverbed.checkpoint import (
     CHUNK,
     GENERATION_HEADER,
     KIND_HEADER,
@@ -25,8 +24,8 @@ from app.checkpoint import (
     load_key,
     pick_latest,
 )
-from app.learner import PartitionLearner
-from app.records import Event
+from riverbed.learner import PartitionLearner
+from riverbed.records import Event
 
 
 def _trained(name: str = "logreg", n: int = 300) -> PartitionLearner:
@@ -123,7 +122,7 @@ def test_checkpoint_writes_outputs_then_snapshots_then_makes_offsets_committable
 
 
 async def _checkpoint_order() -> None:
-    from app.state import Learners
+    from riverbed.state import Learners
 
     learners = Learners(models.spec("logreg"))
     order: list[str] = []
@@ -194,7 +193,7 @@ async def _checkpoint_order() -> None:
 
 def test_checkpoint_of_a_partition_that_moved_away_commits_nothing_for_it() -> None:
     async def scenario() -> None:
-        from app.state import Learners
+        from riverbed.state import Learners
 
         learners = Learners(models.spec("logreg"))
 
@@ -214,7 +213,7 @@ def test_checkpoint_of_a_partition_that_moved_away_commits_nothing_for_it() -> N
 
 def test_a_failed_output_stops_checkpointing_for_good() -> None:
     async def scenario() -> None:
-        from app.state import Learners
+        from riverbed.state import Learners
 
         learners = Learners(models.spec("logreg"))
         sent: list[bytes] = []
@@ -266,7 +265,7 @@ def test_a_failed_output_stops_checkpointing_for_good() -> None:
 
 def test_a_cancelled_delivery_stops_checkpointing_too() -> None:
     async def scenario() -> None:
-        from app.state import Learners
+        from riverbed.state import Learners
 
         learners = Learners(models.spec("logreg"))
         sent: list[bytes] = []

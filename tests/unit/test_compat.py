@@ -6,8 +6,7 @@ from typing import Any
 
 import faust
 import pytest
-
-from app import compat
+from riverbed import compat
 
 
 def test_every_private_name_is_there_in_the_installed_libraries() -> None:

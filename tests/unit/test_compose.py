@@ -26,13 +26,13 @@ def test_services_and_ports(compose: dict) -> None:
 
 
 def test_kafka_image_matches_the_local_broker_version(compose: dict) -> None:
-    from app.broker import kafka_version
+    from riverbed.broker import kafka_version
 
     assert compose["services"]["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
 
 
 def test_worker_is_built_from_the_project_and_configured(compose: dict) -> None:
-    from app.config import SPECS, Settings
+    from riverbed.config import SPECS, Settings
 
     worker = compose["services"]["worker"]
     assert worker["build"] == "."
@@ -70,8 +70,7 @@ def test_grafana_dashboard_queries_metrics_the_worker_exports(compose: dict) -> 
     import json
 
     from prometheus_client import CollectorRegistry
-
-    from app.metrics import RiverbedMetrics
+    from riverbed.metrics import RiverbedMetrics
 
     assert "127.0.0.1:3000:3000" in compose["services"]["grafana"]["ports"]
     dash = json.loads((ROOT / "deploy/grafana/dashboards/riverbed.json").read_text())

@@ -3,9 +3,8 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
-
-from app.config import SPECS, Settings
-from app.exceptions import ConfigError
+from riverbed.config import SPECS, Settings
+from riverbed.exceptions import ConfigError
 
 
 def test_defaults() -> None:

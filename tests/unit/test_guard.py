@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 from river import datasets, linear_model
-
-import models
-from app.checkpoint import Checkpointer, SnapshotCodec
-from app.exceptions import ModelError
-from app.learner import LEARN, PartitionLearner
-from app.logs import RateLimit
-from app.records import Event, Label
-from app.state import Learners
+from riverbed import models
+from riverbed.checkpoint import Checkpointer, SnapshotCodec
+from riverbed.exceptions import ModelError
+from riverbed.learner import LEARN, PartitionLearner
+from riverbed.logs import RateLimit
+from riverbed.records import Event, Label
+from riverbed.state import Learners
 
 PHISHING = list(itertools.islice(datasets.Phishing(), 400))
 

@@ -10,11 +10,10 @@ import sys
 import orjson
 import pytest
 from river import datasets
-
-import models
-from app.inline import inline_copy
-from app.learner import PartitionLearner
-from app.records import Event
+from riverbed import models
+from riverbed.inline import inline_copy
+from riverbed.learner import PartitionLearner
+from riverbed.records import Event
 
 
 def _events(n: int) -> list[Event]:

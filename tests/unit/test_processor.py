@@ -7,14 +7,13 @@ import itertools
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from river import evaluate, metrics
-
-import models
-from app.config import Settings
-from app.metrics import RiverbedMetrics
-from app.processor import Processor, Record
-from app.produce import dataset_stream
-from app.state import Learners
-from app.topics import TopicNames
+from riverbed import models
+from riverbed.config import Settings
+from riverbed.metrics import RiverbedMetrics
+from riverbed.processor import Processor, Record
+from riverbed.produce import dataset_stream
+from riverbed.state import Learners
+from riverbed.topics import TopicNames
 
 NAMES = TopicNames.from_settings(Settings.from_env({}))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.config import SPECS
+from riverbed.config import SPECS
+
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -14,7 +15,7 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_every_catalog_model_is_documented() -> None:
-    import models
+    from riverbed import models
 
     for name in models.available():
         assert f"`{name}`" in README, name

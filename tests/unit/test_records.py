@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from app.exceptions import InvalidRecord
-from app.records import decode_event, decode_label
+from riverbed.exceptions import InvalidRecord
+from riverbed.records import decode_event, decode_label
 
 MAX = 10_000
 

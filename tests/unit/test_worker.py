@@ -6,10 +6,9 @@ import asyncio
 import logging
 
 import pytest
-
-from app.config import Settings
-from app.main import create_app
-from app.worker import Worker
+from riverbed.config import Settings
+from riverbed.main import create_app
+from riverbed.worker import Worker
 
 
 @pytest.mark.parametrize("level", ["warning", "error", "info"])
