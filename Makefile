@@ -52,7 +52,7 @@ format: $(STAMP) ## ruff format + fixes
 
 typecheck: $(STAMP) ## mypy (on the installed names: app/ is riverbed, models/ riverbed.models)
 	@rm -rf .cache/typecheck && mkdir -p .cache/typecheck/riverbed
-	@for f in app/*.py app/py.typed; do ln -s "$(CURDIR)/$$f" .cache/typecheck/riverbed/; done
+	@for f in app/*; do ln -s "$(CURDIR)/$$f" .cache/typecheck/riverbed/; done
 	@ln -s "$(CURDIR)/models" .cache/typecheck/riverbed/models
 	$(BIN)/mypy
 

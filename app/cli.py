@@ -29,7 +29,7 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from riverbed.broker import LocalBroker, answers_metadata, kafka_version
+    from riverbed.devtools.broker import LocalBroker, answers_metadata, kafka_version
 
     broker = LocalBroker.from_settings(settings, port=args.port)
     if args.action == "fetch":
@@ -71,7 +71,7 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from riverbed.produce import produce
+    from riverbed.devtools.produce import produce
 
     stats = asyncio.run(
         produce(
@@ -97,7 +97,7 @@ def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from riverbed.tail import tail
+    from riverbed.devtools.tail import tail
 
     topic = args.topic
     if topic in {"events", "labels", "predictions", "metrics", "dlq"}:
@@ -131,13 +131,13 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from riverbed.demo import run_demo
+    from riverbed.devtools.demo import run_demo
 
     return run_demo(settings, rate=args.rate, dataset=args.dataset, duration=args.duration)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from riverbed.produce import DATASETS, KEYS
+    from riverbed.devtools.produce import DATASETS, KEYS
 
     p = argparse.ArgumentParser(
         prog="riverbed",
@@ -221,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _faust(settings: Settings, args_list: list[str]) -> int:
     from riverbed import models
+    from riverbed.kafka.topics import ensure_topics
     from riverbed.main import check_layout, create_app
-    from riverbed.topics import ensure_topics
 
     try:
         models.spec(settings.model)

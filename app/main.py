@@ -1,12 +1,12 @@
 """Build the worker from settings: wiring only; each part lives in its module.
 
-One event's path: Kafka -> :class:`app.transport.BatchConsumer` (Faust's consumer, a
-whole fetch at a time) -> :class:`app.intake.Intake` -> the agent
-(:mod:`app.agents`) -> :class:`app.processor.Processor` ->
-:class:`app.learner.PartitionLearner` -> predictions out through
-:class:`app.worker.Producers`; then :class:`app.checkpoint.Checkpointer` snapshots
-the learners and makes their offsets committable, which the consumer commits.
-On every assignment :class:`app.recovery.Recovery` says which learner each partition
+One event's path (docs/architecture.md): Kafka -> ``kafka.transport.BatchConsumer``
+(Faust's consumer, a whole fetch at a time) -> ``kafka.intake.Intake`` -> the agent
+(``serving.agents``) -> ``serving.processor.Processor`` ->
+``learning.learner.PartitionLearner`` -> predictions out through
+``kafka.worker.Producers``; then ``checkpoint.snapshots.Checkpointer`` snapshots the
+learners and makes their offsets committable, which the consumer commits. On every
+assignment ``checkpoint.recovery.Recovery`` says which learner each partition
 continues with and where its records resume.
 """
 
@@ -19,24 +19,26 @@ from typing import Any
 import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
-from riverbed import agents, compat, logs, models, web
-from riverbed.checkpoint import Checkpointer, SnapshotCodec, load_key
+from riverbed import logs, models
+from riverbed.checkpoint.recovery import Recovery
+from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec, load_key
 from riverbed.config import PROJECT_ROOT, Settings
-from riverbed.intake import Intake
-from riverbed.metrics import RiverbedMetrics
-from riverbed.processor import Processor
-from riverbed.publisher import MetricsPublisher
-from riverbed.recovery import Recovery
-from riverbed.state import Learners
-from riverbed.topics import (
+from riverbed.kafka import compat
+from riverbed.kafka.intake import Intake
+from riverbed.kafka.topics import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DLQ_HEADROOM_BYTES,
     Layout,
     TopicNames,
     check_layout,
 )
-from riverbed.transport import BatchTransport
-from riverbed.worker import Producers, faust_app
+from riverbed.kafka.transport import BatchTransport
+from riverbed.kafka.worker import Producers, faust_app
+from riverbed.learning.state import Learners
+from riverbed.serving import agents, web
+from riverbed.serving.metrics import RiverbedMetrics
+from riverbed.serving.processor import Processor
+from riverbed.serving.publisher import MetricsPublisher
 
 __all__ = ["check_layout", "create_app"]
 
@@ -48,7 +50,7 @@ FETCHES_QUEUED = 4  # fetches waiting for the agent; more only lengthens a rebal
 def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     """The riverbed worker: one agent, per-partition learners, checkpoints, HTTP views.
 
-    ``layout`` is what :func:`app.topics.ensure_topics` found (the CLI passes it): the
+    ``layout`` is what :func:`riverbed.kafka.topics.ensure_topics` found (the CLI passes it): the
     producers' request limit follows the dead-letter topic's.
     """
     compat.check()  # the private names of faust, mode and aiokafka riverbed relies on
@@ -72,7 +74,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         every=settings.snapshot_every, interval=settings.snapshot_interval,
         on_failure=lambda reason: stopping.append(asyncio.ensure_future(app.crash(reason))),
     )  # fmt: skip
-    # Fetches reach the agent whole through this channel (app/intake.py); the
+    # Fetches reach the agent whole through this channel (app/kafka/intake.py); the
     # transport must be ours before anything asks for Faust's.
     fetches: faust.ChannelT = app.channel(maxsize=FETCHES_QUEUED)
     intake = Intake(fetches, {names.events, names.labels}, on_drained=checkpointer.checkpoint,

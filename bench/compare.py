@@ -154,14 +154,14 @@ def guard_cost(values: list[tuple[int, bytes]]) -> dict[str, float]:
     A learner's own test-then-train, timed over the run's events, against the guard's
     per-record steps alone on the same events: the finite check of the prediction, the
     magnitude check before a learn, the feature-name check, and the journal append that
-    lets a bad learn be undone (app/learner.py). The rare paths (a walk of the model's
+    lets a bad learn be undone (app/learning/learner.py). The rare paths (a walk of the model's
     state, a replay) cost nothing on a clean stream and are not in it.
     """
     import math
 
     from riverbed import models
-    from riverbed.guard import finite_prediction, huge
-    from riverbed.learner import PartitionLearner
+    from riverbed.learning.guard import finite_prediction, huge
+    from riverbed.learning.learner import PartitionLearner
     from riverbed.records import decode_event
 
     events = [(p, decode_event(v, 1 << 20), v) for p, v in values]
@@ -445,7 +445,7 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
     fraction of a second) and the predictions' span is measured as above.
     """
     from riverbed.config import Settings
-    from riverbed.topics import ensure_topics
+    from riverbed.kafka.topics import ensure_topics
 
     prefix = _new_prefix(f"scale{workers}")
     app_id = f"scale-{uuid.uuid4().hex[:8]}"
@@ -485,7 +485,7 @@ def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[fl
     import threading
 
     from riverbed.config import Settings
-    from riverbed.produce import dataset_stream, produce
+    from riverbed.devtools.produce import dataset_stream, produce
 
     prefix = _new_prefix("lat")
     s = Settings.from_env(
@@ -573,9 +573,9 @@ def main() -> None:
             ap.error(f"--set {item!r}: expected RIVERBED_NAME=VALUE")
         WORKER_SETTINGS[name] = value
     sys.path.insert(0, str(ROOT))
-    from riverbed.broker import LocalBroker
     from riverbed.config import Settings
-    from riverbed.produce import produce
+    from riverbed.devtools.broker import LocalBroker
+    from riverbed.devtools.produce import produce
 
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
     broker = LocalBroker.start_unless_running(settings)

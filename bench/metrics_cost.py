@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from river.datasets import synth
 from riverbed import models
 from riverbed.config import Settings
-from riverbed.metrics import RiverbedMetrics
-from riverbed.processor import Processor, Record
-from riverbed.state import Learners
-from riverbed.topics import TopicNames
+from riverbed.kafka.topics import TopicNames
+from riverbed.learning.state import Learners
+from riverbed.serving.metrics import RiverbedMetrics
+from riverbed.serving.processor import Processor, Record
 
 FETCH_PER_PARTITION = 250
 

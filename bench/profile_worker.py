@@ -38,9 +38,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the report here")
     args = ap.parse_args()
 
-    from riverbed.broker import LocalBroker
     from riverbed.config import Settings
-    from riverbed.produce import produce
+    from riverbed.devtools.broker import LocalBroker
+    from riverbed.devtools.produce import produce
 
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
     broker = LocalBroker.start_unless_running(settings)

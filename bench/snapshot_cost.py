@@ -24,13 +24,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from river.datasets import synth
 from riverbed import models
-from riverbed.broker import LocalBroker
-from riverbed.checkpoint import SnapshotCodec, pick_latest
+from riverbed.checkpoint.recovery import read_snapshot_partitions
+from riverbed.checkpoint.snapshots import SnapshotCodec, pick_latest
 from riverbed.config import Settings
-from riverbed.learner import PartitionLearner
+from riverbed.devtools.broker import LocalBroker
+from riverbed.kafka.topics import SNAPSHOT_CONFIG
+from riverbed.learning.learner import PartitionLearner
 from riverbed.records import Event
-from riverbed.recovery import read_snapshot_partitions
-from riverbed.topics import SNAPSHOT_CONFIG
 
 
 def stream(task: str, n: int):

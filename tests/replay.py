@@ -1,6 +1,6 @@
 """Offline replay with plain River: the reference riverbed's predictions must equal.
 
-Written independently of app.learner on purpose: it calls ``predict_one`` and
+Written independently of riverbed.learning.learner on purpose: it calls ``predict_one`` and
 ``predict_proba_one`` separately, in River's prequential order, so it also checks
 riverbed's shortcut of deriving ``y_pred`` from the probabilities.
 """

@@ -1,7 +1,7 @@
 """Integration fixtures: the real local Kafka broker, unique names, worker and producer
 processes (stopped at teardown, also when a test fails).
 
-The session broker is started through the same :class:`app.broker.LocalBroker` code as
+The session broker is started through the same :class:`riverbed.devtools.broker.LocalBroker` code as
 ``riverbed broker start``, on free ports and a fresh data directory, and stopped at the
 end. ``RIVERBED_BROKER``, when set and answering, is used instead. The helpers the
 fixtures use, and tests import, are in ``tests/integration/helpers.py``.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from riverbed.broker import STATE, LocalBroker, answers_metadata
+from riverbed.devtools.broker import STATE, LocalBroker, answers_metadata
 
 from tests.integration.helpers import (
     BROKER_START_TIMEOUT_S,

@@ -1,4 +1,4 @@
-"""``app.produce``: the load generator's pacing and pre-built events, through the broker."""
+"""``riverbed.devtools.produce``: the load generator's pacing and pre-built events."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 
 import orjson
 from riverbed.config import Settings
-from riverbed.produce import dataset_stream, produce
+from riverbed.devtools.produce import dataset_stream, produce
 
 from tests.integration.helpers import Names, consume
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from riverbed.transport import BatchConsumerThread
+from riverbed.kafka.transport import BatchConsumerThread
 
 from tests.integration.helpers import Names, produce
 

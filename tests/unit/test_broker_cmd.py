@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from riverbed.broker import LocalBroker
+from riverbed.devtools.broker import LocalBroker
 
 
 def test_kafka_opts_add_jvm_options_before_the_main_class(

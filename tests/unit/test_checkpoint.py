@@ -12,7 +12,7 @@ import orjson
 import pytest
 from river import datasets
 from riverbed import models
-from riverbed.checkpoint import (
+from riverbed.checkpoint.snapshots import (
     CHUNK,
     GENERATION_HEADER,
     KIND_HEADER,
@@ -24,7 +24,7 @@ from riverbed.checkpoint import (
     load_key,
     pick_latest,
 )
-from riverbed.learner import PartitionLearner
+from riverbed.learning.learner import PartitionLearner
 from riverbed.records import Event
 
 
@@ -122,7 +122,7 @@ def test_checkpoint_writes_outputs_then_snapshots_then_makes_offsets_committable
 
 
 async def _checkpoint_order() -> None:
-    from riverbed.state import Learners
+    from riverbed.learning.state import Learners
 
     learners = Learners(models.spec("logreg"))
     order: list[str] = []
@@ -174,7 +174,7 @@ async def _checkpoint_order() -> None:
     assert cp.failed is None
     # nothing committable before the manifest is durable, then its offsets are
     assert seen_committable == [None] * len(order) and cp.committable("ev", 0) == 2
-    # The partition carries on with an equal copy (app/inline.py), not the pickled one.
+    # The partition carries on with an equal copy (app/learning/inline.py), not the pickled one.
     assert learners.get(0) is not captured and learners.get(0).learned == captured.learned
     assert "chunk" in order and order.count("manifest") == 1
     assert all(p == 0 for *_, p in sent)
@@ -193,7 +193,7 @@ async def _checkpoint_order() -> None:
 
 def test_checkpoint_of_a_partition_that_moved_away_commits_nothing_for_it() -> None:
     async def scenario() -> None:
-        from riverbed.state import Learners
+        from riverbed.learning.state import Learners
 
         learners = Learners(models.spec("logreg"))
 
@@ -213,7 +213,7 @@ def test_checkpoint_of_a_partition_that_moved_away_commits_nothing_for_it() -> N
 
 def test_a_failed_output_stops_checkpointing_for_good() -> None:
     async def scenario() -> None:
-        from riverbed.state import Learners
+        from riverbed.learning.state import Learners
 
         learners = Learners(models.spec("logreg"))
         sent: list[bytes] = []
@@ -265,7 +265,7 @@ def test_a_failed_output_stops_checkpointing_for_good() -> None:
 
 def test_a_cancelled_delivery_stops_checkpointing_too() -> None:
     async def scenario() -> None:
-        from riverbed.state import Learners
+        from riverbed.learning.state import Learners
 
         learners = Learners(models.spec("logreg"))
         sent: list[bytes] = []

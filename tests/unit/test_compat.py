@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 import pytest
-from riverbed import compat
+from riverbed.kafka import compat
 
 
 def test_every_private_name_is_there_in_the_installed_libraries() -> None:

@@ -26,7 +26,7 @@ def test_services_and_ports(compose: dict) -> None:
 
 
 def test_kafka_image_matches_the_local_broker_version(compose: dict) -> None:
-    from riverbed.broker import kafka_version
+    from riverbed.devtools.broker import kafka_version
 
     assert compose["services"]["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
 
@@ -70,7 +70,7 @@ def test_grafana_dashboard_queries_metrics_the_worker_exports(compose: dict) -> 
     import json
 
     from prometheus_client import CollectorRegistry
-    from riverbed.metrics import RiverbedMetrics
+    from riverbed.serving.metrics import RiverbedMetrics
 
     assert "127.0.0.1:3000:3000" in compose["services"]["grafana"]["ports"]
     dash = json.loads((ROOT / "deploy/grafana/dashboards/riverbed.json").read_text())

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from river import datasets, linear_model
 from riverbed import models
-from riverbed.checkpoint import Checkpointer, SnapshotCodec
+from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec
 from riverbed.exceptions import ModelError
-from riverbed.learner import LEARN, PartitionLearner
+from riverbed.learning.learner import LEARN, PartitionLearner
+from riverbed.learning.state import Learners
 from riverbed.logs import RateLimit
 from riverbed.records import Event, Label
-from riverbed.state import Learners
 
 PHISHING = list(itertools.islice(datasets.Phishing(), 400))
 

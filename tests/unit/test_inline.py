@@ -1,4 +1,4 @@
-"""app.inline: equal copies of learners whose objects have inline attributes again."""
+"""riverbed.learning.inline: equal copies of learners whose objects have inline attributes again."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import orjson
 import pytest
 from river import datasets
 from riverbed import models
-from riverbed.inline import inline_copy
-from riverbed.learner import PartitionLearner
+from riverbed.learning.inline import inline_copy
+from riverbed.learning.learner import PartitionLearner
 from riverbed.records import Event
 
 

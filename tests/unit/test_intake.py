@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
-from riverbed.intake import Intake
+from riverbed.kafka.intake import Intake
 
 
 def test_deliver_nowait_queues_only_when_nothing_would_wait() -> None:

@@ -7,7 +7,7 @@ import pytest
 from river import datasets, evaluate
 from riverbed import models
 from riverbed.exceptions import InvalidRecord, ModelError
-from riverbed.learner import LabelOutcome, PartitionLearner
+from riverbed.learning.learner import LabelOutcome, PartitionLearner
 from riverbed.records import Event, Label
 
 from tests.replay import comparable, replay

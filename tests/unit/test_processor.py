@@ -9,11 +9,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from river import evaluate, metrics
 from riverbed import models
 from riverbed.config import Settings
-from riverbed.metrics import RiverbedMetrics
-from riverbed.processor import Processor, Record
-from riverbed.produce import dataset_stream
-from riverbed.state import Learners
-from riverbed.topics import TopicNames
+from riverbed.devtools.produce import dataset_stream
+from riverbed.kafka.topics import TopicNames
+from riverbed.learning.state import Learners
+from riverbed.serving.metrics import RiverbedMetrics
+from riverbed.serving.processor import Processor, Record
 
 NAMES = TopicNames.from_settings(Settings.from_env({}))
 

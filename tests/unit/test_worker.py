@@ -1,4 +1,4 @@
-"""The riverbed worker class (app.worker.Worker): logging after Faust's set-up."""
+"""The riverbed worker class (riverbed.kafka.worker.Worker): logging after Faust's set-up."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 
 import pytest
 from riverbed.config import Settings
+from riverbed.kafka.worker import Worker
 from riverbed.main import create_app
-from riverbed.worker import Worker
 
 
 @pytest.mark.parametrize("level", ["warning", "error", "info"])

@@ -3,7 +3,7 @@
 **Exactly-once learning without Faust's exactly-once mode.** The only offsets the
 consumer commits (periodically, on a rebalance, on stop) are those stamped in the
 latest snapshot that is durable in Kafka (:meth:`Checkpointer.committable`, read by
-:class:`app.transport.BatchConsumer`), so every commit is covered by a snapshot. On
+:class:`riverbed.kafka.transport.BatchConsumer`), so every commit is covered by a snapshot. On
 assignment a partition's learner is restored from its latest good snapshot, and the
 learner skips records at or below the offsets the snapshot stamps. Order of a
 checkpoint, as Quix does it: flush the outputs, write the state, then let the offset
@@ -35,8 +35,8 @@ from typing import Any
 
 import orjson
 from riverbed.exceptions import RiverbedError
-from riverbed.guard import suspect_blob
-from riverbed.learner import PartitionLearner
+from riverbed.learning.guard import suspect_blob
+from riverbed.learning.learner import PartitionLearner
 
 __all__ = [
     "FORMAT_VERSION",
@@ -56,7 +56,7 @@ MANIFEST = b"manifest"
 CHUNK = b"chunk"
 # Read once: importlib.metadata reads the distributions' files on every call (0.5 ms).
 _VERSIONS = {name: version(name) for name in ("riverbed", "river")}
-# Learners up to this snapshot size are copied after a checkpoint (app/inline.py): the
+# Learners up to this snapshot size are copied after a checkpoint (app/learning/inline.py): the
 # copy costs ~0.1-0.4 µs a byte with the loop held (0.9 ms for logreg's 4 KB, 18 ms
 # for a 230 KB Hoeffding tree, 65 ms for 170 KB of half-space trees).
 INLINE_MAX_BYTES = 64 * 1024
@@ -283,7 +283,7 @@ class Checkpointer:
     Parameters
     ----------
     learners
-        The worker's :class:`~app.state.Learners`: the learners to snapshot, and where
+        The worker's :class:`~riverbed.learning.state.Learners`: the learners to snapshot, and where
         a snapshotted learner is replaced by its copy (``replace``).
     codec
         Encodes snapshots.
@@ -303,7 +303,7 @@ class Checkpointer:
     >>> import asyncio
     >>> from riverbed import models
     >>> from riverbed.records import Event
-    >>> from riverbed.state import Learners
+    >>> from riverbed.learning.state import Learners
     >>> learners = Learners(models.spec("logreg"))
     >>> written = []
     >>> async def send(k, v, h, p):
@@ -459,14 +459,14 @@ class Checkpointer:
             encoded = self.codec.encode(learner)
             blob = b"".join(v for _, v, h in encoded if dict(h)[KIND_HEADER] == CHUNK)
             # Never snapshot a poisoned model: a non-finite float in the pickle (a
-            # cheap scan; a walk confirms) has its learns undone first (app/guard.py).
+            # cheap scan; a walk confirms) has its learns undone first (app/learning/guard.py).
             if suspect_blob(blob) and learner.poisoned() and learner.repair():
                 encoded = self.codec.encode(learner)
                 blob = b"".join(v for _, v, h in encoded if dict(h)[KIND_HEADER] == CHUNK)
             records += encoded
             learner_size = len(blob)
             size += learner_size
-            # Pickling slowed every object of the learner for good (app/inline.py). A
+            # Pickling slowed every object of the learner for good (app/learning/inline.py). A
             # small learner carries on as an equal copy that is as fast as new; a large
             # one (trees) keeps its objects, as the copy would hold the loop too long.
             if learner_size <= INLINE_MAX_BYTES:

@@ -1,6 +1,6 @@
 """Every private name of faust, mode and aiokafka that riverbed touches, listed and checked.
 
-riverbed keeps Faust's consumer and replaces a few of its steps (``app/transport.py``
+riverbed keeps Faust's consumer and replaces a few of its steps (``app/kafka/transport.py``
 says why); those libraries have no public hook for them. Each private name riverbed
 overrides, calls, reads or writes is in :data:`PRIVATE` with the reason, and
 :func:`check` (run when the worker is built) verifies every one against the installed
@@ -58,7 +58,7 @@ _FAUST_THREAD = "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread"
 _MODE_SERVICE = "mode.services:Service"
 
 PRIVATE: tuple[Private, ...] = (
-    # -- faust: the consumer's fetch loop and commit offsets (app/transport.py) --------
+    # -- faust: the consumer's fetch loop and commit offsets (app/kafka/transport.py) --------
     Private("faust-streaming", _FAUST_BASE_CONSUMER, "_drain_messages", "method",
             "overridden: a fetch goes to the intake whole, not message by message"),
     Private("faust-streaming", _FAUST_BASE_CONSUMER, "_wait_next_records", "method",

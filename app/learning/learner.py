@@ -32,8 +32,8 @@ from typing import Any
 
 from river import base, drift
 from riverbed.exceptions import InvalidRecord, ModelError
-from riverbed.guard import HUGE, finite_prediction, huge, nonfinite
-from riverbed.inline import inline_copy
+from riverbed.learning.guard import HUGE, finite_prediction, huge, nonfinite
+from riverbed.learning.inline import inline_copy
 from riverbed.models import ModelSpec, final_step
 from riverbed.records import Event, Label, Value, decode_event, decode_label
 
@@ -454,7 +454,7 @@ class PartitionLearner:
         """The same learner, with the per-event objects' attributes inline again.
 
         A snapshot pickles this learner, which on CPython 3.11 leaves every one of its
-        objects slower to use (``app/inline.py``); the checkpoint carries on with this
+        objects slower to use (``app/learning/inline.py``); the checkpoint carries on with this
         copy instead. The model, metric and drift detector are copied; the buffers
         (pending events, early labels, counters) are handed over, not copied: this
         learner is not used again.

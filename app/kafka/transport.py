@@ -3,8 +3,8 @@
 Five methods of :class:`faust.transport.drivers.aiokafka.Consumer` change, for the
 source topics only (any other topic an app subscribes to keeps Faust's path):
 
-- ``_drain_messages`` (the fetcher's loop): a fetch goes to :class:`~app.intake.Intake`
-  as one value instead of one Faust message per record; see ``app/intake.py`` for
+- ``_drain_messages`` (the fetcher's loop): a fetch goes to :class:`~riverbed.kafka.intake.Intake`
+  as one value instead of one Faust message per record; see ``app/kafka/intake.py`` for
   why. Flow control, active partitions and stopping behave as in Faust's loop.
 - ``_new_offset`` (what a commit may commit): the offset after the last record the
   latest durable snapshot includes, instead of the run of individually acked offsets;
@@ -13,7 +13,7 @@ source topics only (any other topic an app subscribes to keeps Faust's path):
 - ``wait_empty`` (a rebalance or stop waits for the streams): drains the intake and
   writes a checkpoint first, then lets Faust commit.
 - ``perform_seek`` (after an assignment): after Faust's seek to the committed offsets,
-  the source partitions go to where their learners resume (``app/recovery.py``).
+  the source partitions go to where their learners resume (``app/checkpoint/recovery.py``).
 
 Everything else (group membership, assignment, seeking to committed offsets after a
 rebalance, the commit itself) is Faust's. The consumer runs on the app's event loop
@@ -32,8 +32,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service, ServiceT
 from mode.utils.futures import maybe_async
-from riverbed import compat
-from riverbed.intake import Intake
+from riverbed.kafka import compat
+from riverbed.kafka.intake import Intake
 
 __all__ = ["BatchConsumer", "BatchConsumerThread", "BatchTransport", "LoopConsumerThread"]
 
@@ -254,7 +254,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets, then the source partitions to where
-        their learners resume (app/recovery.py): a learner restored from a snapshot older
+        their learners resume (app/checkpoint/recovery.py): a learner restored from a snapshot older
         than the commit reads the records after it again."""
         await super().perform_seek()
         recovery = cast(BatchTransport, self.transport).recovery
@@ -293,6 +293,6 @@ class BatchTransport(faust_aiokafka.Transport):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.intake = intake
-        self.recovery = recovery  # app.recovery.Recovery: where partitions resume
+        self.recovery = recovery  # riverbed.checkpoint.recovery.Recovery: where partitions resume
         self.fetch_max_wait = fetch_max_wait
         self.consumer_thread = consumer_thread

@@ -45,7 +45,7 @@ class TopicNames:
     tried on the same stream) must never compact each other's snapshots away, and a
     recovery reads only its own app's records. ``legacy_snapshots`` is the topic all
     apps of a prefix shared before; recovery migrates from it only a snapshot that
-    matches the app's own committed offsets (app/recovery.py).
+    matches the app's own committed offsets (app/checkpoint/recovery.py).
     """
 
     events: str

@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaProducer
 from river import datasets
 from river.datasets import synth
 from riverbed.config import Settings
+from riverbed.kafka.topics import TopicNames, ensure_topics
 from riverbed.records import encode
-from riverbed.topics import TopicNames, ensure_topics
 
 __all__ = ["DATASETS", "ProduceStats", "dataset_stream", "produce"]
 

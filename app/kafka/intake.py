@@ -8,11 +8,11 @@ cores while the model itself needs ~20 µs a record (see ``docs/performance.md``
 
 riverbed keeps Faust's consumer (its group membership, assignment, flow control,
 seeks after a rebalance and commits) and replaces that one step:
-:class:`app.transport.BatchConsumer` puts each fetch of the source topics, as
+:class:`riverbed.kafka.transport.BatchConsumer` puts each fetch of the source topics, as
 aiokafka returned it, on a Faust channel as one :class:`Fetch`; the agent iterates
 the channel and handles the records in a plain loop. Offsets are not acked message
 by message either: the consumer commits, per partition, the offsets stamped in the
-latest durable snapshot (:meth:`app.checkpoint.Checkpointer.committable`).
+latest durable snapshot (:meth:`riverbed.checkpoint.snapshots.Checkpointer.committable`).
 
 On a rebalance or stop, Faust waits for its streams to be empty before it commits;
 :meth:`Intake.drain` is that wait here: fetches not yet started are dropped (Faust
@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from riverbed import compat
+from riverbed.kafka import compat
 
 __all__ = ["Fetch", "Intake"]
 

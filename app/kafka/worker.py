@@ -14,8 +14,9 @@ from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
-from riverbed import compat, logs
+from riverbed import logs
 from riverbed.config import Settings
+from riverbed.kafka import compat
 
 __all__ = ["Producers", "Worker", "faust_app"]
 
@@ -100,7 +101,7 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
         # agent wait for the sender between batches. Below the broker's
         # message.max.bytes (1 MiB by default).
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
-        # Any dead letter must fit (app/topics.py: the dead-letter topic takes the
+        # Any dead letter must fit (app/kafka/topics.py: the dead-letter topic takes the
         # largest source record plus riverbed's headers); aiokafka refuses a larger
         # record in send() itself, which stopped the worker.
         producer_max_request_size=dlq_max_bytes + REQUEST_OVERHEAD_BYTES,

@@ -1,14 +1,14 @@
 """The one Faust agent: whole fetches in -> Processor -> batched sends out.
 
 Events and labels are one Faust topic with two names. Faust's consumer hands this
-agent each fetch of them as one value on a channel (``app/intake.py`` says why), so a
+agent each fetch of them as one value on a channel (``app/kafka/intake.py`` says why), so a
 partition's records are handled by one coroutine, in offset order per topic, in a
 plain loop. Predictions of a fetch go out per partition as aiokafka record batches
 (``create_batch``/``send_batch`` on the producer Faust runs): one delivery future per
 batch, not one per record. Dead letters and drift records are single sends. Nothing
-here awaits a delivery; the :class:`~app.checkpoint.Checkpointer` awaits them all
+here awaits a delivery; the :class:`~riverbed.checkpoint.snapshots.Checkpointer` awaits them all
 before it writes the snapshot whose offsets the consumer then commits. An error
-half-way through a fetch stops the worker (:meth:`~app.checkpoint.Checkpointer.fail`)
+half-way through a fetch stops the worker (:meth:`~riverbed.checkpoint.snapshots.Checkpointer.fail`)
 rather than let a later snapshot cover records whose outputs are not in Kafka.
 """
 
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from riverbed.checkpoint import Checkpointer
-from riverbed.intake import Fetch, Intake
-from riverbed.processor import Outgoing, Processor
+from riverbed.checkpoint.snapshots import Checkpointer
+from riverbed.kafka.intake import Fetch, Intake
+from riverbed.serving.processor import Outgoing, Processor
 
 __all__ = ["register"]
 

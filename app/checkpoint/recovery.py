@@ -26,11 +26,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from riverbed.checkpoint import Checkpointer, Picked, SnapshotCodec, pick_latest
+from riverbed.checkpoint.snapshots import Checkpointer, Picked, SnapshotCodec, pick_latest
 from riverbed.exceptions import ConfigError, RiverbedError
-from riverbed.learner import PartitionLearner
-from riverbed.state import Learners
-from riverbed.topics import TopicNames
+from riverbed.kafka.topics import TopicNames
+from riverbed.learning.learner import PartitionLearner
+from riverbed.learning.state import Learners
 
 __all__ = ["Gap", "Recovery", "read_snapshot_partitions"]
 

@@ -6,9 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from riverbed.metrics import RiverbedMetrics
+from riverbed.learning.state import Learners
 from riverbed.records import encode
-from riverbed.state import Learners
+from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["MetricsPublisher"]
 
@@ -31,7 +31,7 @@ class MetricsPublisher:
         ``send(topic, key, value, partition)``: returns the delivery future (which
         ``track`` is given, so a checkpoint waits for it).
     track
-        ``track(delivery, topic)`` (:meth:`app.checkpoint.Checkpointer.track`).
+        ``track(delivery, topic)`` (:meth:`riverbed.checkpoint.snapshots.Checkpointer.track`).
     """
 
     def __init__(
@@ -51,7 +51,7 @@ class MetricsPublisher:
 
     def records(self, now_ms: int) -> list[tuple[int, bytes]]:
         """Every partition's record, all read before the first send: a checkpoint
-        during a send may swap a partition's learner for its copy (app/inline.py)."""
+        during a send may swap a partition's learner for its copy (app/learning/inline.py)."""
         model = self.learners.spec.name
         return [
             (

@@ -9,8 +9,8 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from riverbed.metrics import RiverbedMetrics
-from riverbed.state import Learners
+from riverbed.learning.state import Learners
+from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["WorkerStatus", "lag", "register"]
 

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from riverbed.config import Settings
-from riverbed.learner import LearnerSettings, PartitionLearner
+from riverbed.learning.learner import LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
 
 __all__ = ["Learners"]

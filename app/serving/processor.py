@@ -1,7 +1,7 @@
 """Processor: a partition's raw Kafka records in, predictions and dead letters out.
 
 No faust import. It decodes, routes to the partition's
-:class:`~app.learner.PartitionLearner`, and returns the encoded predictions; dead
+:class:`~riverbed.learning.learner.PartitionLearner`, and returns the encoded predictions; dead
 letters and drift events collect in :attr:`Processor.extra`. It never raises for a
 bad record: whatever breaks the contract, or makes the model raise, becomes a dead
 letter whose value and key are the original bytes and whose headers say where it came
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from riverbed.exceptions import InvalidRecord, ModelError
-from riverbed.learner import LEARN, NONFINITE_REASON, NonFiniteState
-from riverbed.metrics import RiverbedMetrics
+from riverbed.kafka.topics import TopicNames
+from riverbed.learning.learner import LEARN, NONFINITE_REASON, NonFiniteState
+from riverbed.learning.state import Learners
 from riverbed.records import decode_event, decode_label, encode
-from riverbed.state import Learners
-from riverbed.topics import TopicNames
+from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
 
@@ -286,7 +286,7 @@ class Processor:
         all_headers = [*(headers or ()), *ours]
         size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in all_headers)
         if size + DLQ_RECORD_OVERHEAD > self.dlq_max_bytes:
-            # Cannot happen with the topic riverbed sized (app/topics.py) unless a source
+            # Cannot happen with the topic riverbed sized (app/kafka/topics.py) unless a source
             # topic's limit was raised since start-up. The value is kept whole; original
             # headers that do not fit are left out, and a header says which.
             kept: list[tuple[str, bytes]] = []

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from riverbed.broker import STATE, LocalBroker
 from riverbed.config import Settings
+from riverbed.devtools.broker import STATE, LocalBroker
+from riverbed.devtools.produce import ProduceStats, produce
 from riverbed.exceptions import BrokerError
-from riverbed.produce import ProduceStats, produce
 
 __all__ = ["run_demo"]
 

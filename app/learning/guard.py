@@ -4,7 +4,7 @@ A River model keeps running sums in plain Python floats (StandardScaler's varian
 a linear model's weights, a metric's sums). One finite but huge feature value
 (``1e308``) overflows a square to ``inf``, the next update turns it into ``nan``, and
 from then on every prediction of the partition is NaN. riverbed does not let such a
-learn stand (:meth:`app.learner.PartitionLearner.process_event`): these helpers are
+learn stand (:meth:`riverbed.learning.learner.PartitionLearner.process_event`): these helpers are
 the cheap tests that decide when to look, and the full walk that decides for sure.
 """
 

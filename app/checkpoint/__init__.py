@@ -1,0 +1,2 @@
+"""Durability: signed, offset-stamped snapshots and the checkpoint that commits up to
+them (``snapshots``), and what each assignment restores (``recovery``)."""

@@ -1,0 +1,1 @@
+"""Developer tools, not the stream engine: the local broker, produce, tail, the demo."""

@@ -1,0 +1,2 @@
+"""Learning, pure and synchronous (no Faust): a partition's test-then-train, the guard
+that keeps a record from poisoning a model, the partitions' registry, fast copies."""
