@@ -35,26 +35,10 @@ class Learners:
 
     """
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        *,
-        pending_max: int = 100_000,
-        pending_ttl_ms: int = 3_600_000,
-        drift_detector: str = "adwin",
-        drift_reset: bool = False,
-        pending_max_bytes: int = 64 * 1024 * 1024,
-        max_features: int = 10_000,
-    ) -> None:
+    def __init__(self, spec: ModelSpec, **settings: Any) -> None:
+        """``settings`` are :class:`~riverbed.learning.learner.LearnerSettings` fields."""
         self.spec = spec
-        self.settings = LearnerSettings(
-            pending_max=pending_max,
-            pending_ttl_ms=pending_ttl_ms,
-            pending_max_bytes=pending_max_bytes,
-            max_features=max_features,
-            drift_detector=drift_detector,
-            drift_reset=drift_reset,
-        )
+        self.settings = LearnerSettings(**settings)
         self.assigned: set[int] = set()
         self._by_partition: dict[int, PartitionLearner] = {}
         self._waiting: dict[int, asyncio.Event] = {}
