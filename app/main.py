@@ -19,6 +19,7 @@ from typing import Any
 import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
+
 from riverbed import logs, models
 from riverbed.checkpoint.recovery import Recovery
 from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec, load_key

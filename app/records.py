@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from riverbed.exceptions import InvalidRecord
 
 __all__ = ["Event", "Label", "decode_event", "decode_label", "encode"]

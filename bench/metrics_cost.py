@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from river.datasets import synth
+
 from riverbed import models
 from riverbed.config import Settings
 from riverbed.kafka.topics import TopicNames

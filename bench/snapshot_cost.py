@@ -23,6 +23,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from river.datasets import synth
+
 from riverbed import models
 from riverbed.checkpoint.recovery import read_snapshot_partitions
 from riverbed.checkpoint.snapshots import SnapshotCodec, pick_latest

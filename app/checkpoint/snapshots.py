@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from riverbed.exceptions import RiverbedError
 from riverbed.learning.guard import suspect_blob
 from riverbed.learning.learner import PartitionLearner
+from riverbed.protocols import LearnerRegistry
 
 __all__ = [
     "FORMAT_VERSION",
@@ -322,7 +324,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        learners: Any,
+        learners: LearnerRegistry,
         codec: SnapshotCodec,
         *,
         send: Send,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+
 from riverbed.config import Settings
 from riverbed.devtools.broker import STATE, LocalBroker
 from riverbed.devtools.produce import ProduceStats, produce

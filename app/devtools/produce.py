@@ -24,6 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from river import datasets
 from river.datasets import synth
+
 from riverbed.config import Settings
 from riverbed.kafka.topics import TopicNames, ensure_topics
 from riverbed.records import encode

@@ -7,6 +7,7 @@ from typing import TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+
 from riverbed.config import Settings
 
 __all__ = ["format_record", "tail"]

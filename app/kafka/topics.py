@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
 

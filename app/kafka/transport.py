@@ -32,6 +32,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service, ServiceT
 from mode.utils.futures import maybe_async
+
 from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
 

@@ -14,9 +14,11 @@ from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
+
 from riverbed import logs
 from riverbed.config import Settings
 from riverbed.kafka import compat
+from riverbed.protocols import RecordProducer
 
 __all__ = ["Producers", "Worker", "faust_app"]
 
@@ -138,11 +140,11 @@ class Producers:
         self.background.client_id = f"{app.conf.broker_client_id}-background"
         app.boot_strategy = Boot(app, self.background)
 
-    def predictions(self) -> Any:
+    def predictions(self) -> RecordProducer:
         """Faust's aiokafka producer (predictions, dead letters, drift events)."""
         return compat.producer_of(self.app.producer)
 
-    def background_producer(self) -> Any:
+    def background_producer(self) -> RecordProducer:
         """The aiokafka producer of snapshots and metrics."""
         return compat.producer_of(self.background)
 

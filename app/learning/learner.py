@@ -31,6 +31,7 @@ from math import isfinite
 from typing import Any
 
 from river import base, drift
+
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.learning.guard import HUGE, finite_prediction, huge, nonfinite
 from riverbed.learning.inline import inline_copy

@@ -21,8 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.types import TP
+
 from riverbed.checkpoint.snapshots import Checkpointer
 from riverbed.kafka.intake import Fetch, Intake
+from riverbed.protocols import RecordProducer
 from riverbed.serving.processor import Outgoing, Processor
 
 __all__ = ["register"]
@@ -38,7 +41,7 @@ def register(
     intake: Intake,
     processor: Processor,
     checkpointer: Checkpointer,
-    kafka_producer: Callable[[], Any],
+    kafka_producer: Callable[[], RecordProducer],
 ) -> Any:
     """Attach the learning agent to ``app``; return it."""
     handle_many = processor.handle_many
@@ -48,12 +51,12 @@ def register(
     note = checkpointer.note
     track = checkpointer.track
 
-    async def send(producer: Any, out: Outgoing) -> Any:
+    async def send(producer: RecordProducer, out: Outgoing) -> asyncio.Future[Any]:
         return await producer.send(
             out.topic, out.value, key=out.key, partition=out.partition, headers=out.headers
         )
 
-    async def installed(tp: Any) -> bool:
+    async def installed(tp: TP) -> bool:
         if learners.has(tp.partition):
             return True
         try:
@@ -64,7 +67,7 @@ def register(
             logger.warning("skipping a fetch of %s[%d]: partition not assigned here", *tp)
             return False
 
-    async def handle_fetch(fetch: Fetch, producer: Any) -> None:
+    async def handle_fetch(fetch: Fetch, producer: RecordProducer) -> None:
         for tp, records in fetch.records.items():
             if not await installed(tp):
                 continue

@@ -22,6 +22,7 @@ from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.kafka.topics import TopicNames
 from riverbed.learning.learner import LEARN, NONFINITE_REASON, NonFiniteState
 from riverbed.learning.state import Learners
+from riverbed.protocols import SourceRecord
 from riverbed.records import decode_event, decode_label, encode
 from riverbed.serving.metrics import RiverbedMetrics
 
@@ -90,7 +91,7 @@ class Processor:
         self.dead_letters: dict[str, int] = {}
 
     def handle_many(
-        self, topic: str, partition: int, records: Iterable[Any]
+        self, topic: str, partition: int, records: Iterable[SourceRecord]
     ) -> list[tuple[bytes | None, bytes, int]]:
         """Process one partition's records of one topic, in offset order.
 
@@ -150,14 +151,14 @@ class Processor:
             try:
                 if r.headers:
                     self._check_headers(r)
-                event = decode_event(r.value, max_bytes)
                 value = r.value
+                event = decode_event(value, max_bytes)  # raises for a missing value
                 pred = process_event(
                     event,
                     offset=offset,
                     ts_ms=r.timestamp,
                     source=(value, r.key, r.headers or ()),
-                    size=len(value),
+                    size=len(value or b""),
                 )
             except (InvalidRecord, ModelError) as exc:
                 learner.skip(offset)
@@ -218,7 +219,7 @@ class Processor:
                 return self.extra.pop(i)
         return None
 
-    def _check_headers(self, r: Any) -> None:
+    def _check_headers(self, r: SourceRecord) -> None:
         """Headers count toward ``RIVERBED_MAX_RECORD_BYTES`` with the value."""
         size = sum(len(k) + len(v or b"") for k, v in r.headers) + len(r.value or b"")
         if size > self.max_record_bytes:
@@ -229,7 +230,7 @@ class Processor:
             raise InvalidRecord(msg, stage="deserialize")
 
     def _failed(
-        self, topic: str, partition: int, r: Any, exc: InvalidRecord | ModelError
+        self, topic: str, partition: int, r: SourceRecord, exc: InvalidRecord | ModelError
     ) -> Outgoing:
         if isinstance(exc, ModelError):
             logger.warning("model error at %s[%d]@%d: %s", topic, partition, r.offset, exc)

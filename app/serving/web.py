@@ -9,6 +9,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from riverbed.learning.state import Learners
 from riverbed.serving.metrics import RiverbedMetrics
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from riverbed.devtools.broker import STATE, LocalBroker, answers_metadata
 
+from riverbed.devtools.broker import STATE, LocalBroker, answers_metadata
 from tests.integration.helpers import (
     BROKER_START_TIMEOUT_S,
     PRODUCER_STOP_TIMEOUT_S,

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 from river import datasets, evaluate, metrics
-from riverbed import models
 
+from riverbed import models
 from tests.helpers import wait_for
 from tests.integration.helpers import (
     RECV_TIMEOUT_S,

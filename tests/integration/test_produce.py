@@ -6,9 +6,9 @@ import asyncio
 import itertools
 
 import orjson
+
 from riverbed.config import Settings
 from riverbed.devtools.produce import dataset_stream, produce
-
 from tests.integration.helpers import Names, consume
 
 

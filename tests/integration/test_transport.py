@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from riverbed.kafka.transport import BatchConsumerThread
 
+from riverbed.kafka.transport import BatchConsumerThread
 from tests.integration.helpers import Names, produce
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from river import checks, datasets
+
 from riverbed import models
 from riverbed.models import UnknownModel
 

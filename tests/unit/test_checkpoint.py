@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from river import datasets
+
 from riverbed import models
 from riverbed.checkpoint.snapshots import (
     CHUNK,

@@ -6,6 +6,7 @@ from typing import Any
 
 import faust
 import pytest
+
 from riverbed.kafka import compat
 
 

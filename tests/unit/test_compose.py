@@ -70,6 +70,7 @@ def test_grafana_dashboard_queries_metrics_the_worker_exports(compose: dict) -> 
     import json
 
     from prometheus_client import CollectorRegistry
+
     from riverbed.serving.metrics import RiverbedMetrics
 
     assert "127.0.0.1:3000:3000" in compose["services"]["grafana"]["ports"]

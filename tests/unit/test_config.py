@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
+
 from riverbed.config import SPECS, Settings
 from riverbed.exceptions import ConfigError
 

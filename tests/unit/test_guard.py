@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from river import datasets, linear_model
+
 from riverbed import models
 from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec
 from riverbed.exceptions import ModelError

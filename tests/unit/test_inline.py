@@ -10,6 +10,7 @@ import sys
 import orjson
 import pytest
 from river import datasets
+
 from riverbed import models
 from riverbed.learning.inline import inline_copy
 from riverbed.learning.learner import PartitionLearner

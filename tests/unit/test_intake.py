@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+
 from riverbed.kafka.intake import Intake
 
 

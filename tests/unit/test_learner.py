@@ -5,11 +5,11 @@ import itertools
 import orjson
 import pytest
 from river import datasets, evaluate
+
 from riverbed import models
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.learning.learner import LabelOutcome, PartitionLearner
 from riverbed.records import Event, Label
-
 from tests.replay import comparable, replay
 
 

@@ -7,6 +7,7 @@ import itertools
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from river import evaluate, metrics
+
 from riverbed import models
 from riverbed.config import Settings
 from riverbed.devtools.produce import dataset_stream

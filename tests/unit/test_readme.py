@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from riverbed.config import SPECS
-
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from riverbed.exceptions import InvalidRecord
 from riverbed.records import decode_event, decode_label
 

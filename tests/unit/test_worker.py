@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+
 from riverbed.config import Settings
 from riverbed.kafka.worker import Worker
 from riverbed.main import create_app
