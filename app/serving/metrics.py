@@ -154,6 +154,28 @@ class RiverbedMetrics:
         self.registry.register(_LearnerCollector(source, lag))
 
 
+_PER_PARTITION: tuple[tuple[Any, str, str, str], ...] = (
+    (CounterMetricFamily, "events", "Events predicted, by partition.", "events"),
+    (CounterMetricFamily, "learned", "Labels the model learned from.", "learned"),
+    (CounterMetricFamily, "replayed_events", "Re-delivered events skipped (already learned).",
+     "replayed"),
+    (GaugeMetricFamily, "pending_labels", "Events waiting for a delayed label.", "pending"),
+    (GaugeMetricFamily, "snapshot_age_seconds",
+     "Seconds since the partition's last durable snapshot.", "snapshot_age_s"),
+    (GaugeMetricFamily, "snapshot_bytes",
+     "Size of the partition's last snapshot (pickled learner).", "snapshot_bytes"),
+    (GaugeMetricFamily, "pending_bytes",
+     "Bytes of the events waiting for a delayed label (their record values).",
+     "pending_bytes"),
+    (GaugeMetricFamily, "features", "Distinct feature names the partition's model has seen.",
+     "features"),
+    (CounterMetricFamily, "features_dropped",
+     "Feature values dropped: new names past RIVERBED_MAX_FEATURES.", "features_dropped"),
+    (CounterMetricFamily, "model_rollbacks",
+     "Learns undone: the model raised or its state became non-finite.", "rollbacks"),
+)  # fmt: skip
+
+
 class _LearnerCollector(Collector):
     def __init__(
         self, source: Callable[[], dict[str, Any]], lag: Callable[[int], int | None]
@@ -164,21 +186,15 @@ class _LearnerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         doc = self.source()
         parts: dict[str, dict[str, Any]] = doc.get("partitions", {})
-        events = CounterMetricFamily(
-            "riverbed_events", "Events predicted, by partition.", labels=["partition"]
-        )
-        learned = CounterMetricFamily(
-            "riverbed_learned", "Labels the model learned from.", labels=["partition"]
-        )
+        # One family per /models field of a partition: (kind, name, help, field).
+        per_partition = [
+            (key, kind("riverbed_" + name, text, labels=["partition"]))
+            for kind, name, text, key in _PER_PARTITION
+        ]
         labels = CounterMetricFamily(
             "riverbed_labels",
             "Label records by outcome: joined, early, late, orphan, replayed.",
             labels=["partition", "outcome"],
-        )
-        replayed = CounterMetricFamily(
-            "riverbed_replayed_events",
-            "Re-delivered events skipped (already learned).",
-            labels=["partition"],
         )
         drifts = CounterMetricFamily(
             "riverbed_drift_detections", "Drifts detected.", labels=["partition", "detector"]
@@ -188,62 +204,21 @@ class _LearnerCollector(Collector):
             "Prequential metric of the partition's model.",
             labels=["partition", "metric"],
         )
-        pending = GaugeMetricFamily(
-            "riverbed_pending_labels", "Events waiting for a delayed label.", labels=["partition"]
-        )
-        age = GaugeMetricFamily(
-            "riverbed_snapshot_age_seconds",
-            "Seconds since the partition's last durable snapshot.",
-            labels=["partition"],
-        )
         lag = GaugeMetricFamily(
             "riverbed_consumer_lag",
             "Events in the partition not yet predicted.",
             labels=["partition"],
         )
-        snapshot_bytes = GaugeMetricFamily(
-            "riverbed_snapshot_bytes",
-            "Size of the partition's last snapshot (pickled learner).",
-            labels=["partition"],
-        )
-        pending_bytes = GaugeMetricFamily(
-            "riverbed_pending_bytes",
-            "Bytes of the events waiting for a delayed label (their record values).",
-            labels=["partition"],
-        )
-        features = GaugeMetricFamily(
-            "riverbed_features",
-            "Distinct feature names the partition's model has seen.",
-            labels=["partition"],
-        )
-        dropped = CounterMetricFamily(
-            "riverbed_features_dropped",
-            "Feature values dropped: new names past RIVERBED_MAX_FEATURES.",
-            labels=["partition"],
-        )
-        rollbacks = CounterMetricFamily(
-            "riverbed_model_rollbacks",
-            "Learns undone: the model raised or its state became non-finite.",
-            labels=["partition"],
-        )
         detector = doc.get("drift_detector", "adwin")
         for p, d in parts.items():
-            snapshot_bytes.add_metric([p], d.get("snapshot_bytes", 0))
-            pending_bytes.add_metric([p], d.get("pending_bytes", 0))
-            features.add_metric([p], d.get("features", 0))
-            dropped.add_metric([p], d.get("features_dropped", 0))
-            rollbacks.add_metric([p], d.get("rollbacks", 0))
-            events.add_metric([p], d["events"])
-            learned.add_metric([p], d["learned"])
-            replayed.add_metric([p], d["replayed"])
+            for key, family in per_partition:
+                if d.get(key) is not None:
+                    family.add_metric([p], d[key])
             for outcome, n in d["labels"].items():
                 labels.add_metric([p, outcome], n)
             drifts.add_metric([p, detector], d["drifts"])
             if d["metric"]["value"] is not None:
                 value.add_metric([p, d["metric"]["name"]], float(d["metric"]["value"]))
-            pending.add_metric([p], d["pending"])
-            if d["snapshot_age_s"] is not None:
-                age.add_metric([p], d["snapshot_age_s"])
             behind = self.lag(int(p))
             if behind is not None:
                 lag.add_metric([p], behind)
@@ -266,24 +241,5 @@ class _LearnerCollector(Collector):
         gaps.add_metric([], len(doc.get("learning_gaps", [])))
         up = GaugeMetricFamily("riverbed_ready", "1 when every assigned partition is restored.")
         up.add_metric([], 1.0 if doc.get("ready") else 0.0)
-        yield from (
-            events,
-            learned,
-            labels,
-            replayed,
-            drifts,
-            value,
-            pending,
-            age,
-            lag,
-            dead,
-            snaps,
-            refused,
-            gaps,
-            snapshot_bytes,
-            pending_bytes,
-            features,
-            dropped,
-            rollbacks,
-            up,
-        )
+        yield from (family for _, family in per_partition)
+        yield from (labels, drifts, value, lag, dead, snaps, refused, gaps, up)
