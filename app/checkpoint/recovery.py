@@ -240,8 +240,10 @@ class Recovery:
         return out
 
     # -- the assignment --------------------------------------------------------------
-    def _current(self, p: int, committed: dict[tuple[str, int], int]) -> bool:
-        learner = self.learners.get(p)
+    def _at_committed(
+        self, p: int, learner: PartitionLearner, committed: dict[tuple[str, int], int]
+    ) -> bool:
+        """Whether ``learner`` handled exactly what the group committed of partition p."""
         return learner.last_offset + 1 == committed.get(
             (self.names.events, p), 0
         ) and learner.last_label_offset + 1 == committed.get((self.names.labels, p), 0)
@@ -262,7 +264,7 @@ class Recovery:
         committed = await read_committed(
             self.bootstrap, self.group, sources, assigned, **self.client
         )
-        stale = {p for p in kept if not self._current(p, committed)}
+        stale = {p for p in kept if not self._at_committed(p, self.learners.get(p), committed)}
         for p in sorted(stale):
             lr = self.learners.get(p)
             logger.warning(
@@ -334,11 +336,7 @@ class Recovery:
         records = [(r.offset, r.key, r.value, r.headers) for r in view.legacy.get(p, [])]
         picked = pick_latest(self.codec, p, records)
         lr = picked.learner
-        ours = lr is not None and (
-            lr.last_offset + 1 == committed.get((self.names.events, p), 0)
-            and lr.last_label_offset + 1 == committed.get((self.names.labels, p), 0)
-        )
-        if lr is not None and ours:
+        if lr is not None and self._at_committed(p, lr, committed):
             self.migrated += 1
             logger.warning(
                 "partition %d: migrated the snapshot at events offset %d from the shared "

@@ -132,6 +132,10 @@ class SnapshotCodec:
 
     def encode(self, learner: PartitionLearner) -> list[Record]:
         """Chunk records, then the manifest (write them in this order)."""
+        return self.encode_pickled(learner)[1]
+
+    def encode_pickled(self, learner: PartitionLearner) -> tuple[bytes, list[Record]]:
+        """The learner's pickle, and its chunk records then manifest."""
         blob = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
         p = learner.partition
         generation = uuid.uuid4().hex
@@ -161,7 +165,7 @@ class SnapshotCodec:
         }
         meta["sig"] = self._sign(meta)
         records.append((str(p).encode(), orjson.dumps(meta), [(KIND_HEADER, MANIFEST), gen_header]))
-        return records
+        return blob, records
 
     def verify(self, manifest: bytes) -> dict[str, Any]:
         """The manifest's metadata, once its signature verifies."""
@@ -458,13 +462,11 @@ class Checkpointer:
         size = 0
         for p in sorted(captured):
             learner = learners[p]
-            encoded = self.codec.encode(learner)
-            blob = b"".join(v for _, v, h in encoded if dict(h)[KIND_HEADER] == CHUNK)
+            blob, encoded = self.codec.encode_pickled(learner)
             # Never snapshot a poisoned model: a non-finite float in the pickle (a
             # cheap scan; a walk confirms) has its learns undone first (app/learning/guard.py).
             if suspect_blob(blob) and learner.poisoned() and learner.repair():
-                encoded = self.codec.encode(learner)
-                blob = b"".join(v for _, v, h in encoded if dict(h)[KIND_HEADER] == CHUNK)
+                blob, encoded = self.codec.encode_pickled(learner)
             records += encoded
             learner_size = len(blob)
             size += learner_size

@@ -199,8 +199,9 @@ def _create_config(names: TopicNames, topic: str, dlq_max: int) -> dict[str, str
 
 
 async def _topic_configs(
-    admin: AIOKafkaAdminClient, topics: list[str]
+    admin: AIOKafkaAdminClient, topics: list[str], *, set_on_topic: bool = False
 ) -> dict[str, dict[str, str]]:
+    """Each topic's configs; with ``set_on_topic``, only those set on the topic itself."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     if not topics:
@@ -211,7 +212,13 @@ async def _topic_configs(
     ):
         for error, _msg, _type, name, entries in response.resources:
             if error == 0:
-                out[name] = {e[0]: e[1] for e in entries if e[1] is not None}
+                # (name, value, read_only, config_source, is_sensitive, synonyms);
+                # source 1 is DYNAMIC_TOPIC_CONFIG: set on this topic.
+                out[name] = {
+                    e[0]: e[1]
+                    for e in entries
+                    if e[1] is not None and (not set_on_topic or e[3] == 1)
+                }
     return out
 
 
@@ -224,7 +231,7 @@ async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -
     if now >= dlq_max:
         return
     # AlterConfigs replaces a topic's whole config: keep the other settings made on it.
-    keep = await _dynamic_configs(admin, dlq)
+    keep = (await _topic_configs(admin, [dlq], set_on_topic=True)).get(dlq, {})
     keep["max.message.bytes"] = str(dlq_max)
     await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq, keep)])
     logger.warning(
@@ -233,21 +240,6 @@ async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -
         now,
         dlq_max,
     )
-
-
-async def _dynamic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    out: dict[str, str] = {}
-    for response in await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, topic)], include_synonyms=False
-    ):
-        for error, _msg, _type, _name, entries in response.resources:
-            if error == 0:
-                # (name, value, read_only, config_source, is_sensitive, synonyms);
-                # source 1 is DYNAMIC_TOPIC_CONFIG: set on this topic.
-                out.update({e[0]: e[1] for e in entries if e[3] == 1 and e[1] is not None})
-    return out
 
 
 async def _session_bounds(admin: AIOKafkaAdminClient) -> tuple[int, int]:

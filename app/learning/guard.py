@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HUGE", "finite_prediction", "huge", "nonfinite", "suspect_blob"]
+__all__ = ["HUGE", "finite_prediction", "huge", "huge_value", "nonfinite", "suspect_blob"]
 
 # A float beyond it makes its learn checked (a walk of the model's state afterwards).
 # Squares of it, and tenth powers, are still finite; real features are far below.
@@ -54,6 +54,18 @@ def huge(x: dict[str, Any]) -> bool:
         if type(v) is float and not -HUGE < v < HUGE:
             return True
     return False
+
+
+def huge_value(y: Any) -> bool:
+    """Whether a label is a float beyond ``HUGE``.
+
+    Examples
+    --------
+    >>> huge_value(3.5), huge_value(-1e300), huge_value("spam")
+    (False, True, False)
+
+    """
+    return type(y) is float and not -HUGE < y < HUGE
 
 
 def finite_prediction(y_pred: Any, proba: dict[Any, float] | None) -> bool:

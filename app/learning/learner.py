@@ -27,13 +27,12 @@ import pickle
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from math import isfinite
 from typing import Any
 
 from river import base, drift
 
 from riverbed.exceptions import InvalidRecord, ModelError
-from riverbed.learning.guard import HUGE, finite_prediction, huge, nonfinite
+from riverbed.learning.guard import finite_prediction, huge, huge_value, nonfinite
 from riverbed.learning.inline import inline_copy
 from riverbed.models import ModelSpec, final_step
 from riverbed.records import Event, Label, Value, decode_event, decode_label
@@ -123,10 +122,6 @@ _NOT_PICKLED = (
     "_base",
     "_journal",
 )
-
-
-def _huge_label(y: Any) -> bool:
-    return type(y) is float and not -HUGE < y < HUGE
 
 
 def _skipped(entry: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -646,8 +641,7 @@ class PartitionLearner:
             y_pred, proba = self._predict(x)
             # A non-finite prediction is either this x's doing or a poisoned model: a
             # state walk tells, and a poisoned model is repaired before it answers.
-            finite = isfinite(sum(proba.values())) if proba else finite_prediction(y_pred, None)
-            if not finite and self.poisoned() and self.repair():
+            if not finite_prediction(y_pred, proba) and self.poisoned() and self.repair():
                 y_pred, proba = self._predict(x)
         except Exception as exc:
             raise ModelError(PREDICT, exc) from exc
@@ -673,7 +667,7 @@ class PartitionLearner:
             except Exception as exc:
                 self._undo_last()
                 raise ModelError(LEARN, exc) from exc
-            if (huge(x) or (type(y) is float and not -HUGE < y < HUGE)) and self.poisoned():
+            if (huge(x) or huge_value(y)) and self.poisoned():
                 self._undo_last()
                 raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             self.learned += 1
@@ -753,7 +747,7 @@ class PartitionLearner:
                 self._undo_last()
                 raise ModelError(LEARN, exc) from exc
             if (
-                (pending.x is not None and huge(pending.x)) or _huge_label(label.y)
+                (pending.x is not None and huge(pending.x)) or huge_value(label.y)
             ) and self.poisoned():
                 self._undo_last()
                 raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))

@@ -97,10 +97,6 @@ class Learners:
         if partition in self._by_partition:
             self._by_partition[partition] = learner
 
-    def new_partitions(self, partitions: set[int]) -> set[int]:
-        """Of ``partitions``, those without a learner here (to restore from snapshots)."""
-        return partitions - set(self._by_partition)
-
     def assign(self, partitions: set[int]) -> None:
         """The partitions this worker owns now; learners of the others are dropped."""
         for p in set(self._by_partition) - partitions:
