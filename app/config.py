@@ -9,18 +9,21 @@ half-configured.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from riverbed.exceptions import ConfigError
 
-__all__ = ["SPECS", "Settings", "parse_broker"]
+__all__ = ["SECRETS", "SPECS", "Settings", "parse_broker"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Settings whose values are never printed (riverbed config, logs, /models).
+SECRETS = frozenset({"snapshot_key", "sasl_password"})
 
 
 def parse_broker(value: str) -> tuple[str, ...]:
@@ -140,6 +143,78 @@ def _log_level(value: str) -> str:
     return v
 
 
+def _upper_choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.strip().upper()
+        if v not in options:
+            msg = f"{value!r} is not one of {', '.join(options)}"
+            raise ValueError(msg)
+        return v
+
+    return parse
+
+
+def _file(value: str) -> str:
+    """A readable file, or empty (not used)."""
+    if value and not Path(value).is_file():
+        msg = f"{value!r} is not a file"
+        raise ValueError(msg)
+    return value
+
+
+def _topic(value: str) -> str:
+    """A full topic name, or empty (the prefixed default)."""
+    if value and (not re.fullmatch(r"[A-Za-z0-9._-]+", value) or len(value) > 249):
+        msg = f"{value!r} is not a Kafka topic name (letters, digits, '.', '_', '-')"
+        raise ValueError(msg)
+    return value
+
+
+def _path(value: str) -> str:
+    """A dotted path into a JSON record (``user.age``)."""
+    v = value.strip()
+    if not v or any(not part for part in v.split(".")):
+        msg = f"{value!r} is not a dotted path (like id or user.id)"
+        raise ValueError(msg)
+    return v
+
+
+def _id_path(value: str) -> str:
+    return "@key" if value.strip() == "@key" else _path(value)
+
+
+def _paths(value: str) -> tuple[str, ...]:
+    """Comma-separated dotted paths (may be empty)."""
+    return tuple(_path(p) for p in value.split(",") if p.strip())
+
+
+def _features(value: str) -> tuple[str, ...]:
+    """``x`` (one object), ``*``, or comma-separated dotted paths and globs."""
+    parts = tuple(p.strip() for p in value.split(",") if p.strip())
+    if not parts:
+        msg = "no feature path given (x, *, or paths like amount,user.*)"
+        raise ValueError(msg)
+    for p in parts:
+        if p != "*":
+            _path(p)
+    return parts
+
+
+def _json_label(value: str) -> Any:
+    """A JSON label value (``false``, ``0``, ``"legit"``), or empty (none)."""
+    if not value.strip():
+        return None
+    try:
+        v = json.loads(value)
+    except ValueError:
+        msg = f"{value!r} is not a JSON value (true, 0, \"legit\")"
+        raise ValueError(msg) from None
+    if v is None or not isinstance(v, str | int | float):
+        msg = f"{value!r} must be a JSON string, number or boolean"
+        raise ValueError(msg)
+    return v
+
+
 def _model(value: str) -> str:
     if not value.strip():
         msg = "model name is empty"
@@ -167,6 +242,34 @@ SPECS: tuple[_Spec, ...] = (
         "Kafka bootstrap servers: kafka://host:port or host:port, comma-separated.",
     ),
     _Spec(
+        "security_protocol",
+        "PLAINTEXT",
+        _upper_choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    ),
+    _Spec(
+        "sasl_mechanism",
+        "PLAIN",
+        _upper_choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    ),
+    _Spec("sasl_username", "", str, "SASL user name (SASL_* protocols)."),
+    _Spec("sasl_password", "", str, "SASL password (SASL_* protocols); never printed."),
+    _Spec(
+        "ssl_cafile",
+        "",
+        _file,
+        "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); "
+        "empty: the system's trust store.",
+    ),
+    _Spec(
+        "ssl_certfile",
+        "",
+        _file,
+        "PEM client certificate, for brokers that require mutual TLS (with SSL_KEYFILE).",
+    ),
+    _Spec("ssl_keyfile", "", _file, "PEM private key of RIVERBED_SSL_CERTFILE."),
+    _Spec(
         "app_id",
         "riverbed",
         _name,
@@ -177,6 +280,63 @@ SPECS: tuple[_Spec, ...] = (
         "riverbed.",
         _prefix,
         "Prefix of every riverbed topic (events, labels, predictions, metrics, dlq).",
+    ),
+    _Spec(
+        "events_topic",
+        "",
+        _topic,
+        "Full name of the events topic (an existing topic of yours); empty: <prefix>events.",
+    ),
+    _Spec(
+        "labels_topic", "", _topic, "Full name of the labels topic; empty: <prefix>labels."
+    ),
+    _Spec(
+        "predictions_topic",
+        "",
+        _topic,
+        "Full name of the predictions topic; empty: <prefix>predictions.",
+    ),
+    _Spec(
+        "event_id",
+        "id",
+        _id_path,
+        "Dotted path of an event's id (numbers become strings); @key: the record key.",
+    ),
+    _Spec(
+        "event_features",
+        "x",
+        _features,
+        "The features: one object's path (x: its fields); or paths and globs "
+        "(amount,country,user.*), or * (all fields but id, label and time). Nested "
+        "objects flatten to dotted names; nulls are left out.",
+    ),
+    _Spec("event_label", "y", _path, "Dotted path of an event's inline label (optional)."),
+    _Spec(
+        "event_time",
+        "ts",
+        _path,
+        "Dotted path of an event's time (optional): epoch ms, or ISO-8601 with a zone.",
+    ),
+    _Spec("label_id", "id", _id_path, "Dotted path of a label record's id; @key: the record key."),
+    _Spec("label_value", "y", _path, "Dotted path of a label record's label."),
+    _Spec(
+        "prediction_fields",
+        "",
+        _paths,
+        "Event paths copied into each prediction (e.g. txn_id), comma-separated.",
+    ),
+    _Spec(
+        "label_default",
+        "",
+        _json_label,
+        "Labels by absence: the JSON label (e.g. false) an event is learned with when no "
+        "label came within RIVERBED_LABEL_DEFAULT_AFTER; empty: none.",
+    ),
+    _Spec(
+        "label_default_after",
+        "0",
+        _non_negative_float,
+        "Seconds of stream time an event waits before RIVERBED_LABEL_DEFAULT applies.",
     ),
     _Spec(
         "model", "logreg", _model, "Catalog model name (see `riverbed models`) or module:factory."
@@ -323,8 +483,27 @@ class Settings:
     """
 
     broker: tuple[str, ...]
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: str = field(repr=False)
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
     app_id: str
     topic_prefix: str
+    events_topic: str
+    labels_topic: str
+    predictions_topic: str
+    event_id: str
+    event_features: tuple[str, ...]
+    event_label: str
+    event_time: str
+    label_id: str
+    label_value: str
+    prediction_fields: tuple[str, ...]
+    label_default: Any
+    label_default_after: float
     model: str
     partitions: int
     replication: int
@@ -340,7 +519,7 @@ class Settings:
     consumer_thread: bool
     snapshot_every: int
     snapshot_interval: float
-    snapshot_key: str
+    snapshot_key: str = field(repr=False)
     snapshot_chunk_bytes: int
     drift_detector: str
     drift_action: str
@@ -366,7 +545,50 @@ class Settings:
             except ValueError as exc:
                 msg = f"{spec.env}={raw!r}: {exc}"
                 raise ConfigError(msg) from None
-        return cls(**values)
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        """Rules that tie settings together; each error names a variable."""
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and not (self.sasl_username and self.sasl_password):
+            missing = "RIVERBED_SASL_USERNAME" if not self.sasl_username else "RIVERBED_SASL_PASSWORD"
+            msg = f"{missing} is empty; RIVERBED_SECURITY_PROTOCOL={self.security_protocol} needs it"
+            raise ConfigError(msg)
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name) and not tls:
+                msg = (
+                    f"RIVERBED_{name.upper()} is set but RIVERBED_SECURITY_PROTOCOL="
+                    f"{self.security_protocol} does not use TLS (SSL or SASL_SSL)"
+                )
+                raise ConfigError(msg)
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            given, missing = (
+                ("CERTFILE", "KEYFILE") if self.ssl_certfile else ("KEYFILE", "CERTFILE")
+            )
+            msg = f"RIVERBED_SSL_{missing} is empty; RIVERBED_SSL_{given} needs it (mutual TLS)"
+            raise ConfigError(msg)
+        if (self.label_default is None) != (self.label_default_after == 0):
+            msg = (
+                "RIVERBED_LABEL_DEFAULT and RIVERBED_LABEL_DEFAULT_AFTER go together: set "
+                "both (a label and seconds > 0) or neither"
+            )
+            raise ConfigError(msg)
+        if self.label_default is not None and 0 < self.pending_ttl <= self.label_default_after:
+            msg = (
+                f"RIVERBED_LABEL_DEFAULT_AFTER={self.label_default_after:g} must be shorter "
+                f"than RIVERBED_PENDING_TTL={self.pending_ttl:g}, or events expire first"
+            )
+            raise ConfigError(msg)
+        names = {self.topic_names()[n] for n in ("events", "labels", "predictions")}
+        if len(names) < 3:
+            msg = (
+                "RIVERBED_EVENTS_TOPIC, RIVERBED_LABELS_TOPIC and RIVERBED_PREDICTIONS_TOPIC "
+                "must be three different topics"
+            )
+            raise ConfigError(msg)
 
     @property
     def bootstrap(self) -> str:
@@ -379,21 +601,37 @@ class Settings:
         return ";".join(f"kafka://{b}" for b in self.broker)
 
     def kafka_client(self) -> dict[str, Any]:
-        """Connection arguments every aiokafka client of riverbed takes (none yet beyond
-        the bootstrap servers)."""
-        return {}
+        """Connection arguments every aiokafka client of riverbed takes besides the
+        bootstrap servers: security protocol, SASL credentials, TLS context."""
+        from riverbed.kafka.security import client_args
+
+        return client_args(self)
 
     def topic(self, name: str) -> str:
-        """Full name of one of riverbed's topics, with the prefix."""
-        return f"{self.topic_prefix}{name}"
+        """Full name of one of riverbed's topics: the prefixed default, or the name set
+        for events, labels and predictions."""
+        own = {"events": self.events_topic, "labels": self.labels_topic,
+               "predictions": self.predictions_topic}.get(name)  # fmt: skip
+        return own or f"{self.topic_prefix}{name}"
+
+    def topic_names(self) -> dict[str, str]:
+        """``{"events": full name, ...}`` for the user-facing topics."""
+        return {n: self.topic(n) for n in ("events", "labels", "predictions", "metrics", "dlq")}
 
     def describe(self) -> list[tuple[str, str, str]]:
         """``(variable, current value, documentation)`` for every setting."""
         out = []
         for spec in SPECS:
             value = getattr(self, spec.field)
-            shown = ",".join(value) if isinstance(value, tuple) else str(value)
-            if spec.field == "snapshot_key" and value:
+            if isinstance(value, tuple):
+                shown = ",".join(value)
+            elif value is None:
+                shown = ""
+            elif spec.field == "label_default":
+                shown = json.dumps(value)
+            else:
+                shown = str(value)
+            if spec.field in SECRETS and value:
                 shown = "<set>"  # a secret: never printed
             out.append((spec.env, shown, spec.doc))
         return out
