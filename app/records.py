@@ -9,14 +9,21 @@ orjson is used because it is several times faster than :mod:`json` and already r
 
 from __future__ import annotations
 
+import fnmatch
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from riverbed.exceptions import InvalidRecord
+from riverbed.exceptions import ConfigError, InvalidRecord
 
-__all__ = ["Event", "Label", "decode_event", "decode_label", "encode"]
+if TYPE_CHECKING:
+    from riverbed.config import Settings
+
+__all__ = ["Event", "FieldMapping", "Label", "decode_event", "decode_label", "encode"]
 
 MAX_ID_CHARS = 256
 
@@ -36,6 +43,8 @@ class Event:
     x: dict[str, Value]
     y: Value | None = None
     ts: float | None = None
+    # Event fields copied into the prediction (RIVERBED_PREDICTION_FIELDS); None: none.
+    fields: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -90,11 +99,13 @@ def decode_event(raw: bytes | None, max_bytes: int) -> Event:
     Examples
     --------
     >>> decode_event(b'{"id": "a", "x": {"f": 1.5, "c": "red"}, "y": true}', 1000)
-    Event(id='a', x={'f': 1.5, 'c': 'red'}, y=True, ts=None)
+    Event(id='a', x={'f': 1.5, 'c': 'red'}, y=True, ts=None, fields=None)
+    >>> decode_event(b'{"id": "a", "x": {"f": null, "u": {"age": 3}}}', 1000).x
+    {'u.age': 3}
     >>> decode_event(b'{"id": "a", "x": {"f": [1]}}', 1000)
     Traceback (most recent call last):
     ...
-    riverbed.exceptions.InvalidRecord: "x.f" must be a number, string or boolean, got list
+    riverbed.exceptions.InvalidRecord: "x.f" must be a number, string, boolean or object, got list
 
     """
     obj = _load(raw, max_bytes)
@@ -109,17 +120,19 @@ def decode_event(raw: bytes | None, max_bytes: int) -> Event:
     # One C-level pass over the types (a fifth of an isinstance loop, which is only
     # walked to name the offender or to accept a subclass).
     if not _FEATURE_TYPES.issuperset(map(type, x.values())):
-        for name, v in x.items():
-            if not isinstance(v, str | int | float):
-                msg = f'"x.{name}" must be a number, string or boolean, got {type(v).__name__}'
-                raise InvalidRecord(msg)
+        # Nested objects flatten to dotted names and nulls are left out (sparse x).
+        flat: dict[str, Value] = {}
+        _flatten(x, "", flat, lists="error", skip=frozenset(), shown="x.")
+        if not flat:
+            msg = '"x" has no features that are not null'
+            raise InvalidRecord(msg)
+        x = flat
     y = obj.get("y")
     if y is not None and type(y) not in _FEATURE_TYPES:
         y = _label(y, "y")
     ts = obj.get("ts")
     if ts is not None and (type(ts) not in _TS_TYPES or ts < 0):  # a bool is not a time
-        msg = f'"ts" must be epoch milliseconds (a number >= 0), got {ts!r}'
-        raise InvalidRecord(msg)
+        ts = _time_ms(ts, "ts")  # an ISO-8601 string, or an error
     return Event(rid, x, y, ts)
 
 
@@ -154,3 +167,308 @@ def encode(obj: dict[str, Any]) -> bytes:
 
     """
     return orjson.dumps(obj, option=_ENCODE_OPTS)
+
+
+# -- field mapping: the user's own JSON layout ------------------------------------------
+# RIVERBED_EVENT_* and RIVERBED_LABEL_* name where an id, the features, the label and
+# the time sit in the user's records. The default mapping is the envelope above and
+# keeps its fast decoder; any other mapping is compiled once into the lookups below.
+
+_MISSING: Any = object()
+KEY = "@key"
+# Names a prediction record has already: RIVERBED_PREDICTION_FIELDS may not shadow them.
+PREDICTION_NAMES = frozenset(("id", "y_pred", "proba", "y", "model", "partition", "offset", "ts"))
+
+
+def _at(obj: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    """The value at a dotted path (``_MISSING`` when absent); a key that itself holds
+    dots (``{"user.age": 3}``) is found too."""
+    cur: Any = obj
+    for part in parts:
+        if not isinstance(cur, dict):
+            break
+        cur = cur.get(part, _MISSING)
+        if cur is _MISSING:
+            break
+    else:
+        return cur
+    return obj.get(".".join(parts), _MISSING) if len(parts) > 1 else _MISSING
+
+
+def _flatten(
+    obj: dict[str, Any],
+    prefix: str,
+    out: dict[str, Value],
+    *,
+    lists: str,
+    skip: frozenset[str],
+    shown: str = "",
+) -> None:
+    """Scalars of ``obj`` under dotted names; nulls left out. ``lists``: ``"error"``
+    (a list named by the mapping is a bad record) or ``"skip"`` (matched by a glob)."""
+    for name, v in obj.items():
+        path = f"{prefix}{name}"
+        if path in skip:
+            continue
+        t = type(v)
+        if t is str or t is float or t is int or t is bool:
+            out[path] = v
+        elif v is None:
+            continue
+        elif t is dict:
+            _flatten(v, path + ".", out, lists=lists, skip=skip, shown=shown)
+        elif lists == "error":
+            msg = f'"{shown}{path}" must be a number, string, boolean or object, got {t.__name__}'
+            raise InvalidRecord(msg)
+
+
+def _time_ms(v: Any, path: str) -> float | None:
+    """Epoch milliseconds from a number or an ISO-8601 string with a zone."""
+    if v is None:
+        return None
+    t = type(v)
+    if (t is int or t is float) and v >= 0:
+        return float(v) if t is float else v
+    if t is str:
+        try:
+            when = datetime.fromisoformat(v)
+        except ValueError:
+            msg = f'"{path}" is not an ISO-8601 time: {v[:60]!r}'
+            raise InvalidRecord(msg) from None
+        if when.tzinfo is None:
+            msg = f'"{path}" has no time zone ({v[:60]!r}); add Z or +hh:mm'
+            raise InvalidRecord(msg)
+        return when.timestamp() * 1000
+    msg = f'"{path}" must be epoch milliseconds or an ISO-8601 string, got {v!r}'
+    raise InvalidRecord(msg)
+
+
+def _record_id(v: Any, path: str) -> str:
+    t = type(v)
+    if t is str:
+        rid = v
+    elif t is int or t is float:
+        rid = str(v)  # numbers become strings: 12 -> "12"
+    else:
+        got = "missing" if v is _MISSING or v is None else f"{t.__name__} {v!r}"[:80]
+        msg = f'"{path}" (the id) must be a non-empty string or a number, got {got}'
+        raise InvalidRecord(msg)
+    if not rid or len(rid) > MAX_ID_CHARS:
+        msg = f'"{path}" (the id) must have 1 to {MAX_ID_CHARS} characters, got {len(rid)}'
+        raise InvalidRecord(msg)
+    return rid
+
+
+def _key_id(key: bytes | None) -> str:
+    if not key:
+        msg = "the record has no key, and RIVERBED_EVENT_ID/RIVERBED_LABEL_ID is @key"
+        raise InvalidRecord(msg)
+    try:
+        rid = key.decode("utf-8")
+    except UnicodeDecodeError:
+        msg = "the record key (the id, @key) is not UTF-8"
+        raise InvalidRecord(msg) from None
+    return _record_id(rid, "@key")
+
+
+def _split(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """Where the id, features, label and time sit in the user's JSON records.
+
+    Paths are dotted (``user.age``); ``@key`` as an id means the record key. Features
+    are one object's path (its fields are the features, named relative to it: the
+    default ``x``), or paths and globs whose features are named by their full dotted
+    path (``amount``, ``user.*`` -> ``user.age``), or ``*`` (every field but the id,
+    label and time). Nested objects are flattened with ``.``; nulls are left out, as
+    River models take sparse dicts.
+
+    Examples
+    --------
+    >>> m = FieldMapping(event_id="txn_id", features=("amount", "country", "user.*"),
+    ...                  label="is_fraud", time="event_time", prediction_fields=("txn_id",))
+    >>> raw = (b'{"txn_id": 7, "amount": 12.5, "country": "FR", "user": {"age": 31, '
+    ...        b'"vip": null}, "event_time": "2026-11-30T10:00:00Z", "is_fraud": false}')
+    >>> m.event(raw, None, 10_000)
+    Event(id='7', x={'amount': 12.5, 'country': 'FR', 'user.age': 31}, y=False, ts=1796032800000.0, fields={'txn_id': 7})
+    >>> FieldMapping(features=("*",), event_id="@key").event(b'{"a": {"b": 1}, "y": 0}', b"k", 100)
+    Event(id='k', x={'a.b': 1}, y=0, ts=None, fields=None)
+
+    """
+
+    event_id: str = "id"
+    features: tuple[str, ...] = ("x",)
+    label: str = "y"
+    time: str = "ts"
+    label_id: str = "id"
+    label_value: str = "y"
+    prediction_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FieldMapping:
+        """The mapping of ``RIVERBED_EVENT_*``/``RIVERBED_LABEL_*``, checked.
+
+        Raises
+        ------
+        ConfigError
+            Naming the variable, for a mapping that would leak the label into the
+            features or shadow a prediction field.
+
+        """
+        m = cls(
+            event_id=settings.event_id,
+            features=settings.event_features,
+            label=settings.event_label,
+            time=settings.event_time,
+            label_id=settings.label_id,
+            label_value=settings.label_value,
+            prediction_fields=settings.prediction_fields,
+        )
+        m.check()
+        return m
+
+    def check(self) -> None:
+        """Refuse mappings that cannot be right (see :meth:`from_settings`)."""
+        for f in self.features:
+            if f == "*" or any(c in f for c in "*?["):
+                continue
+            if self.label == f or self.label.startswith(f + "."):
+                msg = (
+                    f"RIVERBED_EVENT_FEATURES={','.join(self.features)} includes the label "
+                    f"RIVERBED_EVENT_LABEL={self.label}: the model would see the answer"
+                )
+                raise ConfigError(msg)
+        shadowed = sorted(PREDICTION_NAMES.intersection(self.prediction_fields))
+        if shadowed:
+            msg = (
+                f"RIVERBED_PREDICTION_FIELDS names {', '.join(shadowed)}, a field every "
+                f"prediction has already ({', '.join(sorted(PREDICTION_NAMES))})"
+            )
+            raise ConfigError(msg)
+        if "*" in self.features and len(self.features) > 1:
+            msg = "RIVERBED_EVENT_FEATURES: * already means every field; give it alone"
+            raise ConfigError(msg)
+
+    @property
+    def is_default(self) -> bool:
+        return self == _DEFAULT
+
+    def event_decoder(self) -> Callable[[bytes | None, bytes | None, int], Event]:
+        """``decode(value, key, max_bytes) -> Event`` for this mapping."""
+        if self.is_default:
+            return lambda value, _key, max_bytes: decode_event(value, max_bytes)
+        return self.event
+
+    def label_decoder(self) -> Callable[[bytes | None, bytes | None, int], Label]:
+        """``decode(value, key, max_bytes) -> Label`` for this mapping."""
+        if self.label_id == "id" and self.label_value == "y":
+            return lambda value, _key, max_bytes: decode_label(value, max_bytes)
+        return self.label_record
+
+    # The compiled lookups, made once per mapping (a frozen dataclass caches nothing
+    # itself: the dict below is keyed by the mapping).
+    def _compiled(self) -> _Compiled:
+        c = _COMPILED.get(self)
+        if c is None:
+            c = _COMPILED[self] = _Compiled(self)
+        return c
+
+    def event(self, raw: bytes | None, key: bytes | None, max_bytes: int) -> Event:
+        """Decode and map an events value (and key, for ``@key``)."""
+        obj = _load(raw, max_bytes)
+        c = self._compiled()
+        rid = _key_id(key) if c.id is None else _record_id(_at(obj, c.id), self.event_id)
+        x = c.features(obj)
+        if not x:
+            msg = f"no features: nothing found at RIVERBED_EVENT_FEATURES={','.join(self.features)}"
+            raise InvalidRecord(msg)
+        y = _at(obj, c.label)
+        if y is _MISSING or y is None:
+            y = None
+        elif type(y) not in _FEATURE_TYPES:
+            y = _label(y, self.label)
+        ts = _at(obj, c.time)
+        ts = None if ts is _MISSING else _time_ms(ts, self.time)
+        fields = None
+        if c.fields:
+            fields = {}
+            for name, parts in c.fields:
+                v = _at(obj, parts)
+                if v is not _MISSING:
+                    fields[name] = v
+        return Event(rid, x, y, ts, fields)
+
+    def label_record(self, raw: bytes | None, key: bytes | None, max_bytes: int) -> Label:
+        """Decode and map a labels value (and key, for ``@key``)."""
+        obj = _load(raw, max_bytes)
+        c = self._compiled()
+        rid = _key_id(key) if c.label_id is None else _record_id(_at(obj, c.label_id), self.label_id)
+        y = _at(obj, c.label_value)
+        if y is _MISSING or y is None:
+            msg = f'"{self.label_value}" is missing; a label record needs one'
+            raise InvalidRecord(msg)
+        return Label(rid, _label(y, self.label_value))
+
+
+_DEFAULT = FieldMapping()
+
+
+class _Compiled:
+    """A mapping's paths split once, and its feature extractor."""
+
+    def __init__(self, m: FieldMapping) -> None:
+        self.id = None if m.event_id == KEY else _split(m.event_id)
+        self.label_id = None if m.label_id == KEY else _split(m.label_id)
+        self.label = _split(m.label)
+        self.time = _split(m.time)
+        self.label_value = _split(m.label_value)
+        self.fields = [(f, _split(f)) for f in m.prediction_fields]
+        globs = [f for f in m.features if any(ch in f for ch in "*?[")]
+        exact = [f for f in m.features if f not in globs]
+        # Fields a glob never takes: the id, label and time are not features.
+        self.skip = frozenset(p for p in (m.event_id, m.label, m.time) if p != KEY)
+        self.single = _split(exact[0]) if len(m.features) == 1 and exact else None
+        self.single_name = exact[0] if exact else ""
+        self.exact = [(f, _split(f)) for f in exact]
+        self.glob: re.Pattern[str] | None = (
+            re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
+        )
+
+    def features(self, obj: dict[str, Any]) -> dict[str, Value]:
+        x: dict[str, Value] = {}
+        if self.single is not None:
+            v = _at(obj, self.single)
+            if type(v) is dict:  # one object: its fields, named relative to it
+                _flatten(v, "", x, lists="error", skip=frozenset())
+                return x
+            self._scalar(self.single_name, v, x)
+            return x
+        for name, parts in self.exact:
+            self._scalar(name, _at(obj, parts), x)
+        if self.glob is not None:
+            every: dict[str, Value] = {}
+            _flatten(obj, "", every, lists="skip", skip=self.skip)
+            match = self.glob.fullmatch
+            for name, v in every.items():
+                if name not in x and match(name):
+                    x[name] = v
+        return x
+
+    @staticmethod
+    def _scalar(name: str, v: Any, x: dict[str, Value]) -> None:
+        if v is _MISSING or v is None:
+            return
+        t = type(v)
+        if t is str or t is float or t is int or t is bool:
+            x[name] = v
+        elif t is dict:
+            _flatten(v, name + ".", x, lists="error", skip=frozenset())
+        else:
+            msg = f'"{name}" must be a number, string, boolean or object, got {t.__name__}'
+            raise InvalidRecord(msg)
+
+
+_COMPILED: dict[FieldMapping, _Compiled] = {}

@@ -26,6 +26,7 @@ import logging
 import pickle
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.learning.guard import finite_prediction, huge, huge_value, nonfinite
 from riverbed.learning.inline import inline_copy
 from riverbed.models import ModelSpec, final_step
-from riverbed.records import Event, Label, Value, decode_event, decode_label
+from riverbed.records import Event, FieldMapping, Label, Value
 
 __all__ = [
     "DETECTORS",
@@ -78,6 +79,12 @@ class LabelOutcome:
     EARLY = "early"  # came before its event; kept until the event arrives (then JOINED)
     LATE = "late"  # its event was already learned (inline label or an earlier label)
     ORPHAN = "orphan"  # no such event: its event expired, or it waited in vain
+    # Its event waits in another partition of this worker: produced with a different
+    # partitioner or key than the event; it can never join (never learned).
+    MISROUTED = "misrouted"
+    # Not a label record: an event learned with RIVERBED_LABEL_DEFAULT because no label
+    # came within RIVERBED_LABEL_DEFAULT_AFTER (labels by absence).
+    DEFAULTED = "defaulted"
     REPLAYED = "replayed"  # offset already handled (a re-delivery after a rebalance)
 
 
@@ -100,6 +107,13 @@ class LearnerSettings:
     max_features: int = 10_000
     drift_detector: str = "adwin"
     drift_reset: bool = False
+    mapping: FieldMapping = FieldMapping()  # how the journal's record bytes decode again
+    label_default: Value | None = None  # labels by absence: the label...
+    label_default_after_ms: int = 0  # ...an event still waiting after this long gets
+
+    def fields(self) -> dict[str, Any]:
+        """The settings as keyword arguments (shallow: the mapping stays an object)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(slots=True)
@@ -119,6 +133,9 @@ _NOT_PICKLED = (
     "pending_max_bytes",
     "max_features",
     "drift_reset",
+    "mapping",
+    "label_default",
+    "label_default_after_ms",
     "_base",
     "_journal",
 )
@@ -180,8 +197,14 @@ class PartitionLearner:
         drift_reset: bool = False,
         pending_max_bytes: int = 64 * 1024 * 1024,
         max_features: int = 10_000,
+        mapping: FieldMapping | None = None,
+        label_default: Value | None = None,
+        label_default_after_ms: int = 0,
     ) -> None:
         self.spec = spec
+        self.mapping = mapping or FieldMapping()
+        self.label_default = label_default
+        self.label_default_after_ms = label_default_after_ms
         self.partition = partition
         self.pending_max = pending_max
         self.pending_max_bytes = pending_max_bytes
@@ -224,6 +247,8 @@ class PartitionLearner:
             LabelOutcome.LATE: 0,
             LabelOutcome.ORPHAN: 0,
             LabelOutcome.REPLAYED: 0,
+            LabelOutcome.MISROUTED: 0,
+            LabelOutcome.DEFAULTED: 0,
         }
         self.replayed_events = 0
         self.offset_gaps = 0
@@ -285,8 +310,10 @@ class PartitionLearner:
             learned = self.learned
             record = kept
             if kept is None and source:  # decoded again from its bytes, as at first
-                raw = source[0]
-                record = (decode_event if kind == "e" else decode_label)(raw, len(raw))
+                raw, key = source[0], source[1]
+                mapping = self.mapping
+                decode = mapping.event_decoder() if kind == "e" else mapping.label_decoder()
+                record = decode(raw, key, len(raw))
             try:
                 if kind == "e":
                     self.process_event(record, offset=offset, ts_ms=ts_ms, source=source, size=size)
@@ -398,6 +425,9 @@ class PartitionLearner:
             max_features=self.max_features,
             drift_detector=self.drift_detector,
             drift_reset=self.drift_reset,
+            mapping=self.mapping,
+            label_default=self.label_default,
+            label_default_after_ms=self.label_default_after_ms,
         )
 
     def configure(self, settings: LearnerSettings) -> None:
@@ -420,6 +450,9 @@ class PartitionLearner:
         self.pending_max_bytes = settings.pending_max_bytes
         self.max_features = settings.max_features
         self.drift_reset = settings.drift_reset
+        self.mapping = settings.mapping
+        self.label_default = settings.label_default
+        self.label_default_after_ms = settings.label_default_after_ms
         if settings.drift_detector != self.drift_detector:
             self.drift_detector = settings.drift_detector
             detector = settings.drift_detector
@@ -429,7 +462,7 @@ class PartitionLearner:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot written by an earlier version lacks attributes added since.
         defaults = {
-            **dataclasses.asdict(LearnerSettings()),
+            **LearnerSettings().fields(),
             "_error_sum": 0.0,
             "_error_n": 0,
             "rollbacks": 0,
@@ -441,6 +474,8 @@ class PartitionLearner:
             "_warned": set(),
         }
         self.__dict__.update({**defaults, **state})
+        for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
+            self.labels.setdefault(outcome, 0)
         self._init_journal(None)
         for waiting in self.pending.values():
             if not hasattr(waiting, "size"):  # written before pending bytes were counted
@@ -524,6 +559,8 @@ class PartitionLearner:
         return kept
 
     def _expire(self, now_ms: int) -> None:
+        if self.label_default_after_ms and self.pending:
+            self._default_labels(now_ms - self.label_default_after_ms)
         if not self.pending_ttl_ms:
             return
         cutoff = now_ms - self.pending_ttl_ms
@@ -537,6 +574,40 @@ class PartitionLearner:
         while early and next(iter(early.values()))[1] < cutoff:
             early.popitem(last=False)
             self.labels[LabelOutcome.ORPHAN] += 1
+
+    def _default_labels(self, cutoff_ms: int) -> None:
+        """Labels by absence: learn the events that waited since before ``cutoff_ms``
+        with ``label_default``, as if that label had come (metric, model, drift).
+
+        Stream time (record timestamps) decides, so a replay defaults exactly what the
+        live run defaulted, and a snapshot holds the result: exactly once. A label
+        that comes later finds the event learned and is ``late``.
+        """
+        y = self.label_default
+        pending = self.pending
+        while pending:
+            rid, first = next(iter(pending.items()))
+            if first.ts_ms >= cutoff_ms:
+                break
+            del pending[rid]
+            self.pending_bytes -= first.size
+            try:
+                if first.y_pred is not None and first.y_pred != {}:
+                    self.metric.update(y, first.y_pred)
+                if first.x is not None:
+                    self.model.learn_one(first.x, y)
+            except Exception as exc:  # the event's own features: it alone is given up
+                self._warn_once(
+                    "default", "learning an event with RIVERBED_LABEL_DEFAULT failed: %r", exc
+                )
+                self._finish(rid, learned=False)
+                self.expired += 1
+                continue
+            if first.x is not None:
+                self.learned += 1
+            self.labels[LabelOutcome.DEFAULTED] += 1
+            self._watch(y, first.y_pred, topic="labels", offset=self.last_label_offset)
+            self._finish(rid, learned=True)
 
     def _watch(self, y: Value, y_pred: Any, *, topic: str, offset: int) -> None:
         """Feed the prequential error to the drift detector; record a detection."""
@@ -634,6 +705,10 @@ class PartitionLearner:
                 self.last_offset,
                 offset,
             )
+        if self.label_default_after_ms and self.pending:
+            # Labels by absence come due before this event is predicted, as a label
+            # record would have: the default "arrived" when the wait ran out.
+            self._default_labels(ts_ms - self.label_default_after_ms)
         x = event.x
         if not self.features.issuperset(x):
             x = self._known_features(x)
@@ -713,9 +788,20 @@ class PartitionLearner:
             out["y"] = event.y
         return out
 
-    def process_label(self, label: Label, *, offset: int, ts_ms: int, source: Any = None) -> str:
+    def process_label(
+        self,
+        label: Label,
+        *,
+        offset: int,
+        ts_ms: int,
+        source: Any = None,
+        elsewhere: Callable[[str], bool] | None = None,
+    ) -> str:
         """Join a delayed label with its pending event; return a :class:`LabelOutcome`.
 
+        ``elsewhere(id)`` tells whether the id's event waits in another partition of
+        this worker: a label that would wait as early is then ``misrouted`` instead
+        (it can never join) and is not kept.
         Raises :class:`~riverbed.exceptions.ModelError` as :meth:`process_event` does.
         """
         if offset <= self.last_label_offset:
@@ -729,6 +815,8 @@ class PartitionLearner:
             finished = self._finished.get(label.id)
             if finished is not None:
                 outcome = LabelOutcome.LATE if finished else LabelOutcome.ORPHAN
+            elif elsewhere is not None and elsewhere(label.id):
+                outcome = LabelOutcome.MISROUTED
             else:
                 outcome = LabelOutcome.EARLY
                 self.early[label.id] = (label.y, ts_ms)

@@ -7,13 +7,13 @@ when the partition is assigned elsewhere: the model follows the partition.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from typing import Any
 
 from riverbed.config import Settings
 from riverbed.learning.learner import LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
+from riverbed.records import FieldMapping
 
 __all__ = ["Learners"]
 
@@ -54,6 +54,9 @@ class Learners:
             pending_ttl_ms=int(settings.pending_ttl * 1000),
             drift_detector=settings.drift_detector,
             drift_reset=settings.drift_action == "reset",
+            mapping=FieldMapping.from_settings(settings),
+            label_default=settings.label_default,
+            label_default_after_ms=int(settings.label_default_after * 1000),
         )
 
     def get(self, partition: int) -> PartitionLearner:
@@ -61,7 +64,7 @@ class Learners:
         learner = self._by_partition.get(partition)
         if learner is None:
             learner = PartitionLearner(
-                self.spec, partition=partition, **dataclasses.asdict(self.settings)
+                self.spec, partition=partition, **self.settings.fields()
             )
             self._by_partition[partition] = learner
         return learner

@@ -193,7 +193,8 @@ class _LearnerCollector(Collector):
         ]
         labels = CounterMetricFamily(
             "riverbed_labels",
-            "Label records by outcome: joined, early, late, orphan, replayed.",
+            "Label records by outcome: joined, early, late, orphan, replayed, misrouted; "
+            "defaulted counts events learned with RIVERBED_LABEL_DEFAULT.",
             labels=["partition", "outcome"],
         )
         drifts = CounterMetricFamily(

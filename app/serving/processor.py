@@ -10,6 +10,7 @@ from, at which stage it failed and why. The agent only sends what this produces.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -20,10 +21,10 @@ from typing import Any, NamedTuple
 
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.kafka.topics import TopicNames
-from riverbed.learning.learner import LEARN, NONFINITE_REASON, NonFiniteState
+from riverbed.learning.learner import LEARN, NONFINITE_REASON, LabelOutcome, NonFiniteState
 from riverbed.learning.state import Learners
 from riverbed.protocols import SourceRecord
-from riverbed.records import decode_event, decode_label, encode
+from riverbed.records import encode
 from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
@@ -89,6 +90,10 @@ class Processor:
         self.model_name = learners.spec.name
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}".encode()
         self.dead_letters: dict[str, int] = {}
+        mapping = learners.settings.mapping
+        self.decode_event = mapping.event_decoder()
+        self.decode_label = mapping.label_decoder()
+        self._misrouted_logged = False
 
     def handle_many(
         self, topic: str, partition: int, records: Iterable[SourceRecord]
@@ -105,19 +110,23 @@ class Processor:
         extra = self.extra
         out: list[tuple[bytes | None, bytes, int]] = []
         if topic == self.topics.labels:
+            elsewhere = functools.partial(self._waits_elsewhere, partition=partition)
             for r in records:
                 if learner.redelivered(r.offset, label=True):
                     continue
                 try:
                     if r.headers:
                         self._check_headers(r)
-                    label = decode_label(r.value, self.max_record_bytes)
-                    learner.process_label(
+                    label = self.decode_label(r.value, r.key, self.max_record_bytes)
+                    outcome = learner.process_label(
                         label,
                         offset=r.offset,
                         ts_ms=r.timestamp,
                         source=(r.value, r.key, r.headers or ()),
+                        elsewhere=elsewhere,
                     )
+                    if outcome == LabelOutcome.MISROUTED and not self._misrouted_logged:
+                        self._log_misrouted(label.id, partition)
                 except (InvalidRecord, ModelError) as exc:
                     learner.skip(r.offset, label=True)
                     extra.append(self._failed(topic, partition, r, exc))
@@ -140,6 +149,7 @@ class Processor:
         max_bytes = self.max_record_bytes
         append = out.append
         process_event = learner.process_event
+        decode = self.decode_event
         model_name, pname = self.model_name, partition
         latencies: list[float] = []
         observe = latencies.append
@@ -152,7 +162,7 @@ class Processor:
                 if r.headers:
                     self._check_headers(r)
                 value = r.value
-                event = decode_event(value, max_bytes)  # raises for a missing value
+                event = decode(value, r.key, max_bytes)  # raises for a missing value
                 pred = process_event(
                     event,
                     offset=offset,
@@ -172,6 +182,8 @@ class Processor:
             pred["partition"] = pname
             pred["offset"] = offset
             pred["ts"] = ts
+            if event.fields:
+                pred.update(event.fields)
             since = event.ts if event.ts is not None else r.timestamp
             observe(now - since / 1000)  # clock skew may make it negative: clipped below
             append((r.key, encode(pred), ts))
@@ -182,6 +194,24 @@ class Processor:
         if learner.culprits:
             self.drain_culprits(partition)
         return out
+
+    def _waits_elsewhere(self, rid: str, partition: int) -> bool:
+        """Whether event ``rid`` waits for its label in another partition of this worker."""
+        return any(
+            rid in other.pending for p, other in self.learners.items() if p != partition
+        )
+
+    def _log_misrouted(self, rid: str, partition: int) -> None:
+        self._misrouted_logged = True
+        where = [p for p, other in self.learners.items() if rid in other.pending]
+        logger.warning(
+            "label %r came on %s[%d] but its event waits in partition %s: events and "
+            "labels must have the same key and be partitioned alike, with Kafka's default "
+            "murmur2 partitioner (Java clients, aiokafka, riverbed produce; kcat and other "
+            "librdkafka clients: -X partitioner=murmur2_random). Such labels are counted "
+            "as misrouted and never learned; this is logged once.",
+            rid, self.topics.labels, partition, where[0] if where else "?",
+        )  # fmt: skip
 
     def drain_culprits(self, partition: int) -> None:
         """Dead letters (stage ``learn``) for learns a repair undid after the fact."""
