@@ -292,8 +292,9 @@ class FieldMapping:
     ...                  label="is_fraud", time="event_time", prediction_fields=("txn_id",))
     >>> raw = (b'{"txn_id": 7, "amount": 12.5, "country": "FR", "user": {"age": 31, '
     ...        b'"vip": null}, "event_time": "2026-11-30T10:00:00Z", "is_fraud": false}')
-    >>> m.event(raw, None, 10_000)
-    Event(id='7', x={'amount': 12.5, 'country': 'FR', 'user.age': 31}, y=False, ts=1796032800000.0, fields={'txn_id': 7})
+    >>> e = m.event(raw, None, 10_000)
+    >>> e.id, e.x, e.y, e.ts, e.fields
+    ('7', {'amount': 12.5, 'country': 'FR', 'user.age': 31}, False, 1796032800000.0, {'txn_id': 7})
     >>> FieldMapping(features=("*",), event_id="@key").event(b'{"a": {"b": 1}, "y": 0}', b"k", 100)
     Event(id='k', x={'a.b': 1}, y=0, ts=None, fields=None)
 
@@ -405,7 +406,9 @@ class FieldMapping:
         """Decode and map a labels value (and key, for ``@key``)."""
         obj = _load(raw, max_bytes)
         c = self._compiled()
-        rid = _key_id(key) if c.label_id is None else _record_id(_at(obj, c.label_id), self.label_id)
+        rid = (
+            _key_id(key) if c.label_id is None else _record_id(_at(obj, c.label_id), self.label_id)
+        )
         y = _at(obj, c.label_value)
         if y is _MISSING or y is None:
             msg = f'"{self.label_value}" is missing; a label record needs one'

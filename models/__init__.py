@@ -6,6 +6,9 @@ for it. A name of the form ``module:factory`` imports ``module`` and calls
 ``factory()`` instead, so users can bring their own River model without forking.
 
 Random models are seeded, so two runs over the same records give the same predictions.
+Every model takes numbers, booleans and strings in one event: the trees split on
+strings natively; the linear models and half-space trees get strings one-hot encoded
+and numbers (booleans as 0/1) scaled, by :class:`~riverbed.models.features.MixedScaler`.
 
 Examples
 --------
@@ -14,8 +17,9 @@ Examples
 ['arf', 'hoeffding', 'hst', 'linreg', 'logreg']
 >>> models.build("logreg")
 Pipeline (
-  StandardScaler (
-  ...
+  MixedScaler (
+    scale="standard"
+  ),
   LogisticRegression (
   ...
 >>> models.spec("linreg").metric()
@@ -30,7 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from river import anomaly, base, forest, linear_model, metrics, preprocessing, tree
+from river import anomaly, base, forest, linear_model, metrics, tree
+
+from riverbed.models.features import MixedScaler
 
 __all__ = ["ModelSpec", "UnknownModel", "available", "build", "final_step", "spec"]
 
@@ -65,14 +71,21 @@ class ModelSpec:
 def logreg() -> base.Estimator:
     """Standard-scaled logistic regression: the default, a fast binary classifier.
 
+    Strings are one-hot encoded and booleans count as 0/1 (:class:`MixedScaler`).
+
     Examples
     --------
     >>> from river import datasets, evaluate, metrics
     >>> evaluate.progressive_val_score(datasets.Phishing(), logreg(), metrics.Accuracy())
     Accuracy: 89.28%
+    >>> model = logreg()
+    >>> x = {"amount": 12.5, "country": "FR", "new_user": True}
+    >>> model.learn_one(x, True)
+    >>> model.predict_one(x)
+    True
 
     """
-    return preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    return MixedScaler() | linear_model.LogisticRegression()
 
 
 def hoeffding() -> base.Classifier:
@@ -102,7 +115,7 @@ def arf() -> base.Classifier:
 
 
 def linreg() -> base.Estimator:
-    """Standard-scaled linear regression, for numeric targets.
+    """Standard-scaled linear regression, for numeric targets (features as ``logreg``'s).
 
     Examples
     --------
@@ -111,11 +124,15 @@ def linreg() -> base.Estimator:
     MAE: 1.314548
 
     """
-    return preprocessing.StandardScaler() | linear_model.LinearRegression()
+    return MixedScaler() | linear_model.LinearRegression()
 
 
 def hst() -> base.Estimator:
     """Half-space trees on min-max scaled features: anomaly scores in [0, 1].
+
+    Strings are one-hot encoded, booleans count as 0/1 (:class:`MixedScaler`). The trees
+    are drawn on the features of the first event; a feature an event lacks takes the
+    heavier branch.
 
     It learns from every event (no label needed); a label, when one comes, only
     scores it (ROC AUC of the score against ``y``).
@@ -132,7 +149,7 @@ def hst() -> base.Estimator:
     True
 
     """
-    return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=SEED)
+    return MixedScaler("minmax") | anomaly.HalfSpaceTrees(seed=SEED)
 
 
 _CATALOG: dict[str, ModelSpec] = {

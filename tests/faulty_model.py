@@ -1,11 +1,14 @@
 """A River classifier that fails on purpose: feature ``boom_predict`` or ``boom_learn``.
 
 Used as ``RIVERBED_MODEL=tests.faulty_model:build`` to check that a model error on one
-record sends that record to the dead-letter topic and the worker goes on.
+record sends that record to the dead-letter topic and the worker goes on; and
+``tests.faulty_model:unpicklable``, a model no snapshot can be taken of, which a worker
+refuses at start-up.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from river import linear_model
@@ -27,3 +30,15 @@ class FaultyClassifier(linear_model.LogisticRegression):
 
 def build() -> FaultyClassifier:
     return FaultyClassifier()
+
+
+class Unpicklable(linear_model.LogisticRegression):
+    """Predicts and learns, but holds a lock: ``pickle`` refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def unpicklable() -> Unpicklable:
+    return Unpicklable()

@@ -104,7 +104,7 @@ def nonfinite(root: Any) -> bool:
     >>> model.learn_one({"a": 1.0}, True)
     >>> nonfinite(model)
     False
-    >>> model["StandardScaler"].vars["a"] = float("inf")
+    >>> model["MixedScaler"].vars["a"] = float("inf")
     >>> nonfinite(model)
     True
 

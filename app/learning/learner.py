@@ -107,7 +107,9 @@ class LearnerSettings:
     max_features: int = 10_000
     drift_detector: str = "adwin"
     drift_reset: bool = False
-    mapping: FieldMapping = FieldMapping()  # how the journal's record bytes decode again
+    mapping: FieldMapping = dataclasses.field(
+        default_factory=FieldMapping
+    )  # how the journal's record bytes decode again
     label_default: Value | None = None  # labels by absence: the label...
     label_default_after_ms: int = 0  # ...an event still waiting after this long gets
 
@@ -584,6 +586,8 @@ class PartitionLearner:
         that comes later finds the event learned and is ``late``.
         """
         y = self.label_default
+        if y is None:
+            return
         pending = self.pending
         while pending:
             rid, first = next(iter(pending.items()))
@@ -851,7 +855,7 @@ class PartitionLearner:
     # -- reporting -------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """The partition's entry of ``/models``."""
-        value = self.metric.get()
+        value = float(self.metric.get())  # ROCAUC answers a numpy float: not JSON
         return {
             "events": self.events,
             "learned": self.learned,

@@ -8,16 +8,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 from typing import Any
 
 from riverbed.config import Settings
+from riverbed.exceptions import ConfigError
 from riverbed.learning.learner import LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
 from riverbed.records import FieldMapping
 
-__all__ = ["Learners"]
+__all__ = ["Learners", "check_picklable"]
 
 logger = logging.getLogger(__name__)
+
+
+def check_picklable(spec: ModelSpec) -> None:
+    """Take a snapshot's pickle of a fresh learner of ``spec``, and read it back.
+
+    A checkpoint pickles the learner, its model included: a model that cannot be
+    pickled (a lock, an open file, a lambda in its state, a factory that is a lambda)
+    would run until its first checkpoint and then stop the worker. It is refused at
+    start-up instead.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``RIVERBED_MODEL`` and what the pickle said.
+
+    """
+    learner = PartitionLearner(spec, partition=0)
+    try:
+        pickle.loads(pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301 - ours
+    except Exception as exc:
+        msg = (
+            f"RIVERBED_MODEL={spec.name!r}: the model cannot be pickled, so it could never "
+            f"be snapshotted ({type(exc).__name__}: {exc})"
+        )
+        raise ConfigError(msg) from exc
 
 
 class Learners:
@@ -45,7 +72,15 @@ class Learners:
 
     @classmethod
     def from_settings(cls, spec: ModelSpec, settings: Settings) -> Learners:
-        """The worker's learners, with the ``RIVERBED_*`` settings of a learner."""
+        """The worker's learners, with the ``RIVERBED_*`` settings of a learner.
+
+        Raises
+        ------
+        ConfigError
+            A setting is refused, or the model cannot be snapshotted (:func:`check_picklable`).
+
+        """
+        check_picklable(spec)
         return cls(
             spec,
             pending_max=settings.pending_max,
@@ -63,9 +98,7 @@ class Learners:
         """The partition's learner, created fresh on first use."""
         learner = self._by_partition.get(partition)
         if learner is None:
-            learner = PartitionLearner(
-                self.spec, partition=partition, **self.settings.fields()
-            )
+            learner = PartitionLearner(self.spec, partition=partition, **self.settings.fields())
             self._by_partition[partition] = learner
         return learner
 

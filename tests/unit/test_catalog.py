@@ -66,3 +66,19 @@ def test_module_factory() -> None:
 def test_unknown_models(name: str) -> None:
     with pytest.raises(UnknownModel):
         models.spec(name)
+
+
+def test_a_model_that_cannot_be_pickled_is_refused_at_start_up() -> None:
+    """A snapshot pickles the model: one that cannot be pickled stops start-up, naming
+    RIVERBED_MODEL and the reason, instead of the worker at its first checkpoint."""
+    from riverbed.config import Settings
+    from riverbed.exceptions import ConfigError
+    from riverbed.learning.state import Learners
+
+    spec = models.spec("tests.faulty_model:unpicklable")
+    with pytest.raises(ConfigError) as refused:
+        Learners.from_settings(spec, Settings.from_env({}))
+    assert "RIVERBED_MODEL='tests.faulty_model:unpicklable'" in str(refused.value)
+    assert "cannot pickle '_thread.lock' object" in str(refused.value)
+    for name in models.available():
+        Learners.from_settings(models.spec(name), Settings.from_env({}))
