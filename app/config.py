@@ -207,7 +207,7 @@ def _json_label(value: str) -> Any:
     try:
         v = json.loads(value)
     except ValueError:
-        msg = f"{value!r} is not a JSON value (true, 0, \"legit\")"
+        msg = f'{value!r} is not a JSON value (true, 0, "legit")'
         raise ValueError(msg) from None
     if v is None or not isinstance(v, str | int | float):
         msg = f"{value!r} must be a JSON string, number or boolean"
@@ -287,9 +287,7 @@ SPECS: tuple[_Spec, ...] = (
         _topic,
         "Full name of the events topic (an existing topic of yours); empty: <prefix>events.",
     ),
-    _Spec(
-        "labels_topic", "", _topic, "Full name of the labels topic; empty: <prefix>labels."
-    ),
+    _Spec("labels_topic", "", _topic, "Full name of the labels topic; empty: <prefix>labels."),
     _Spec(
         "predictions_topic",
         "",
@@ -553,8 +551,11 @@ class Settings:
         """Rules that tie settings together; each error names a variable."""
         sasl = self.security_protocol.startswith("SASL")
         if sasl and not (self.sasl_username and self.sasl_password):
-            missing = "RIVERBED_SASL_USERNAME" if not self.sasl_username else "RIVERBED_SASL_PASSWORD"
-            msg = f"{missing} is empty; RIVERBED_SECURITY_PROTOCOL={self.security_protocol} needs it"
+            missing = "USERNAME" if not self.sasl_username else "PASSWORD"
+            msg = (
+                f"RIVERBED_SASL_{missing} is empty; "
+                f"RIVERBED_SECURITY_PROTOCOL={self.security_protocol} needs it"
+            )
             raise ConfigError(msg)
         tls = self.security_protocol in ("SSL", "SASL_SSL")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
     "BrokerError",
+    "BrokerUnreachable",
     "ConfigError",
     "InvalidRecord",
     "ModelError",
     "RiverbedError",
+    "TLSHandshakeFailed",
 ]
 
 
@@ -17,6 +20,20 @@ class RiverbedError(Exception):
 
 class ConfigError(RiverbedError):
     """A setting is missing or malformed; raised at start-up, naming the variable."""
+
+
+class BrokerUnreachable(ConfigError):
+    """No bootstrap server of ``RIVERBED_BROKER`` answered with the configured security;
+    raised at start-up (``riverbed.kafka.security.preflight``), never retried."""
+
+
+class TLSHandshakeFailed(BrokerUnreachable):
+    """A TLS connection to a broker failed: an untrusted or mismatched certificate, a
+    client certificate refused, or a listener that does not speak TLS."""
+
+
+class AuthenticationFailed(BrokerUnreachable):
+    """A broker refused the SASL credentials (the message names the user, not the password)."""
 
 
 class BrokerError(RiverbedError):

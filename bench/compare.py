@@ -23,6 +23,10 @@ p99 of --repeat runs is reported.
 Scaling: 1 and --workers riverbed workers in one consumer group on a fresh, empty
 topic; once every worker has its share of the partitions, the same events are
 written at full speed and the predictions' span is measured the same way.
+
+Secured clusters: RIVERBED_SECURITY_PROTOCOL, RIVERBED_SASL_* and RIVERBED_SSL_* in
+the environment apply to every client of the run (riverbed's workers, the raw aiokafka
+loop, Quix Streams' librdkafka, the harness's readers and writers).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import json
@@ -51,6 +56,46 @@ RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 4
 WARMUP = 100  # events per warm-up round of a paced run
 WARMUP_ROUNDS = 4
+SECURITY = tuple(
+    f"RIVERBED_{name}"
+    for name in ("SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD",
+                 "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE")
+)  # fmt: skip
+
+
+def _security_env() -> dict[str, str]:
+    """The run's connection settings (the environment's), for riverbed's Settings."""
+    return {k: v for k, v in os.environ.items() if k in SECURITY}
+
+
+@functools.cache
+def _client() -> dict[str, Any]:
+    """aiokafka connection arguments of every client of the run (riverbed's own)."""
+    from riverbed.config import Settings
+
+    return Settings.from_env(_security_env()).kafka_client()
+
+
+def _quix_broker(bootstrap: str) -> Any:
+    """Quix Streams' broker_address: the address, or a ConnectionConfig when secured."""
+    from quixstreams.kafka.configuration import ConnectionConfig
+
+    from riverbed.config import Settings
+
+    s = Settings.from_env(_security_env())
+    if s.security_protocol == "PLAINTEXT":
+        return bootstrap
+    conf: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "security_protocol": s.security_protocol.lower(),  # librdkafka's spelling
+        "ssl_ca_location": s.ssl_cafile or None,
+        "ssl_certificate_location": s.ssl_certfile or None,
+        "ssl_key_location": s.ssl_keyfile or None,
+    }
+    if s.security_protocol.startswith("SASL"):
+        conf.update(sasl_mechanism=s.sasl_mechanism, sasl_username=s.sasl_username,
+                    sasl_password=s.sasl_password)  # fmt: skip
+    return ConnectionConfig(**conf)
 
 
 def _model() -> Any:
@@ -90,8 +135,9 @@ async def raw_aiokafka(bootstrap: str, src: str, dst: str, n: int) -> None:
         group_id=f"raw-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
+        **_client(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **_client())
     await consumer.start()
     await producer.start()
     models_by_p: dict[int, Any] = {}
@@ -115,7 +161,7 @@ def quix(bootstrap: str, src: str, dst: str, n: int) -> None:
     from quixstreams import Application
 
     app = Application(
-        broker_address=bootstrap,
+        broker_address=_quix_broker(bootstrap),
         consumer_group=f"quix-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         loglevel="WARNING",
@@ -198,7 +244,11 @@ def guard_cost(values: list[tuple[int, bytes]]) -> dict[str, float]:
 # -- orchestration ----------------------------------------------------------------------
 async def _read(bootstrap: str, topic: str, n: int, timeout: float = 600) -> list[Any]:
     c = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **_client(),
     )
     await c.start()
     out: list[Any] = []
@@ -241,7 +291,7 @@ async def _wait_written(
             msg = f"the worker on port {ready_port} never became ready"
             raise TimeoutError(msg)
         await asyncio.sleep(0.25)  # polling a condition, not waiting it out
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **_client())
     await c.start()
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     try:
@@ -271,7 +321,7 @@ def _new_prefix(name: str) -> str:
 async def _admin(bootstrap: str) -> AsyncIterator[Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_client())
     await admin.start()
     try:
         yield admin
@@ -368,6 +418,7 @@ def _worker_env(bootstrap: str, prefix: str, app_id: str, name: str) -> tuple[di
         "RIVERBED_WEB_PORT": str(port),
         "RIVERBED_LOG_LEVEL": "warning",
         "RIVERBED_DATA_DIR": str(ROOT / ".riverbed" / f"bench-{name}"),
+        **_security_env(),
         **WORKER_SETTINGS,
     }
     return env, port
@@ -418,7 +469,9 @@ async def _produce_values(bootstrap: str, topic: str, values: Keyed) -> None:
     """Write pre-encoded (partition, key, value) records as fast as aiokafka can."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, **_client()
+    )
     await producer.start()
     try:
         futures = []
@@ -454,6 +507,7 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
             "RIVERBED_BROKER": bootstrap,
             "RIVERBED_TOPIC_PREFIX": prefix,
             "RIVERBED_PARTITIONS": str(PARTITIONS),
+            **_security_env(),
         }
     )
     asyncio.run(ensure_topics(s))
@@ -493,6 +547,7 @@ def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[fl
             "RIVERBED_BROKER": bootstrap,
             "RIVERBED_TOPIC_PREFIX": prefix,
             "RIVERBED_PARTITIONS": str(PARTITIONS),
+            **_security_env(),
         }
     )
     src, dst = (
@@ -577,7 +632,9 @@ def main() -> None:
     from riverbed.devtools.broker import LocalBroker
     from riverbed.devtools.produce import produce
 
-    settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
+    settings = Settings.from_env(
+        {k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"} | _security_env()
+    )
     broker = LocalBroker.start_unless_running(settings)
     bootstrap = settings.bootstrap
     prefix = _new_prefix("bench")
@@ -586,6 +643,7 @@ def main() -> None:
             "RIVERBED_BROKER": bootstrap,
             "RIVERBED_TOPIC_PREFIX": prefix,
             "RIVERBED_PARTITIONS": str(PARTITIONS),
+            **_security_env(),
         }
     )
     results: dict[str, dict[str, Any]] = {}

@@ -26,11 +26,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from riverbed.config import PROJECT_ROOT, Settings
 from riverbed.exceptions import BrokerError
 
-__all__ = ["LocalBroker", "answers_metadata", "kafka_version"]
+__all__ = ["LocalBroker", "SecureListeners", "answers_metadata", "kafka_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     return False
 
 
-async def _metadata(bootstrap: str, timeout: float) -> bool:
+async def _metadata(bootstrap: str, timeout: float, client_args: dict[str, Any]) -> bool:
     from aiokafka.client import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **client_args
+    )
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
         return bool(client.cluster.brokers())
@@ -71,13 +74,14 @@ async def _metadata(bootstrap: str, timeout: float) -> bool:
         await client.close()
 
 
-def answers_metadata(bootstrap: str, timeout: float = 3.0) -> bool:
-    """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
+def answers_metadata(bootstrap: str, timeout: float = 3.0, **client_args: Any) -> bool:
+    """True when a Kafka broker at ``bootstrap`` answers a metadata request (asked with
+    aiokafka ``client_args``: security protocol, TLS, SASL; PLAINTEXT by default)."""
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(_metadata(bootstrap, timeout))
+        return asyncio.run(_metadata(bootstrap, timeout, client_args))
     finally:
         quiet.setLevel(level)
 
@@ -104,6 +108,71 @@ def _java_major() -> int:
     return major
 
 
+_SASL_NAME = re.compile(r"[A-Za-z0-9._@-]+")
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class SecureListeners:
+    """TLS and SASL listeners a :class:`LocalBroker` opens beside its PLAINTEXT one.
+
+    SASL_SSL on ``sasl_ssl_port`` (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, each for
+    every one of ``users``) and SSL on ``ssl_port`` requiring a client certificate
+    (mutual TLS). Both present ``certfile`` (PEM chain, whose names must include
+    127.0.0.1) with its unencrypted PEM ``keyfile``; client certificates must be
+    signed by a CA of ``cafile``. The controller and the PLAINTEXT listener stay as
+    they are, on 127.0.0.1. The test suite makes its own CA (tests/integration/test_security.py).
+    """
+
+    sasl_ssl_port: int
+    ssl_port: int
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+    users: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, password in self.users.items():
+            if not (_SASL_NAME.fullmatch(name) and _SASL_NAME.fullmatch(password)):
+                msg = f"SASL user {name!r}: names and passwords may hold letters, digits, ._@-"
+                raise BrokerError(msg)
+
+    def properties(self, host: str, port: int, controller_port: int, keystore: Path) -> str:
+        """server.properties lines that replace the template's listeners and add security."""
+        plain = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        secured = f"SASL_SSL://{host}:{self.sasl_ssl_port},SSL://{host}:{self.ssl_port}"
+        lines = [
+            "# Secured listeners (riverbed.devtools.broker.SecureListeners)",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port},{secured}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port},{secured}",
+            "listener.security.protocol.map="
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
+            "sasl.enabled.mechanisms=PLAIN," + ",".join(SCRAM_MECHANISMS),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain};",
+            *(
+                f"listener.name.sasl_ssl.{m.lower()}.sasl.jaas.config={scram}"
+                for m in SCRAM_MECHANISMS
+            ),
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.cafile}",
+            "listener.name.ssl.ssl.client.auth=required",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def scram_args(self) -> list[str]:
+        """``kafka-storage format`` arguments that create the SCRAM users (KRaft)."""
+        return [
+            arg
+            for user, password in self.users.items()
+            for m in SCRAM_MECHANISMS
+            for arg in ("--add-scram", f"{m}=[name={user},password={password}]")
+        ]
+
+
 @dataclass
 class LocalBroker:
     """One single-node KRaft broker+controller on 127.0.0.1.
@@ -120,6 +189,8 @@ class LocalBroker:
         JVM heap (``-Xmx``), small enough to sit beside the tests on 2 cores.
         ``KAFKA_OPTS`` in the environment adds JVM options, as with Kafka's own
         scripts (e.g. ``-Xlog:gc:file=gc.log:time`` to see the broker's GC pauses).
+    secure
+        Extra SASL_SSL and SSL (mutual TLS) listeners; none by default.
 
     """
 
@@ -128,6 +199,7 @@ class LocalBroker:
     data_dir: Path = field(default=Path())
     heap: str = "512m"
     host: str = "127.0.0.1"
+    secure: SecureListeners | None = None
 
     def __post_init__(self) -> None:
         if not self.controller_port:
@@ -160,7 +232,7 @@ class LocalBroker:
 
         Returns the broker this call started (the caller stops it), else None.
         """
-        if answers_metadata(settings.bootstrap):
+        if answers_metadata(settings.bootstrap, **settings.kafka_client()):
             return None
         broker = cls.from_settings(settings)
         broker.start()
@@ -265,16 +337,25 @@ class LocalBroker:
                 log_dir=self.data_dir / "kraft-logs",
             )
         )
+        if self.secure is not None:
+            # A PEM key store holds the key and its certificate chain in one file.
+            keystore = self.data_dir / "keystore.pem"
+            secure = self.secure
+            keystore.write_text(secure.keyfile.read_text() + secure.certfile.read_text())
+            keystore.chmod(0o600)
+            with cfg.open("a") as f:  # later keys win in a .properties file
+                f.write(secure.properties(self.host, self.port, self.controller_port, keystore))
         return cfg
 
     def _format(self, cfg: Path) -> None:
         if (self.data_dir / "kraft-logs" / "meta.properties").exists():
             return
         cluster_id = _kafka_cluster_id()
+        args = ["format", f"--cluster-id={cluster_id}", "-c", str(cfg)]
+        if self.secure is not None:
+            args += self.secure.scram_args()  # SCRAM users live in the cluster's metadata
         proc = subprocess.run(
-            self._java_cmd(
-                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(cfg)
-            ),
+            self._java_cmd("kafka.tools.StorageTool", *args),
             capture_output=True,
             text=True,
             check=False,
@@ -290,7 +371,10 @@ class LocalBroker:
         """
         if self.running():
             return self.bootstrap
-        for p in (self.port, self.controller_port):
+        ports = [self.port, self.controller_port]
+        if self.secure is not None:
+            ports += [self.secure.sasl_ssl_port, self.secure.ssl_port]
+        for p in ports:
             if _port_open(self.host, p):
                 msg = (
                     f"port {p} on {self.host} is taken by a program that is not a Kafka broker; "

@@ -74,6 +74,7 @@ async def _read_predictions(settings: Settings, live: _Live) -> None:
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="latest",
+        **settings.kafka_client(),
     )
     await consumer.start()
     try:

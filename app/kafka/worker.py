@@ -17,7 +17,7 @@ from faust.app.base import BootStrategy
 
 from riverbed import logs
 from riverbed.config import Settings
-from riverbed.kafka import compat
+from riverbed.kafka import compat, security
 from riverbed.protocols import RecordProducer
 
 __all__ = ["Producers", "Worker", "faust_app"]
@@ -81,6 +81,8 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.faust_broker,
+        # TLS and SASL for every consumer and producer Faust makes (client_args' own).
+        broker_credentials=security.faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         datadir=settings.data_dir,
