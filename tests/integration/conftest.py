@@ -27,6 +27,7 @@ from tests.integration.helpers import (
     producer_process,
     riverbed_env,
 )
+from tests.integration.secured import Secured, secured_broker
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +96,9 @@ def start_producer(kafka: str, names: Names) -> Iterator[Callable[..., subproces
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    """A broker of its own with SASL_SSL and mutual-TLS listeners, signed by our CA."""
+    yield from secured_broker(tmp_path_factory)

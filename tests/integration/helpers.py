@@ -196,9 +196,15 @@ def produce(
     asyncio.run(_produce(bootstrap, topic, records, headers))
 
 
-async def _consume(bootstrap: str, topic: str, n: int, timeout: float) -> list[Any]:
+async def _consume(
+    bootstrap: str, topic: str, n: int, timeout: float, **client: Any
+) -> list[Any]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **client,
     )
     await consumer.start()
     out: list[Any] = []
@@ -231,9 +237,12 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     return asyncio.run(read())
 
 
-def consume(bootstrap: str, topic: str, n: int, timeout: float = RECV_TIMEOUT_S) -> list[Any]:
-    """At least ``n`` records of ``topic`` from the beginning; fails after ``timeout``."""
-    records = asyncio.run(_consume(bootstrap, topic, n, timeout))
+def consume(
+    bootstrap: str, topic: str, n: int, timeout: float = RECV_TIMEOUT_S, **client: Any
+) -> list[Any]:
+    """At least ``n`` records of ``topic`` from the beginning; fails after ``timeout``.
+    ``client``: aiokafka's connection arguments (security), if any."""
+    records = asyncio.run(_consume(bootstrap, topic, n, timeout, **client))
     if len(records) < n:
         pytest.fail(f"got {len(records)} of {n} records from {topic} in {timeout:.0f} s")
     return records

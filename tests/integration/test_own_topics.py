@@ -7,7 +7,8 @@ booleans, nulls and ISO times; riverbed maps them with ``RIVERBED_EVENT_*`` and
 be mapped with the path and the reason, learns unlabelled payments as legit after
 ``RIVERBED_LABEL_DEFAULT_AFTER`` (labels by absence), counts chargebacks that kcat's
 default partitioner sent to another partition as misrouted, and leaves the user's
-topics as they were.
+topics as they were. The same runs over SASL_SSL (SCRAM) against the suite's secured
+broker, kcat included.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import time
 import zlib
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,8 +30,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from riverbed import models
+from riverbed.config import Settings
 from tests.helpers import wait_for
-from tests.integration.helpers import RECV_TIMEOUT_S, Names, consume, total
+from tests.integration.helpers import RECV_TIMEOUT_S, Names, consume, riverbed_env, total
+from tests.integration.secured import Secured
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +57,51 @@ MAPPING = {
     "label_default": "false",
     "label_default_after": str(DEFAULT_AFTER_S),
 }
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the test's clients connect, and how: riverbed settings, aiokafka's
+    arguments and kcat's (librdkafka) for the same security."""
+
+    bootstrap: str
+    settings: dict[str, Any]
+    kcat_args: tuple[str, ...] = ()
+
+    @property
+    def client(self) -> dict[str, Any]:
+        env = riverbed_env(self.bootstrap, Names(), **self.settings)
+        return Settings.from_env(env).kafka_client()
+
+
+def plaintext(kafka: str) -> Cluster:
+    return Cluster(kafka, {})
+
+
+def sasl_ssl(secured: Secured) -> Cluster:
+    sasl = secured.sasl()
+    # kcat over SASL_SSL too, with PLAIN: Debian's librdkafka (2.0) predates the
+    # SCRAM nonce fix Kafka 4 brokers require (librdkafka 2.6.1, CVE-2024-56128), so
+    # its SCRAM is refused. riverbed's own clients (aiokafka) use SCRAM-SHA-512.
+    kcat_args = tuple(
+        arg
+        for setting in (
+            "security.protocol=SASL_SSL",
+            "sasl.mechanisms=PLAIN",
+            f"sasl.username={sasl['sasl_username']}",
+            f"sasl.password={sasl['sasl_password']}",
+            f"ssl.ca.location={sasl['ssl_cafile']}",
+        )
+        for arg in ("-X", setting)
+    )
+    return Cluster(secured.sasl_ssl, {"broker": secured.sasl_ssl, **sasl}, kcat_args)
+
+
+@pytest.fixture(params=["plaintext", "sasl_ssl"])
+def cluster(request: pytest.FixtureRequest, kafka: str) -> Cluster:
+    if request.param == "plaintext":
+        return plaintext(kafka)
+    return sasl_ssl(request.getfixturevalue("secured"))
 
 
 def murmur2_partition(key: str) -> int:
@@ -91,20 +140,20 @@ def features(p: dict[str, Any]) -> dict[str, Any]:
     return x
 
 
-def kcat(bootstrap: str, topic: str, lines: list[tuple[str, bytes]], *extra: str) -> None:
+def kcat(cluster: Cluster, topic: str, lines: list[tuple[str, bytes]], *extra: str) -> None:
     exe = shutil.which("kcat")
     assert exe, "kcat is missing: `make setup` installs it (deploy/install-system-deps.sh)"
     data = b"".join(k.encode() + b"\t" + v + b"\n" for k, v in lines)
     subprocess.run(
-        [exe, "-P", "-b", bootstrap, "-t", topic, "-K", "\t", *extra],
+        [exe, "-P", "-b", cluster.bootstrap, "-t", topic, "-K", "\t", *cluster.kcat_args, *extra],
         input=data,
         check=True,
         timeout=60,
     )
 
 
-async def _admin(bootstrap: str, action: str, topics: list[str]) -> Any:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _admin(cluster: Cluster, action: str, topics: list[str]) -> Any:
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap, **cluster.client)
     await admin.start()
     try:
         if action == "create":
@@ -125,8 +174,8 @@ async def _admin(bootstrap: str, action: str, topics: list[str]) -> Any:
         await admin.close()
 
 
-async def _send_at(bootstrap: str, topic: str, records: list[tuple[str, bytes]], ts: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def _send_at(cluster: Cluster, topic: str, records: list[tuple[str, bytes]], ts: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, **cluster.client)
     await producer.start()
     try:
         for key, value in records:
@@ -135,11 +184,11 @@ async def _send_at(bootstrap: str, topic: str, records: list[tuple[str, bytes]],
         await producer.stop()
 
 
-def _count(bootstrap: str, topic: str) -> int:
+def _count(cluster: Cluster, topic: str) -> int:
     async def read() -> int:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        c = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap, **cluster.client)
         await c.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -151,14 +200,15 @@ def _count(bootstrap: str, topic: str) -> int:
 
 
 def test_kcat_records_in_the_users_own_layout_are_learned_exactly_once(
-    kafka: str, names: Names, start_worker: Any
+    cluster: Cluster, names: Names, start_worker: Any
 ) -> None:
+    client = cluster.client
     rng = random.Random(15)
     payments_topic = f"payments-{names.uid}"
     chargebacks_topic = f"chargebacks-{names.uid}"
     scores_topic = f"scores-{names.uid}"
-    asyncio.run(_admin(kafka, "create", [payments_topic, chargebacks_topic]))
-    before = asyncio.run(_admin(kafka, "describe", [payments_topic, chargebacks_topic]))
+    asyncio.run(_admin(cluster, "create", [payments_topic, chargebacks_topic]))
+    before = asyncio.run(_admin(cluster, "describe", [payments_topic, chargebacks_topic]))
 
     labelled = [payment(i, rng, labelled=True) for i in range(LABELLED)]
     bad = [
@@ -172,13 +222,13 @@ def test_kcat_records_in_the_users_own_layout_are_learned_exactly_once(
     ]  # fmt: skip
     lines = [(p["txn_id"], orjson.dumps(p)) for p in labelled]
     lines[100:100] = [(k.decode(), v) for k, v, _ in bad]
-    kcat(kafka, payments_topic, lines, "-X", "partitioner=murmur2_random")
+    kcat(cluster, payments_topic, lines, "-X", "partitioner=murmur2_random")
 
     settings = {**MAPPING, "events_topic": payments_topic, "labels_topic": chargebacks_topic,
-                "predictions_topic": scores_topic}  # fmt: skip
+                "predictions_topic": scores_topic, **cluster.settings}  # fmt: skip
     worker = start_worker(**settings)
-    preds = consume(kafka, scores_topic, LABELLED)
-    dead = consume(kafka, names.topic("dlq"), len(bad))
+    preds = consume(cluster.bootstrap, scores_topic, LABELLED, **client)
+    dead = consume(cluster.bootstrap, names.topic("dlq"), len(bad), **client)
 
     # Every payment predicted once, with the mapped id and the copied fields.
     values = [orjson.loads(r.value) for r in preds]
@@ -209,19 +259,25 @@ def test_kcat_records_in_the_users_own_layout_are_learned_exactly_once(
     # Labels: by chargeback (murmur2, like the payments), misrouted (kcat's default
     # partitioner put them elsewhere), or by absence after DEFAULT_AFTER_S.
     unlabelled = [payment(LABELLED + i, rng, labelled=False) for i in range(UNLABELLED)]
-    kcat(kafka, payments_topic, [(p["txn_id"], orjson.dumps(p)) for p in unlabelled],
+    kcat(cluster, payments_topic, [(p["txn_id"], orjson.dumps(p)) for p in unlabelled],
          "-X", "partitioner=murmur2_random")  # fmt: skip
-    consume(kafka, scores_topic, LABELLED + UNLABELLED)
+    consume(cluster.bootstrap, scores_topic, LABELLED + UNLABELLED, **client)
     ids = [p["txn_id"] for p in unlabelled]
     joined = ids[:JOINED]
     astray = [i for i in ids[JOINED:] if crc32_partition(i) != murmur2_partition(i)][:MISROUTED]
     assert len(astray) == MISROUTED
-    kcat(kafka, chargebacks_topic, [(i, orjson.dumps({"txn_id": i, "fraud": True})) for i in joined],
-         "-X", "partitioner=murmur2_random")  # fmt: skip
-    kcat(kafka, chargebacks_topic, [(i, orjson.dumps({"txn_id": i, "fraud": True})) for i in astray])
+    chargeback = [(i, orjson.dumps({"txn_id": i, "fraud": True})) for i in joined]
+    kcat(cluster, chargebacks_topic, chargeback, "-X", "partitioner=murmur2_random")
+    kcat(
+        cluster,
+        chargebacks_topic,
+        [(i, orjson.dumps({"txn_id": i, "fraud": True})) for i in astray],
+    )
     wait_for(
-        lambda: (total(worker, "labels", "joined"), total(worker, "labels", "misrouted"))
-        == (JOINED, MISROUTED),
+        lambda: (
+            (total(worker, "labels", "joined"), total(worker, "labels", "misrouted"))
+            == (JOINED, MISROUTED)
+        ),
         timeout=RECV_TIMEOUT_S,
         what="chargebacks joined and misrouted",
     )
@@ -233,7 +289,7 @@ def test_kcat_records_in_the_users_own_layout_are_learned_exactly_once(
         if murmur2_partition(p["txn_id"]) not in {murmur2_partition(k) for k, _ in ticks}:
             ticks.append((p["txn_id"], orjson.dumps(p)))
         n += 1
-    asyncio.run(_send_at(kafka, payments_topic, ticks, later))
+    asyncio.run(_send_at(cluster, payments_topic, ticks, later))
     defaulted = UNLABELLED - JOINED
     wait_for(
         lambda: total(worker, "labels", "defaulted") == defaulted,
@@ -241,7 +297,7 @@ def test_kcat_records_in_the_users_own_layout_are_learned_exactly_once(
         what=f"{defaulted} payments learned as legit by absence",
     )
     # A real chargeback after the default is late: learned once, never twice.
-    kcat(kafka, chargebacks_topic, [(ids[-1], orjson.dumps({"txn_id": ids[-1], "fraud": True}))],
+    kcat(cluster, chargebacks_topic, [(ids[-1], orjson.dumps({"txn_id": ids[-1], "fraud": True}))],
          "-X", "partitioner=murmur2_random")  # fmt: skip
     wait_for(lambda: total(worker, "labels", "late") == 1, timeout=RECV_TIMEOUT_S, what="late")
     assert total(worker, "learned") == LABELLED + JOINED + defaulted
@@ -252,8 +308,10 @@ def test_kcat_records_in_the_users_own_layout_are_learned_exactly_once(
 
     # The user's topics are as they were: same partitions and configs, and riverbed
     # wrote nothing to them; the missing predictions topic got the events' count.
-    after = asyncio.run(_admin(kafka, "describe", [payments_topic, chargebacks_topic, scores_topic]))
+    after = asyncio.run(
+        _admin(cluster, "describe", [payments_topic, chargebacks_topic, scores_topic])
+    )
     assert {t: after[t] for t in before} == before
     assert after[scores_topic]["partitions"] == PARTITIONS
-    assert _count(kafka, payments_topic) == LABELLED + len(bad) + UNLABELLED + PARTITIONS
-    assert _count(kafka, chargebacks_topic) == JOINED + MISROUTED + 1
+    assert _count(cluster, payments_topic) == LABELLED + len(bad) + UNLABELLED + PARTITIONS
+    assert _count(cluster, chargebacks_topic) == JOINED + MISROUTED + 1
