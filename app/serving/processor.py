@@ -197,9 +197,7 @@ class Processor:
 
     def _waits_elsewhere(self, rid: str, partition: int) -> bool:
         """Whether event ``rid`` waits for its label in another partition of this worker."""
-        return any(
-            rid in other.pending for p, other in self.learners.items() if p != partition
-        )
+        return any(rid in other.pending for p, other in self.learners.items() if p != partition)
 
     def _log_misrouted(self, rid: str, partition: int) -> None:
         self._misrouted_logged = True
