@@ -527,8 +527,20 @@ class PartitionLearner:
             done.popitem(last=False)
 
     def _evict_oldest(self) -> None:
+        """Give up the oldest waiting event (the pending bounds are reached). With a
+        label default it is learned with it now, sooner than its wait: else, with
+        bounds too small for the wait, the model would never learn a default."""
         rid, gone = self.pending.popitem(last=False)
         self.pending_bytes -= gone.size
+        if self.label_default is not None:
+            self._warn_once(
+                "default_early",
+                "the events waiting for labels reached RIVERBED_PENDING_MAX(_BYTES): the "
+                "oldest are learned with RIVERBED_LABEL_DEFAULT before "
+                "RIVERBED_LABEL_DEFAULT_AFTER; raise the bounds to rate x wait",
+            )
+            self._learn_default(rid, gone, self.label_default)
+            return
         self._finish(rid, learned=False)
         self.expired += 1
 
@@ -595,23 +607,27 @@ class PartitionLearner:
                 break
             del pending[rid]
             self.pending_bytes -= first.size
-            try:
-                if first.y_pred is not None and first.y_pred != {}:
-                    self.metric.update(y, first.y_pred)
-                if first.x is not None:
-                    self.model.learn_one(first.x, y)
-            except Exception as exc:  # the event's own features: it alone is given up
-                self._warn_once(
-                    "default", "learning an event with RIVERBED_LABEL_DEFAULT failed: %r", exc
-                )
-                self._finish(rid, learned=False)
-                self.expired += 1
-                continue
-            if first.x is not None:
-                self.learned += 1
-            self.labels[LabelOutcome.DEFAULTED] += 1
-            self._watch(y, first.y_pred, topic="labels", offset=self.last_label_offset)
-            self._finish(rid, learned=True)
+            self._learn_default(rid, first, y)
+
+    def _learn_default(self, rid: str, waiting: _Pending, y: Value) -> None:
+        """Learn a waiting event with the default label, as a label record would."""
+        try:
+            if waiting.y_pred is not None and waiting.y_pred != {}:
+                self.metric.update(y, waiting.y_pred)
+            if waiting.x is not None:
+                self.model.learn_one(waiting.x, y)
+        except Exception as exc:  # the event's own features: it alone is given up
+            self._warn_once(
+                "default", "learning an event with RIVERBED_LABEL_DEFAULT failed: %r", exc
+            )
+            self._finish(rid, learned=False)
+            self.expired += 1
+            return
+        if waiting.x is not None:
+            self.learned += 1
+        self.labels[LabelOutcome.DEFAULTED] += 1
+        self._watch(y, waiting.y_pred, topic="labels", offset=self.last_label_offset)
+        self._finish(rid, learned=True)
 
     def _watch(self, y: Value, y_pred: Any, *, topic: str, offset: int) -> None:
         """Feed the prequential error to the drift detector; record a detection."""

@@ -168,3 +168,11 @@ def test_a_label_whose_event_waits_in_another_partition_is_misrouted() -> None:
     assert other.process_label(Label("z", True), offset=1, ts_ms=2, elsewhere=lambda _: False) == (
         LabelOutcome.EARLY
     )
+
+
+def test_with_a_default_events_past_the_pending_bound_learn_it_sooner() -> None:
+    learner = _learner(label_default=False, label_default_after_ms=10_000, pending_max=2)
+    for i in range(4):
+        learner.process_event(Event(str(i), {"f": float(i)}), offset=i, ts_ms=i)
+    assert learner.labels[LabelOutcome.DEFAULTED] == 2 and learner.expired == 0
+    assert list(learner.pending) == ["2", "3"] and learner.learned == 2
