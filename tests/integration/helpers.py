@@ -196,9 +196,7 @@ def produce(
     asyncio.run(_produce(bootstrap, topic, records, headers))
 
 
-async def _consume(
-    bootstrap: str, topic: str, n: int, timeout: float, **client: Any
-) -> list[Any]:
+async def _consume(bootstrap: str, topic: str, n: int, timeout: float, **client: Any) -> list[Any]:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
