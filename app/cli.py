@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import itertools
 import logging
 import os
 import sys
@@ -21,11 +23,48 @@ from riverbed.exceptions import ConfigError, RiverbedError
 __all__ = ["main"]
 
 PROJECT_COMMANDS = {"broker", "produce", "tail", "models", "config", "demo"}
+HELP = ("-h", "--help")
+# Options of `produce` that only a dataset takes, and those only --file takes.
+DATASET_OPTIONS = ("dataset", "key", "seed", "label_delay", "no_labels", "id_prefix", "drift_at")
+FILE_OPTIONS = ("key_field", "topic")
 
 
 def _fail(msg: str, code: int = 2) -> int:
     print(f"riverbed: error: {msg}", file=sys.stderr)
     return code
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> str:
+    """The one line saying that Kafka does not answer (no traceback)."""
+    detail = str(exc) or type(exc).__name__
+    if not detail.startswith(type(exc).__name__):
+        detail = f"{type(exc).__name__}: {detail}"
+    return (
+        f"cannot reach Kafka at RIVERBED_BROKER={settings.bootstrap} ({detail}); "
+        "start one with `riverbed broker start` or `make kafka-up`"
+    )
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the brokers did not answer (in time)."""
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | TimeoutError)
+
+
+def _model_error(settings: Settings) -> str | None:
+    """Why ``RIVERBED_MODEL`` names no model (or one that cannot be snapshotted), or
+    None when it does."""
+    from riverbed import models
+    from riverbed.learning.state import check_picklable
+
+    try:
+        check_picklable(models.spec(settings.model))
+    except models.UnknownModel as exc:
+        return f"RIVERBED_MODEL={settings.model!r}: {exc}"
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
@@ -73,6 +112,16 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from riverbed.devtools.produce import produce
 
+    parser: argparse.ArgumentParser = args.parser
+    if args.file is not None:
+        for dest in DATASET_OPTIONS:
+            if getattr(args, dest) != parser.get_default(dest):
+                flag = "--" + dest.replace("_", "-")
+                parser.error(f"{flag} applies to datasets, not to --file")
+        return _produce_file(args, settings)
+    for dest in FILE_OPTIONS:
+        if getattr(args, dest) is not None:
+            parser.error(f"--{dest.replace('_', '-')} applies to --file only")
     stats = asyncio.run(
         produce(
             settings,
@@ -92,6 +141,40 @@ def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         f"sent {stats.events} events and {stats.labels} labels to "
         f"{settings.topic('events')} in {stats.seconds:.2f} s ({rate:,.0f} events/s); "
         f"ids {stats.id_prefix}-0..{stats.events - 1}"
+    )
+    return 0
+
+
+def _produce_file(args: argparse.Namespace, settings: Settings) -> int:
+    from riverbed.devtools.produce import produce_file
+
+    try:
+        source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        return _fail(f"cannot read --file {args.file}: {exc.strerror or exc}")
+    with source:
+        stats = asyncio.run(
+            produce_file(
+                settings,
+                source,
+                topic=args.topic or "events",
+                key_field=args.key_field,
+                limit=args.limit,
+                rate=args.rate,
+            )
+        )
+    rate = stats.records / stats.seconds if stats.seconds else 0.0
+    notes = []
+    if stats.blank:
+        notes.append(f"skipped {stats.blank} blank lines")
+    if stats.not_objects:
+        notes.append(f"{stats.not_objects} not JSON objects (the worker dead-letters them)")
+    if stats.keyless:
+        notes.append(f"{stats.keyless} without {args.key_field} (sent with no key)")
+    print(
+        f"sent {stats.records} records from {'stdin' if args.file == '-' else args.file} "
+        f"to {stats.topic} in {stats.seconds:.2f} s ({rate:,.0f} records/s)"
+        + "".join(f"; {n}" for n in notes)
     )
     return 0
 
@@ -125,6 +208,9 @@ def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    bad_model = _model_error(settings)
+    if bad_model:
+        return _fail(bad_model)  # as a worker would, before listing a config it refuses
     for env, value, doc in settings.describe():
         print(f"{env}={value}\n    {doc}")
     return 0
@@ -150,27 +236,63 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--port", type=int, default=None, help="client port (default: the port of RIVERBED_BROKER)"
     )
-    pr = sub.add_parser("produce", help="replay a River dataset or synthetic stream into events")
-    pr.add_argument("--dataset", choices=DATASETS, default="phishing")
-    pr.add_argument("--limit", type=int, default=None, help="stop after N events")
-    pr.add_argument("--rate", type=float, default=0.0, help="events per second (0: max)")
+    pr = sub.add_parser(
+        "produce",
+        help="replay a River dataset, a synthetic stream or your JSON lines into events",
+        description="Replay a River dataset or synthetic stream into the events topic, or "
+        "with --file your own JSON lines. Options marked 'datasets' apply to --dataset only.",
+    )
+    pr.set_defaults(parser=pr)
+    src = pr.add_mutually_exclusive_group()
+    src.add_argument(
+        "--dataset", choices=DATASETS, default="phishing", help="what to replay (default: phishing)"
+    )
+    src.add_argument(
+        "--file",
+        metavar="PATH",
+        help="replay a JSON-lines file (-: stdin), one record a line, instead of a dataset. "
+        "Each line is sent as it is: riverbed validates it, so a line that is not a valid "
+        "record reaches the dead-letter topic as it would from any producer. Blank lines "
+        "are skipped",
+    )
+    pr.add_argument(
+        "--key-field",
+        metavar="PATH",
+        help="(--file) the message key is the record's value at this dotted path (txn_id, "
+        "user.id); numbers become strings (12 -> '12'); partitioned by murmur2, as Java "
+        "clients do. Without it, or where the field is missing or null: no key",
+    )
+    pr.add_argument(
+        "--topic",
+        choices=("events", "labels"),
+        default=None,
+        help="(--file) the riverbed topic the lines go to (default: events; labels replays "
+        "a labels file: give it the key field of its events, so each label reaches its "
+        "event's partition)",
+    )
+    pr.add_argument("--limit", type=int, default=None, help="stop after N events (or records)")
+    pr.add_argument("--rate", type=float, default=0.0, help="events (records) per second (0: max)")
     pr.add_argument(
         "--key",
         choices=KEYS,
         default="id",
-        help="message key: the event id (hash-partitioned) or none (round-robin)",
+        help="(datasets) message key: the event id (hash-partitioned) or none (round-robin)",
     )
-    pr.add_argument("--seed", type=int, default=42, help="seed of synthetic streams")
+    pr.add_argument("--seed", type=int, default=42, help="(datasets) seed of synthetic streams")
     pr.add_argument(
         "--label-delay",
         type=int,
         default=0,
         metavar="N",
-        help="send each label on the labels topic N events later (0: inline)",
+        help="(datasets) send each label on the labels topic N events later (0: inline)",
     )
-    pr.add_argument("--no-labels", action="store_true", help="send no labels at all")
-    pr.add_argument("--id-prefix", default=None, help="event ids are PREFIX-<n> (default random)")
-    pr.add_argument("--drift-at", type=int, default=5000, help="drift position (dataset drift)")
+    pr.add_argument("--no-labels", action="store_true", help="(datasets) send no labels at all")
+    pr.add_argument(
+        "--id-prefix", default=None, help="(datasets) event ids are PREFIX-<n> (default random)"
+    )
+    pr.add_argument(
+        "--drift-at", type=int, default=5000, help="(datasets) drift position (dataset drift)"
+    )
     t = sub.add_parser("tail", help="pretty-print a topic")
     t.add_argument("topic", help="events, labels, predictions, metrics, dlq or a full name")
     t.add_argument("--from-end", action="store_true", help="only new records")
@@ -180,6 +302,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="exit after this many seconds without a record",
+    )
+    # `worker` is Faust's command (main() hands it over before this parser): listed here
+    # so that `riverbed --help` shows the command a user runs most.
+    sub.add_parser(
+        "worker",
+        add_help=False,
+        help="run a worker: learn from events, publish predictions and serve HTTP (Faust's "
+        "worker command; `riverbed worker --help` lists its options)",
     )
     sub.add_parser("models", help="list the model catalog")
     sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
@@ -216,34 +346,66 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(str(exc))
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:
+            # `riverbed tail dlq | head`: the reader has what it wanted and left. Exit 0,
+            # not 141 (128 + SIGPIPE, what `yes | head` gives): a tail without --limit
+            # only ends this way, so it is its normal end, and a `set -o pipefail`
+            # script must not fail on it. stdout goes to devnull so that Python's own
+            # flush at exit does not raise again (the idiom of the signal module's docs).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        except Exception as exc:
+            if _is_unreachable(exc):
+                return _fail(_unreachable(settings, exc))
+            raise
     return _faust(settings, args_list)
 
 
+def _faust_help_is_h() -> None:
+    """``-h`` is help for Faust's commands too, as for riverbed's and argparse's: Faust's
+    worker had it for ``--web-host``, which keeps its long name."""
+    from faust.cli.faust import cli
+
+    cli.context_settings.setdefault("help_option_names", list(HELP))
+    for command in cli.commands.values():
+        for param in command.params:
+            if "-h" in param.opts:
+                param.opts.remove("-h")
+
+
 def _faust(settings: Settings, args_list: list[str]) -> int:
-    from riverbed import models
+    from riverbed.kafka.security import preflight
     from riverbed.kafka.topics import ensure_topics
     from riverbed.main import check_layout, create_app
 
-    try:
-        models.spec(settings.model)
-    except models.UnknownModel as exc:
-        return _fail(f"RIVERBED_MODEL={settings.model!r}: {exc}")
+    bad_model = _model_error(settings)
+    if bad_model:
+        return _fail(bad_model)
+    _faust_help_is_h()
+    if any(a in HELP for a in itertools.takewhile(lambda a: a != "--", args_list)):
+        # Help has no side effects: no topics made, no snapshot key file written (the app
+        # gets a placeholder key), nothing contacted. Only the command's name is passed
+        # on, so that nothing else can run (`worker --web-host --help` would be a worker).
+        command = list(itertools.takewhile(lambda a: not a.startswith("-"), args_list))[:1]
+        app = create_app(dataclasses.replace(settings, snapshot_key="help: no key"))
+        sys.argv = ["riverbed", *command, "--help"]
+        app.main()  # exits the process
+        return 0
     if args_list and args_list[0] == "worker":
         # Create the topics with the right partitions before Faust subscribes, on the
         # loop Faust will then use (mode takes the current event loop).
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
+            # First: a refused password or certificate is one clear line, not a crash.
+            loop.run_until_complete(preflight(settings))
             layout = loop.run_until_complete(ensure_topics(settings))
             check_layout(settings, layout)
         except ConfigError as exc:
             return _fail(str(exc))
         except Exception as exc:
-            return _fail(
-                f"cannot reach Kafka at RIVERBED_BROKER={settings.bootstrap} "
-                f"({type(exc).__name__}: {exc}); start one with "
-                "`riverbed broker start` or `make kafka-up`"
-            )
+            return _fail(_unreachable(settings, exc))
         if not any(a in {"-l", "--loglevel"} or a.startswith("--loglevel=") for a in args_list):
             args_list = [*args_list, "--loglevel", settings.log_level]
     else:

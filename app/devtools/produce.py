@@ -7,6 +7,9 @@ Synthetic streams (infinite unless ``--limit``): agrawal, sea, hyperplane, and
 Labels go inline (``"y"`` in the event) by default. With ``--label-delay N`` the event
 is sent without ``y`` and its label is sent on ``labels``, with the same key and
 partition, after ``N`` more events: a deterministic delay, so runs are reproducible.
+
+``--file PATH`` (``-``: stdin) replays the user's own JSON lines instead, one record a
+line, as they are (:func:`produce_file`).
 """
 
 from __future__ import annotations
@@ -14,22 +17,37 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
+import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from river import datasets
 from river.datasets import synth
 
 from riverbed.config import Settings
+from riverbed.exceptions import RiverbedError
+from riverbed.kafka.security import preflight
 from riverbed.kafka.topics import TopicNames, ensure_topics
 from riverbed.records import encode
 
-__all__ = ["DATASETS", "ProduceStats", "dataset_stream", "produce"]
+__all__ = [
+    "DATASETS",
+    "FileStats",
+    "ProduceStats",
+    "dataset_stream",
+    "key_of",
+    "produce",
+    "produce_file",
+    "read_lines",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +62,7 @@ DATASETS = (
     "drift",
 )
 KEYS = ("id", "none")
+FILE_TOPICS = ("events", "labels")  # where --file sends its records
 
 
 def dataset_stream(
@@ -114,6 +133,7 @@ async def produce(
     if key not in KEYS:
         msg = f"--key must be one of {', '.join(KEYS)}"
         raise ValueError(msg)
+    await preflight(settings)  # a refused password or certificate: one clear error
     counts = await ensure_topics(settings)
     names = TopicNames.from_settings(settings)
     n_partitions = counts[names.events]
@@ -124,7 +144,11 @@ async def produce(
     if limit is not None:
         stream = itertools.islice(stream, limit)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all", max_batch_size=256 * 1024
+        bootstrap_servers=settings.bootstrap,
+        linger_ms=5,
+        acks="all",
+        max_batch_size=256 * 1024,
+        **settings.kafka_client(),
     )
     await producer.start()
     stats = ProduceStats(id_prefix=prefix)
@@ -164,6 +188,209 @@ async def produce(
             _, lk, lp, lv = waiting.popleft()
             futures.append(await producer.send(names.labels, lv, key=lk, partition=lp))
             stats.labels += 1
+        await asyncio.gather(*futures)
+        await producer.flush()
+    finally:
+        await producer.stop()
+        stats.seconds = time.monotonic() - started
+    return stats
+
+
+# -- --file: the user's own JSON lines ------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def key_of(record: Any, path: str) -> bytes | None:
+    """The Kafka key at the dotted ``path`` of a JSON record (None: absent or null).
+
+    Strings are the key as they are, numbers their decimal text (``12`` -> ``b"12"``),
+    any other value its compact JSON. A name that itself holds dots is found too, as
+    ``RIVERBED_EVENT_*`` paths are.
+
+    Examples
+    --------
+    >>> key_of({"txn_id": 12}, "txn_id"), key_of({"user": {"id": "u-7"}}, "user.id")
+    (b'12', b'u-7')
+    >>> key_of({"user.id": 3.5}, "user.id"), key_of({"user": {"id": None}}, "user.id")
+    (b'3.5', None)
+    >>> key_of({"ids": [1, 2]}, "ids"), key_of({"ok": True}, "ok"), key_of([1], "a")
+    (b'[1,2]', b'true', None)
+
+    """
+    cur: Any = record
+    for part in path.split("."):
+        cur = cur.get(part, _MISSING) if isinstance(cur, dict) else _MISSING
+        if cur is _MISSING:
+            cur = record.get(path) if isinstance(record, dict) and "." in path else None
+            break
+    if cur is None:
+        return None
+    if isinstance(cur, str):
+        return cur.encode()
+    if isinstance(cur, int | float) and not isinstance(cur, bool):
+        return str(cur).encode()
+    return orjson.dumps(cur)
+
+
+async def _chunks(stream: BinaryIO, size: int = 1 << 16) -> AsyncIterator[bytes]:
+    """``stream``'s bytes as they arrive. A daemon thread reads, so a pipe or terminal
+    that waits for its writer never holds the event loop (nor the producer's sends),
+    and an interrupted run does not wait for a line that may never come. The thread
+    reads its own duplicate of the file descriptor, with no lock of Python's file
+    object held, so closing the file or exiting while it waits is safe."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=8)
+    stop = threading.Event()
+    try:
+        fd = os.dup(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no file descriptor (an io.BytesIO)
+        fd = -1
+
+    def put(item: bytes | BaseException) -> bool:
+        putting = queue.put(item)
+        try:
+            sent = asyncio.run_coroutine_threadsafe(putting, loop)
+        except RuntimeError:  # the loop is closed: nobody reads any more
+            putting.close()
+            return False
+        while not stop.is_set():
+            try:
+                sent.result(timeout=0.1)
+            except TimeoutError:
+                continue  # the queue is full: the producer is behind
+            except Exception:  # cancelled as the loop closed
+                return False
+            return True
+        sent.cancel()
+        return False
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                chunk = os.read(fd, size) if fd >= 0 else stream.read(size)
+                if not put(chunk) or not chunk:
+                    return
+        except Exception as exc:  # raised where the chunks are read
+            put(exc)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    threading.Thread(target=reader, name="riverbed-produce-reader", daemon=True).start()
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+async def read_lines(stream: BinaryIO) -> AsyncGenerator[bytes, None]:
+    """The lines of ``stream`` without their ``\\n`` or ``\\r\\n``, as they arrive."""
+    parts: list[bytes] = []
+    async for chunk in _chunks(stream):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            parts.append(chunk[start:end])
+            line = b"".join(parts)
+            parts.clear()
+            start = end + 1
+            yield line[:-1] if line.endswith(b"\r") else line
+        if start < len(chunk):
+            parts.append(chunk[start:])
+    if parts:
+        line = b"".join(parts)
+        yield line[:-1] if line.endswith(b"\r") else line
+
+
+@dataclass
+class FileStats:
+    """What :func:`produce_file` sent: ``records`` in all, of which ``not_objects``
+    are not a JSON object and ``keyless`` have no value at the key field; ``blank``
+    lines were skipped."""
+
+    topic: str
+    records: int = 0
+    blank: int = 0
+    not_objects: int = 0
+    keyless: int = 0
+    seconds: float = 0.0
+
+
+async def produce_file(
+    settings: Settings,
+    source: BinaryIO,
+    *,
+    topic: str = "events",
+    key_field: str | None = None,
+    limit: int | None = None,
+    rate: float = 0.0,
+) -> FileStats:
+    """Send each JSON line of ``source`` to riverbed's ``topic`` (events or labels).
+
+    The value is the line's bytes unchanged: riverbed validates records, so a line that
+    is not a valid record reaches the dead-letter topic as it would from any producer.
+    Blank lines are skipped. The key is :func:`key_of` the record at ``key_field``
+    (none without it), partitioned as Kafka's Java clients do (murmur2 of the key;
+    aiokafka's default). ``limit`` stops after that many records, ``rate`` paces
+    them per second (0: as fast as the broker takes them).
+    """
+    if topic not in FILE_TOPICS:
+        msg = f"--topic must be one of {', '.join(FILE_TOPICS)}"
+        raise ValueError(msg)
+    await preflight(settings)  # a refused password or certificate: one clear error
+    await ensure_topics(settings)  # the partitions riverbed wants, not auto-created ones
+    stats = FileStats(topic=settings.topic(topic))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all", **settings.kafka_client()
+    )
+    await producer.start()
+    futures: list[asyncio.Future[Any]] = []
+    t0 = started = time.monotonic()
+    lineno = 0
+    try:
+        async for line in read_lines(source):
+            lineno += 1
+            if limit is not None and stats.records >= limit:
+                break  # --limit 0
+            if not line.strip():
+                stats.blank += 1
+                continue
+            n = stats.records
+            if rate > 0 and n > 0:
+                ahead = t0 + n / rate - time.monotonic()
+                if ahead > 0.001:
+                    await asyncio.sleep(ahead)  # pacing to the requested rate
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                stats.not_objects += 1
+            key = key_of(record, key_field) if key_field else None
+            if key_field and key is None:
+                stats.keyless += 1
+            try:
+                futures.append(await producer.send(stats.topic, line, key=key))
+            except MessageSizeTooLargeError:
+                msg = (
+                    f"line {lineno} has {len(line):,} bytes, more than a Kafka request "
+                    "takes (1 MiB); nothing after it was sent"
+                )
+                raise RiverbedError(msg) from None
+            if n == 0:
+                t0 = time.monotonic()  # the schedule starts once metadata is in
+            stats.records += 1
+            if limit is not None and stats.records >= limit:
+                break  # without waiting for one more line of a slow pipe
+            if len(futures) >= 2000:
+                await asyncio.gather(*futures)
+                futures.clear()
         await asyncio.gather(*futures)
         await producer.flush()
     finally:

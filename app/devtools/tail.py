@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import difflib
+import errno
+import select
 import sys
 from typing import TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from riverbed.config import Settings
+from riverbed.exceptions import RiverbedError
+from riverbed.kafka.security import preflight
 
-__all__ = ["format_record", "tail"]
+__all__ = ["MissingTopic", "format_record", "tail"]
+
+METADATA_TIMEOUT_S = 30.0
+
+
+class MissingTopic(RiverbedError):
+    """The topic to tail does not exist (and tailing it must not create it)."""
 
 
 def format_record(
@@ -42,6 +55,41 @@ def format_record(
     return "\n".join(lines)
 
 
+async def _check_exists(settings: Settings, topic: str) -> None:
+    """Raise :class:`MissingTopic` unless the cluster has ``topic``. Asked of the admin
+    client, whose metadata request names no topic: a consumer subscribing to a missing
+    topic would have a broker with ``auto.create.topics.enable`` create it."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        request_timeout_ms=int(METADATA_TIMEOUT_S * 1000),
+        **settings.kafka_client(),
+    )
+    await asyncio.wait_for(admin.start(), METADATA_TIMEOUT_S)
+    try:
+        topics = await admin.list_topics()
+    finally:
+        await admin.close()
+    if topic not in topics:
+        near = difflib.get_close_matches(topic, topics, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        msg = f"topic {topic!r} does not exist at RIVERBED_BROKER={settings.bootstrap}{hint}"
+        raise MissingTopic(msg)
+
+
+def _reader_gone(out: TextIO) -> bool:
+    """Whether ``out`` is a pipe whose reader has exited (``riverbed tail ... | head``),
+    so an idle tail ends then instead of at the next record it fails to write."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a StringIO, say)
+        return False
+    if not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR and POLLHUP are reported unasked
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+
+
 async def tail(
     settings: Settings,
     topic: str,
@@ -51,18 +99,27 @@ async def tail(
     idle_timeout: float | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Print records of ``topic``; stop after ``limit`` records or ``idle_timeout`` idle s."""
+    """Print records of ``topic``; stop after ``limit`` records or ``idle_timeout`` idle s.
+
+    Raises
+    ------
+    MissingTopic
+        When ``topic`` does not exist; nothing creates it.
+    BrokenPipeError
+        When ``out`` is a pipe whose reader has gone.
+
+    """
+    await preflight(settings)  # a refused password or certificate: one clear error
+    await _check_exists(settings, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
+        **settings.kafka_client(),
     )
     await consumer.start()
     seen = 0
     try:
-        if topic not in await consumer.topics():
-            print(f"riverbed: topic {topic!r} does not exist", file=sys.stderr)
-            return 0
         # No group: subscribing without a group_id assigns every partition to us.
         consumer.subscribe([topic])
         while limit is None or seen < limit:
@@ -70,6 +127,8 @@ async def tail(
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=500)
             if not batch and idle_timeout is not None:
                 break
+            if not batch and _reader_gone(out):
+                raise BrokenPipeError(errno.EPIPE, "the reader of the output has exited")
             for records in batch.values():
                 for r in records:
                     print(
