@@ -23,7 +23,7 @@ __all__ = ["SECRETS", "SPECS", "Settings", "parse_broker"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Settings whose values are never printed (riverbed config, logs, /models).
-SECRETS = frozenset({"snapshot_key", "sasl_password"})
+SECRETS = frozenset({"snapshot_key", "sasl_password", "http_token"})
 
 
 def parse_broker(value: str) -> tuple[str, ...]:
@@ -215,6 +215,17 @@ def _json_label(value: str) -> Any:
     return v
 
 
+def _url(value: str) -> str:
+    """An http(s) URL with a host (and port), or empty."""
+    if not value:
+        return value
+    m = re.fullmatch(r"(https?)://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?/?", value.strip())
+    if not m:
+        msg = f"{value!r} is not an http(s)://host[:port] URL"
+        raise ValueError(msg)
+    return value.strip().rstrip("/")
+
+
 def _model(value: str) -> str:
     if not value.strip():
         msg = "model name is empty"
@@ -353,6 +364,20 @@ SPECS: tuple[_Spec, ...] = (
         "Interface of the HTTP server (/metrics, /health, /ready, /models).",
     ),
     _Spec("web_port", "6066", _port, "Port of the HTTP server."),
+    _Spec(
+        "web_advertised_url",
+        "",
+        _url,
+        "URL other workers of the group reach this one at (forwarded /predict requests); "
+        "empty: http://<web host>:<web port>.",
+    ),
+    _Spec(
+        "http_token",
+        "",
+        str,
+        "Bearer token /predict and the model export require (Authorization: Bearer ...); "
+        "empty: none. Never printed.",
+    ),
     _Spec(
         "pending_max",
         "100000",
@@ -507,6 +532,8 @@ class Settings:
     replication: int
     web_host: str
     web_port: int
+    web_advertised_url: str
+    http_token: str = field(repr=False)
     pending_max: int
     pending_max_bytes: int
     max_features: int
@@ -614,6 +641,11 @@ class Settings:
         own = {"events": self.events_topic, "labels": self.labels_topic,
                "predictions": self.predictions_topic}.get(name)  # fmt: skip
         return own or f"{self.topic_prefix}{name}"
+
+    @property
+    def advertised_url(self) -> str:
+        """Where the other workers of the group reach this worker's HTTP server."""
+        return self.web_advertised_url or f"http://{self.web_host}:{self.web_port}"
 
     def topic_names(self) -> dict[str, str]:
         """``{"events": full name, ...}`` for the user-facing topics."""

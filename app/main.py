@@ -36,7 +36,7 @@ from riverbed.kafka.topics import (
 from riverbed.kafka.transport import BatchTransport
 from riverbed.kafka.worker import Producers, faust_app
 from riverbed.learning.state import Learners
-from riverbed.serving import agents, web
+from riverbed.serving import agents, predict, web
 from riverbed.serving.metrics import RiverbedMetrics
 from riverbed.serving.processor import Processor
 from riverbed.serving.publisher import MetricsPublisher
@@ -111,11 +111,18 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         logger.info("riverbed owns partitions %s (model %s; restore took %.2f s)",
                     sorted(assigned), spec.name, recovery.seconds)  # fmt: skip
 
+    predictor = predict.Predictor(
+        learners, learners.settings.mapping, events_topic=names.events,
+        partitions=layout[names.events] if layout else settings.partitions,
+        url=settings.advertised_url, token=settings.http_token,
+        max_record_bytes=settings.max_record_bytes, batch_max=settings.batch_max, model=spec.name,
+    )  # fmt: skip
+
     def document() -> dict[str, Any]:
         """The /models body; Prometheus' scrape-time metrics are read from it too."""
         return {**learners.describe(), **processor.describe(), **checkpointer.describe(),
-                **intake.describe(), **recovery.describe(), "ready": status.ready,
-                "drift_detector": settings.drift_detector}  # fmt: skip
+                **intake.describe(), **recovery.describe(), **predictor.describe(),
+                "ready": status.ready, "drift_detector": settings.drift_detector}  # fmt: skip
 
     def highwater(partition: int) -> int | None:
         return app.consumer.highwater(TP(names.events, partition))
@@ -132,4 +139,5 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     app.timer(1.0)(checkpointer.checkpoint_if_due)
     agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
     web.register(app, document, status, metrics)
+    predict.register(app, predictor)
     return app

@@ -157,7 +157,7 @@ def decode_label(raw: bytes | None, max_bytes: int) -> Label:
     return Label(rid, _label(obj["y"], "y"))
 
 
-def encode(obj: dict[str, Any]) -> bytes:
+def encode(obj: Any) -> bytes:
     """JSON bytes; label keys of ``proba`` (``True``, ``3``) become strings.
 
     Examples
@@ -379,9 +379,20 @@ class FieldMapping:
 
     def event(self, raw: bytes | None, key: bytes | None, max_bytes: int) -> Event:
         """Decode and map an events value (and key, for ``@key``)."""
-        obj = _load(raw, max_bytes)
+        return self.event_from(_load(raw, max_bytes), key)
+
+    def event_from(
+        self, obj: dict[str, Any], key: bytes | None, *, require_id: bool = True
+    ) -> Event:
+        """Map a decoded events value; without ``require_id`` a missing id is ``""``
+        (a record sent to ``POST /predict``)."""
         c = self._compiled()
-        rid = _key_id(key) if c.id is None else _record_id(_at(obj, c.id), self.event_id)
+        if not require_id and (key is None if c.id is None else _at(obj, c.id) is _MISSING):
+            rid = ""
+        elif c.id is None:
+            rid = _key_id(key)
+        else:
+            rid = _record_id(_at(obj, c.id), self.event_id)
         x = c.features(obj)
         if not x:
             msg = f"no features: nothing found at RIVERBED_EVENT_FEATURES={','.join(self.features)}"

@@ -91,6 +91,10 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,  # Faust binds 0.0.0.0 by default; we do not
         web_port=settings.web_port,
+        # What the group's assignment tells the other members this worker's URL is
+        # (POST /predict forwards there; Faust's default names the host, not the
+        # interface the server is bound to).
+        canonical_url=settings.advertised_url,
         # A new consumer group learns from the beginning of the stream, not only
         # from events produced after it started.
         consumer_auto_offset_reset="earliest",

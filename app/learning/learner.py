@@ -499,6 +499,30 @@ class PartitionLearner:
         return new
 
     # -- prediction ------------------------------------------------------------------
+    def predict_one(self, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:
+        """What the stream would predict for ``x`` now, changing nothing (``POST
+        /predict``): the same feature cap, the same model, no learning, no counting.
+
+        Examples
+        --------
+        >>> from riverbed import models
+        >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
+        >>> learner.predict_one({"f": 1.0}), learner.events, learner.features
+        ((False, {False: 0.5, True: 0.5}), 0, set())
+
+        """
+        if not self.features.issuperset(x):
+            room = self.max_features - len(self.features)
+            kept: dict[str, Value] = {}
+            for name, v in x.items():
+                if name in self.features:
+                    kept[name] = v
+                elif room > 0:
+                    room -= 1
+                    kept[name] = v
+            x = kept
+        return self._predict(x)
+
     def _predict(self, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:
         if self.task == "classification":
             if self._has_proba:
