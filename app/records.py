@@ -456,7 +456,7 @@ class _Compiled:
         if self.single is not None:
             v = _at(obj, self.single)
             if type(v) is dict:  # one object: its fields, named relative to it
-                _flatten(v, "", x, lists="error", skip=frozenset())
+                _flatten(v, "", x, lists="error", skip=frozenset(), shown=self.single_name + ".")
                 return x
             self._scalar(self.single_name, v, x)
             return x
