@@ -139,5 +139,6 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     app.timer(1.0)(checkpointer.checkpoint_if_due)
     agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
     web.register(app, document, status, metrics)
+    web.register_model_export(app, learners, settings.http_token)
     predict.register(app, predictor)
     return app

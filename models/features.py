@@ -24,7 +24,7 @@ import math
 import numbers
 from typing import Any, Literal
 
-from river import base
+from river import base, compose, preprocessing
 
 __all__ = ["MixedScaler"]
 
@@ -82,6 +82,64 @@ class MixedScaler(base.Transformer):
         self.vars: collections.defaultdict[Any, float] = collections.defaultdict(float)
         self.min: dict[Any, float] = {}
         self.max: dict[Any, float] = {}
+
+    def to_river(self) -> compose.TransformerUnion:
+        """River's own composition this scaler stands for, in the state it has learned.
+
+        The statistics are copied (the scaler is left as it is): the union transforms
+        as this scaler does and learns on as it would. ``riverbed export`` pickles
+        models with it, so that they load where only River is installed.
+
+        Examples
+        --------
+        >>> scaler = MixedScaler()
+        >>> for x in [{"amount": 10.0, "country": "FR"}, {"amount": 30.0, "country": "DE"}]:
+        ...     scaler.learn_one(x)
+        >>> union = scaler.to_river()
+        >>> x = {"amount": 40.0, "country": "JP"}
+        >>> union.transform_one(x) == scaler.transform_one(x)
+        True
+        >>> MixedScaler("minmax").to_river()
+        TransformerUnion (
+          Pipeline (
+            Select (
+              <class 'numbers.Number'>
+            ),
+            MinMaxScaler (
+              window_size=None
+            )
+          ),
+          Pipeline (
+            Select (
+              <class 'str'>
+            ),
+            OneHotEncoder (
+              categories=None
+              drop_zeros=True
+              drop_first=False
+            )
+          )
+        )
+
+        """
+        scaler: base.Transformer
+        if self._standard:
+            standard = preprocessing.StandardScaler()
+            standard.counts.update(self.counts)
+            standard.means.update(self.means)
+            standard.vars.update(self.vars)
+            scaler = standard
+        else:
+            minmax = preprocessing.MinMaxScaler()
+            for name, low in self.min.items():
+                minmax.min[name].update(low)
+            for name, high in self.max.items():
+                minmax.max[name].update(high)
+            scaler = minmax
+        return compose.TransformerUnion(
+            compose.SelectType(numbers.Number) | scaler,
+            compose.SelectType(str) | preprocessing.OneHotEncoder(drop_zeros=True),
+        )
 
     # A number's class is float, int or bool nearly always: three identity tests find
     # it, and only other values pay for the isinstance tests of _kind.

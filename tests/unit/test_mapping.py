@@ -50,7 +50,7 @@ def test_globs_and_star_skip_the_id_label_time_nulls_and_lists() -> None:
 
 def test_one_object_path_names_features_relative_to_it() -> None:
     m = payments(RIVERBED_EVENT_FEATURES="user", RIVERBED_PREDICTION_FIELDS="")
-    with pytest.raises(InvalidRecord, match='"user.tags" must be a number'):
+    with pytest.raises(InvalidRecord, match=r'"user\.tags" must be a number'):
         m.event(PAYMENT, None, 10_000)  # a list named (inside the object) is refused
     raw = PAYMENT.replace(b'"tags": [1],', b"")
     assert m.event(raw, None, 10_000).x == {"age": 31, "new": True}
