@@ -1,6 +1,7 @@
 """``riverbed``: project commands plus the Faust app's own command line.
 
-``broker``, ``produce``, ``tail``, ``models``, ``config`` and ``demo`` are riverbed's;
+``broker``, ``produce``, ``tail``, ``models``, ``config``, ``export``, ``inspect`` and
+``demo`` are riverbed's;
 anything else (``worker``, ``agents``, ``--help`` of Faust ...) goes to Faust's
 command line of the app built from the settings, so ``riverbed worker -l info`` is
 exactly ``faust -A ... worker -l info``.
@@ -22,7 +23,7 @@ from riverbed.exceptions import ConfigError, RiverbedError
 
 __all__ = ["main"]
 
-PROJECT_COMMANDS = {"broker", "produce", "tail", "models", "config", "demo"}
+PROJECT_COMMANDS = {"broker", "produce", "tail", "models", "config", "demo", "export", "inspect"}
 HELP = ("-h", "--help")
 # Options of `produce` that only a dataset takes, and those only --file takes.
 DATASET_OPTIONS = ("dataset", "key", "seed", "label_delay", "no_labels", "id_prefix", "drift_at")
@@ -216,6 +217,62 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+    from pathlib import Path
+
+    from riverbed.serving.export import dumps, latest_snapshot
+
+    out = args.out or f"model-p{args.partition}.pkl"
+    if out == "-" and sys.stdout.isatty():
+        return _fail("--out -: stdout is a terminal; redirect it, or give --out FILE")
+    snap = asyncio.run(latest_snapshot(settings, args.partition))
+    for reason in snap.refused:
+        print(f"riverbed: warning: skipped the newer {reason}", file=sys.stderr)
+    exported = dumps(snap.learner.model)
+    if out == "-":
+        sys.stdout.buffer.write(exported.blob)
+        sys.stdout.buffer.flush()
+        report = sys.stderr
+    else:
+        path = Path(out)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_bytes(exported.blob)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            return _fail(f"cannot write --out {out}: {exc.strerror or exc}")
+        report = sys.stdout
+    meta, learner = snap.meta, snap.learner
+    age = time.time() - meta["created_ms"] / 1000
+    print(
+        f"exported {learner.spec.name} of partition {args.partition} to "
+        f"{'stdout' if out == '-' else out} ({len(exported.blob):,} bytes): the snapshot at "
+        f"events offset {meta['events_offset']}, labels offset {meta['labels_offset']}, "
+        f"written {age:.1f} s ago ({learner.learned:,} labels learned); "
+        f"{exported.loads_with}",
+        file=report,
+    )
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson
+
+    from riverbed.serving.export import format_inspection, inspection, latest_snapshot
+
+    snap = asyncio.run(latest_snapshot(settings, args.partition))
+    for reason in snap.refused:
+        print(f"riverbed: warning: skipped the newer {reason}", file=sys.stderr)
+    doc = inspection(snap.learner, snap.meta, snap.topic)
+    if args.json:
+        print(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+    else:
+        print(format_inspection(doc))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from riverbed.devtools.demo import run_demo
 
@@ -312,6 +369,32 @@ def _parser() -> argparse.ArgumentParser:
         "worker command; `riverbed worker --help` lists its options)",
     )
     sub.add_parser("models", help="list the model catalog")
+    ex = sub.add_parser(
+        "export",
+        help="write a partition's River model to a pickle that loads without riverbed",
+        description="Read the newest snapshot of partition P that verifies "
+        "(RIVERBED_SNAPSHOT_KEY) from the app's snapshots topic, no worker needed, and "
+        "write its River model with pickle: it loads in a Python with river installed "
+        "and predicts as the partition's learner did at that snapshot.",
+    )
+    ex.add_argument("--partition", "-p", type=int, required=True, metavar="P")
+    ex.add_argument(
+        "--out",
+        "-o",
+        metavar="FILE",
+        default=None,
+        help="where to write the pickle (default: model-p<P>.pkl; -: stdout, not a terminal)",
+    )
+    ins = sub.add_parser(
+        "inspect",
+        help="describe a partition's model: steps, counts, metric, snapshot, weights or tree",
+        description="Read the newest snapshot of partition P that verifies (no worker "
+        "needed) and describe it: pipeline steps, events and labels learned, metric, "
+        "snapshot offsets and age, the largest weights of a linear model, the size of a "
+        "tree, each tree of a forest.",
+    )
+    ins.add_argument("--partition", "-p", type=int, required=True, metavar="P")
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
     d = sub.add_parser("demo", help="broker + worker + drifting stream + live accuracy")
     d.add_argument("--rate", type=float, default=400.0)
@@ -374,6 +457,44 @@ def _faust_help_is_h() -> None:
                 param.opts.remove("-h")
 
 
+def _processes_option(args: list[str], settings: Settings) -> tuple[list[str], Settings]:
+    """``worker --processes N|auto`` (else ``RIVERBED_PROCESSES``): the worker's other
+    arguments and the settings with that number."""
+    from riverbed.config import SPECS
+
+    out, value = [], None
+    it = iter(args)
+    for a in it:
+        if a == "--processes":
+            value = next(it, "")
+        elif a.startswith("--processes="):
+            value = a.split("=", 1)[1]
+        else:
+            out.append(a)
+    if value is None:
+        return out, settings
+    spec = next(s for s in SPECS if s.field == "processes")
+    try:
+        n = spec.parse(value)
+    except ValueError as exc:
+        msg = f"--processes {value!r}: {exc}"
+        raise ConfigError(msg) from None
+    return out, dataclasses.replace(settings, processes=n)
+
+
+def _supervise(settings: Settings, args: list[str], loop: asyncio.AbstractEventLoop) -> int:
+    """Run the supervisor of ``settings.processes`` workers (topics already made)."""
+    from riverbed.checkpoint.snapshots import load_key
+    from riverbed.config import PROJECT_ROOT
+    from riverbed.logs import setup_supervisor_logging
+    from riverbed.supervisor.process import Supervisor
+
+    # The children share the snapshot key: made once here, not raced by N processes.
+    load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
+    setup_supervisor_logging(settings.log_level)
+    return loop.run_until_complete(Supervisor(settings, args).run())
+
+
 def _faust(settings: Settings, args_list: list[str]) -> int:
     from riverbed.kafka.security import preflight
     from riverbed.kafka.topics import ensure_topics
@@ -393,6 +514,10 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
         app.main()  # exits the process
         return 0
     if args_list and args_list[0] == "worker":
+        try:
+            args_list, settings = _processes_option(args_list, settings)
+        except ConfigError as exc:
+            return _fail(str(exc))
         # Create the topics with the right partitions before Faust subscribes, on the
         # loop Faust will then use (mode takes the current event loop).
         loop = asyncio.new_event_loop()
@@ -408,6 +533,8 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             return _fail(_unreachable(settings, exc))
         if not any(a in {"-l", "--loglevel"} or a.startswith("--loglevel=") for a in args_list):
             args_list = [*args_list, "--loglevel", settings.log_level]
+        if settings.processes > 1:
+            return _supervise(settings, args_list, loop)
     else:
         layout = None
     app = create_app(settings, layout)

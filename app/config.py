@@ -226,6 +226,24 @@ def _url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+def _processes(value: str) -> int:
+    """A positive number of processes, or ``auto`` (the CPUs this process may use)."""
+    if value.strip().lower() == "auto":
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
+    return _positive_int(value)
+
+
+def _instance_id(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
+        msg = f"{value!r} may only hold letters, digits, '.', '_' and '-'"
+        raise ValueError(msg)
+    return value
+
+
 def _model(value: str) -> str:
     if not value.strip():
         msg = "model name is empty"
@@ -377,6 +395,21 @@ SPECS: tuple[_Spec, ...] = (
         str,
         "Bearer token /predict and the model export require (Authorization: Bearer ...); "
         "empty: none. Never printed.",
+    ),
+    _Spec(
+        "processes",
+        "1",
+        _processes,
+        "Worker processes on this machine under one supervisor (riverbed worker "
+        "--processes); auto: one per CPU.",
+    ),
+    _Spec(
+        "group_instance_id",
+        "",
+        _instance_id,
+        "Static group membership id (Kafka group.instance.id): a restarted worker takes "
+        "its partitions back without a rebalance; the supervisor sets one per slot. Empty: "
+        "dynamic membership.",
     ),
     _Spec(
         "pending_max",
@@ -534,6 +567,8 @@ class Settings:
     web_port: int
     web_advertised_url: str
     http_token: str = field(repr=False)
+    processes: int
+    group_instance_id: str
     pending_max: int
     pending_max_bytes: int
     max_features: int

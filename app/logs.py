@@ -109,3 +109,16 @@ def install(logger: logging.Logger | None = None, limit: RateLimit = LIMIT) -> R
 async def flush() -> None:
     """Report the worker's held-back counts (a Faust timer)."""
     LIMIT.flush()
+
+
+def setup_supervisor_logging(level: str) -> None:
+    """The supervisor's log lines, in the format of Faust's (its children's) lines."""
+    names = {"crit": "CRITICAL", "warn": "WARNING"}
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    )
+    log = logging.getLogger("riverbed.supervisor")
+    log.addHandler(handler)
+    log.setLevel(names.get(level, level.upper()))
+    log.propagate = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -78,6 +79,9 @@ class Boot(BootStrategy):
 
 def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
     """The Faust app of a riverbed worker (no agents, topics or views yet)."""
+    # Faust makes only the last directory of datadir; a new RIVERBED_DATA_DIR (or a
+    # supervisor's slot-<i> under it) may need its parents too.
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=settings.faust_broker,
@@ -95,6 +99,10 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
         # (POST /predict forwards there; Faust's default names the host, not the
         # interface the server is bound to).
         canonical_url=settings.advertised_url,
+        # Static membership (KIP-345) when set: a restarted process with the same id
+        # gets its partitions back with no rebalance of the others (the supervisor gives
+        # each slot one).
+        consumer_group_instance_id=settings.group_instance_id or None,
         # A new consumer group learns from the beginning of the stream, not only
         # from events produced after it started.
         consumer_auto_offset_reset="earliest",

@@ -1,0 +1,1 @@
+"""``riverbed worker --processes N``: a supervisor, its worker processes, one HTTP entry."""

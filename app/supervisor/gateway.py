@@ -1,0 +1,262 @@
+"""The supervisor's HTTP server: one entry point for all the workers of a machine.
+
+On ``RIVERBED_WEB_PORT`` (each child serves ``RIVERBED_WEB_PORT + 1 + slot``):
+
+* ``/health``: the supervisor and each child's pid, port, restarts;
+* ``/ready``: 200 when every child is ready;
+* ``/models``: the children's documents merged into one of the same schema (all the
+  machine's partitions; ``assigned`` merged; counters summed);
+* ``/metrics``: every child's metrics with a ``slot`` label, plus
+  ``riverbed_worker_restarts_total``. One scrape target per machine, and no shared
+  state between processes: prometheus_client's multiprocess mode only aggregates its
+  own metric types written to mmap files, while riverbed's metrics are read at scrape
+  time from each worker's ``/models`` (a custom collector), which that mode cannot
+  carry. So the supervisor scrapes its children and relabels;
+* ``POST /predict``: handed to a live child, which answers or forwards to the
+  partition's owner (``riverbed.serving.predict``);
+* ``GET /models/<p>/model``: handed to the child that owns partition p;
+* ``/``: the live page, drawn from the merged ``/models``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from riverbed.supervisor.process import Child, Supervisor
+
+__all__ = ["Gateway", "merge_documents", "relabel"]
+
+logger = logging.getLogger("riverbed.supervisor")
+
+CHILD_TIMEOUT_S = 5.0
+PAGE = Path(__file__).resolve().parent.parent / "serving" / "static" / "index.html"
+# /models fields that are not counts: the largest, not the sum, describes the machine.
+MAXIMA = frozenset({"last_checkpoint_seconds", "recovery_seconds", "snapshot_age_s"})
+FORWARD_HEADERS = ("Authorization", "Content-Type", "Accept")
+
+
+def _combine(key: str, a: Any, b: Any) -> Any:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) and bool(b)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return max(a, b) if key in MAXIMA else a + b
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _combine(k, out[k], v) if k in out else v
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    return a if a is not None else b
+
+
+def merge_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Children's ``/models`` documents as one (the same schema).
+
+    Examples
+    --------
+    >>> a = {"model": "logreg", "assigned": [0, 2], "partitions": {"0": {"events": 3}},
+    ...      "dead_letters": {"validate": 1}, "ready": True, "fetches": 10}
+    >>> b = {"model": "logreg", "assigned": [1], "partitions": {"1": {"events": 4}},
+    ...      "dead_letters": {"validate": 2, "learn": 1}, "ready": True, "fetches": 5}
+    >>> m = merge_documents([a, b])
+    >>> m["assigned"], sorted(m["partitions"]), m["dead_letters"], m["fetches"]
+    ([0, 1, 2], ['0', '1'], {'validate': 3, 'learn': 1}, 15)
+
+    """
+    out: dict[str, Any] = {}
+    for doc in docs:
+        for k, v in doc.items():
+            out[k] = _combine(k, out[k], v) if k in out else v
+    if "assigned" in out:
+        out["assigned"] = sorted(set(out["assigned"]))
+    if isinstance(out.get("partitions"), dict):
+        out["partitions"] = dict(sorted(out["partitions"].items(), key=lambda kv: int(kv[0])))
+    return out
+
+
+def relabel(texts: dict[int, str]) -> list[Metric]:
+    """Children's Prometheus text as metric families, each sample labelled ``slot``."""
+    families: dict[str, Metric] = {}
+    for slot, text in texts.items():
+        for fam in text_string_to_metric_families(text):
+            merged = families.get(fam.name)
+            if merged is None:
+                merged = families[fam.name] = Metric(fam.name, fam.documentation, fam.type)
+            for s in fam.samples:
+                merged.add_sample(s.name, {**s.labels, "slot": str(slot)}, s.value, s.timestamp)
+    return list(families.values())
+
+
+class _Families:
+    """A prometheus_client collector of ready-made families."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+class Gateway:
+    """The supervisor's aiohttp application."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.settings = supervisor.settings
+        self._next = itertools.count()
+        self.session: aiohttp.ClientSession | None = None
+        self.runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_record_bytes
+                              * self.settings.batch_max + 1024)  # fmt: skip
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/ready", self.ready)
+        app.router.add_get("/models", self.models)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/", self.page)
+        app.router.add_post("/predict", self.predict)
+        app.router.add_get("/models/{partition}/model", self.model_export)
+        return app
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CHILD_TIMEOUT_S))
+        self.runner = web.AppRunner(self.app(), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings.web_host, self.settings.web_port)
+        await site.start()
+        logger.info("supervisor serving on http://%s:%d", self.settings.web_host,
+                    self.settings.web_port)  # fmt: skip
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+
+    # -- asking the children ---------------------------------------------------------
+    def _url(self, child: Child, path: str) -> str:
+        return f"http://{self.settings.web_host}:{child.port}{path}"
+
+    async def _get(self, child: Child, path: str) -> tuple[int, bytes]:
+        """A child's answer (status, body); (0, b"") when it does not answer."""
+        assert self.session is not None
+        if not child.alive:
+            return 0, b""
+        try:
+            async with self.session.get(self._url(child, path)) as r:
+                return r.status, await r.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return 0, b""
+
+    async def _all(self, path: str) -> list[tuple[Child, int, bytes]]:
+        children = self.supervisor.children
+        answers = await asyncio.gather(*(self._get(c, path) for c in children))
+        return [(c, status, body) for c, (status, body) in zip(children, answers, strict=True)]
+
+    def _processes(self, ready: dict[int, bool] | None = None) -> list[dict[str, Any]]:
+        return [
+            {"slot": c.slot, "pid": c.pid, "port": c.port, "alive": c.alive,
+             "restarts": c.restarts, "exits": c.exits[-5:],
+             **({"ready": ready.get(c.slot, False)} if ready is not None else {})}
+            for c in self.supervisor.children
+        ]  # fmt: skip
+
+    # -- views -----------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        body = {"status": "ok", "processes": self._processes(),
+                "restarts": self.supervisor.restarts_total}  # fmt: skip
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
+
+    async def ready(self, request: web.Request) -> web.Response:
+        answers = await self._all("/ready")
+        ready = {c.slot: status == 200 for c, status, _ in answers}
+        gaps: list[Any] = []
+        for _c, status, body in answers:
+            if status in (200, 503) and body:
+                gaps.extend(orjson.loads(body).get("learning_gaps", []))
+        ok = bool(ready) and all(ready.values()) and not self.supervisor.stopping
+        doc = {"ready": ok, "learning_gaps": gaps, "processes": self._processes(ready)}
+        return web.Response(body=orjson.dumps(doc), status=200 if ok else 503,
+                            content_type="application/json")  # fmt: skip
+
+    async def models(self, request: web.Request) -> web.Response:
+        answers = await self._all("/models")
+        docs = [orjson.loads(body) for _c, status, body in answers if status == 200]
+        merged = merge_documents(docs)
+        merged["ready"] = len(docs) == len(answers) and all(d.get("ready") for d in docs)
+        merged["processes"] = self._processes()
+        return web.Response(body=orjson.dumps(merged), content_type="application/json")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        answers = await self._all("/metrics")
+        texts = {c.slot: body.decode() for c, status, body in answers if status == 200}
+        families = relabel(texts)
+        restarts = Metric("riverbed_worker_restarts", "Worker processes restarted by the "
+                          "supervisor, by slot.", "counter")  # fmt: skip
+        up = Metric("riverbed_worker_up", "1 when the slot's worker answers /metrics.", "gauge")
+        for c in self.supervisor.children:
+            restarts.add_sample("riverbed_worker_restarts_total", {"slot": str(c.slot)},
+                                c.restarts)  # fmt: skip
+            up.add_sample("riverbed_worker_up", {"slot": str(c.slot)},
+                          1.0 if c.slot in texts else 0.0)  # fmt: skip
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families([*families, restarts, up]))
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})  # fmt: skip
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(body=PAGE.read_bytes(), content_type="text/html")
+
+    async def _relay(self, child: Child, request: web.Request, body: bytes | None) -> web.Response:
+        assert self.session is not None
+        headers = {k: request.headers[k] for k in FORWARD_HEADERS if k in request.headers}
+        try:
+            async with self.session.request(
+                request.method, self._url(child, request.path_qs), data=body, headers=headers
+            ) as r:
+                keep = {k: v for k, v in r.headers.items()
+                        if k in ("Content-Type", "Retry-After", "WWW-Authenticate")}  # fmt: skip
+                return web.Response(body=await r.read(), status=r.status, headers=keep)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._unavailable(f"worker slot {child.slot} did not answer: {exc!r}")
+
+    @staticmethod
+    def _unavailable(reason: str) -> web.Response:
+        return web.Response(
+            body=orjson.dumps({"error": reason}),
+            status=503,
+            headers={"Retry-After": "1"},
+            content_type="application/json",
+        )
+
+    async def predict(self, request: web.Request) -> web.Response:
+        """Any live child answers for any partition (it forwards to the owner)."""
+        live = [c for c in self.supervisor.children if c.alive]
+        if not live:
+            return self._unavailable("no worker process is running")
+        child = live[next(self._next) % len(live)]
+        return await self._relay(child, request, await request.read())
+
+    async def model_export(self, request: web.Request) -> web.Response:
+        try:
+            partition = int(request.match_info["partition"])
+        except ValueError:
+            return web.Response(status=400, text="the partition is a number")
+        for child, status, body in await self._all("/models"):
+            if status == 200 and partition in orjson.loads(body).get("assigned", []):
+                return await self._relay(child, request, None)
+        return self._unavailable(f"no worker of this machine owns partition {partition} now")

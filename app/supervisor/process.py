@@ -1,0 +1,253 @@
+"""The supervisor of ``riverbed worker --processes N``: N worker processes, restarted.
+
+Like an OTP one-for-one supervisor: each slot's child is a whole ``riverbed worker``
+process in the app's consumer group. A child that exits or is killed is started again
+after a backoff (0.5 s, doubling, capped; reset once a child has been up for a while).
+When restarts exceed the intensity (5 in 60 s by default) the supervisor gives up: it
+stops the other children gracefully and exits non-zero with the reason. A child that
+stops on a configuration error (exit status 2) is not restarted: it would fail alike.
+On SIGTERM or SIGINT it stops every child gracefully (each checkpoints and commits)
+and exits 0.
+
+Each slot has a stable Kafka ``group.instance.id`` (static membership): a restarted
+child takes its own partitions back without a group rebalance, so the other children
+keep theirs, undisturbed. Slot i serves HTTP on ``RIVERBED_WEB_PORT + 1 + i``; the
+supervisor serves the machine's merged view on ``RIVERBED_WEB_PORT``
+(``riverbed.supervisor.gateway``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from riverbed.config import Settings
+
+__all__ = ["Child", "Supervisor", "child_env"]
+
+logger = logging.getLogger("riverbed.supervisor")
+
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 30.0  # a child up this long starts its next backoff from the start again
+INTENSITY = 5  # restarts...
+PERIOD_S = 60.0  # ...within this window make the supervisor give up
+STOP_TIMEOUT_S = 60.0  # a child's graceful stop (final checkpoint) before SIGKILL
+CONFIG_ERROR = 2  # riverbed's exit status for a refused setting: restarting cannot help
+
+
+def child_env(settings: Settings, slot: int, environ: dict[str, str]) -> dict[str, str]:
+    """The environment of slot ``slot``'s worker process.
+
+    Examples
+    --------
+    >>> s = Settings.from_env({"RIVERBED_APP_ID": "fraud", "RIVERBED_PROCESSES": "2"})
+    >>> env = child_env(s, 1, {})
+    >>> env["RIVERBED_PROCESSES"], env["RIVERBED_WEB_PORT"], env["RIVERBED_WEB_ADVERTISED_URL"]
+    ('1', '6068', 'http://127.0.0.1:6068')
+    >>> name = env["RIVERBED_GROUP_INSTANCE_ID"]
+    >>> name.startswith("fraud-") and name.endswith("-1")
+    True
+
+    """
+    port = settings.web_port + 1 + slot
+    advertised = urlsplit(settings.advertised_url)
+    host = advertised.hostname or settings.web_host
+    if ":" in host:
+        host = f"[{host}]"
+    base = settings.group_instance_id or f"{settings.app_id}-{socket.gethostname()}"
+    env = dict(environ)
+    env.update(
+        RIVERBED_PROCESSES="1",
+        RIVERBED_WEB_PORT=str(port),
+        RIVERBED_WEB_ADVERTISED_URL=f"{advertised.scheme or 'http'}://{host}:{port}",
+        RIVERBED_GROUP_INSTANCE_ID=_instance_name(f"{base}-{slot}"),
+        RIVERBED_DATA_DIR=os.path.join(settings.data_dir, f"slot-{slot}"),
+    )
+    return env
+
+
+def _instance_name(name: str) -> str:
+    """``name`` with characters a group.instance.id cannot hold replaced."""
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:249]
+
+
+@dataclass
+class Child:
+    """One slot: its process, restarts and last exit."""
+
+    slot: int
+    port: int
+    process: asyncio.subprocess.Process | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF_START_S
+    exits: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+def describe_exit(status: int) -> str:
+    """A child's exit status in words (``-9``: killed by SIGKILL)."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"killed by {name}"
+    return f"exited with status {status}"
+
+
+class Supervisor:
+    """Start, watch and restart the worker processes of one machine.
+
+    Parameters
+    ----------
+    settings
+        The machine's settings (``processes`` children, web port base).
+    args
+        The worker command's arguments (``worker -l info ...``), given to each child.
+
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        args: Sequence[str],
+        *,
+        intensity: int = INTENSITY,
+        period: float = PERIOD_S,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.args = list(args)
+        self.intensity = intensity
+        self.period = period
+        self.environ = dict(os.environ if environ is None else environ)
+        self.children = [
+            Child(slot, settings.web_port + 1 + slot) for slot in range(settings.processes)
+        ]
+        self.restarts: deque[float] = deque()  # when each restart happened
+        self.restarts_total = 0
+        self.stopping = False
+        self.failure: str | None = None
+        self._done = asyncio.Event()
+
+    async def _spawn(self, child: Child) -> None:
+        env = child_env(self.settings, child.slot, self.environ)
+        child.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "riverbed", *self.args, env=env
+        )
+        child.started = time.monotonic()
+        logger.info("worker slot %d started (pid %d, port %d, group.instance.id %s)",
+                    child.slot, child.process.pid, child.port,
+                    env["RIVERBED_GROUP_INSTANCE_ID"])  # fmt: skip
+
+    async def _watch(self, child: Child) -> None:
+        """Restart ``child`` whenever it ends, until the supervisor stops or gives up."""
+        while not self.stopping:
+            assert child.process is not None
+            status = await child.process.wait()
+            if self.stopping:
+                return
+            up = time.monotonic() - child.started
+            how = describe_exit(status)
+            child.exits.append(how)
+            if status == CONFIG_ERROR and up < STABLE_AFTER_S:
+                self._give_up(f"worker slot {child.slot} {how} (a refused setting; see its log)")
+                return
+            now = time.monotonic()
+            self.restarts.append(now)
+            while self.restarts and now - self.restarts[0] > self.period:
+                self.restarts.popleft()
+            if len(self.restarts) > self.intensity:
+                self._give_up(
+                    f"{len(self.restarts)} restarts within {self.period:g} s (more than the "
+                    f"intensity {self.intensity}); the last: worker slot {child.slot} {how}"
+                )
+                return
+            if up >= STABLE_AFTER_S:
+                child.backoff = BACKOFF_START_S
+            delay = child.backoff
+            child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+            child.restarts += 1
+            self.restarts_total += 1
+            logger.warning("worker slot %d (pid %s) %s after %.1f s; restart %d in %.1f s",
+                           child.slot, child.pid, how, up, child.restarts, delay)  # fmt: skip
+            await asyncio.sleep(delay)  # the backoff itself, not a wait for a condition
+            if self.stopping:
+                return
+            await self._spawn(child)
+
+    def _give_up(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            logger.error("supervisor gives up: %s; stopping the other workers", reason)
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop every child gracefully (SIGTERM: each takes its final checkpoint)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for child in self.children:
+            if child.alive:
+                assert child.process is not None
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+        self._done.set()
+
+    async def _reap(self) -> None:
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                logger.error("worker slot %d did not stop in %.0f s; killing it",
+                             child.slot, STOP_TIMEOUT_S)  # fmt: skip
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                await child.process.wait()
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (exit 0) or giving up (exit 1)."""
+        from riverbed.supervisor.gateway import Gateway
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        gateway = Gateway(self)
+        await gateway.start()
+        try:
+            for child in self.children:
+                await self._spawn(child)
+            watchers = [asyncio.ensure_future(self._watch(c)) for c in self.children]
+            await self._done.wait()
+            await self._reap()
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+        finally:
+            await gateway.stop()
+        if self.failure:
+            print(f"riverbed: error: supervisor gave up: {self.failure}", file=sys.stderr)
+            return 1
+        logger.info("supervisor stopped %d workers", len(self.children))
+        return 0
