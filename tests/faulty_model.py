@@ -42,3 +42,15 @@ class Unpicklable(linear_model.LogisticRegression):
 
 def unpicklable() -> Unpicklable:
     return Unpicklable()
+
+
+def dies_in_a_worker_process() -> Any:
+    """logreg, except in a supervisor's worker process, which it ends (exit status 3):
+    the supervisor restarts it until the intensity is exceeded."""
+    import os
+
+    if os.environ.get("RIVERBED_GROUP_INSTANCE_ID"):
+        os._exit(3)
+    from riverbed import models
+
+    return models.build("logreg")

@@ -1,0 +1,196 @@
+"""``riverbed worker --processes 2`` through the real broker: restarts, static
+membership, giving up, a clean stop, and the supervisor's one HTTP entry."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.helpers import ROOT, wait_for
+from tests.integration.helpers import (
+    RECV_TIMEOUT_S,
+    WORKER_READY_TIMEOUT_S,
+    Names,
+    Worker,
+    committed,
+    consume,
+    riverbed,
+    riverbed_env,
+    total,
+)
+from tests.integration.test_recovery import AGRAWAL, N, check_exactly_once
+
+pytestmark = pytest.mark.integration
+
+PROCESSES = 2
+SUPERVISOR_STOP_TIMEOUT_S = 90.0
+SETTINGS = {"partitions": 4, "snapshot_every": 1500, "snapshot_interval": 1}
+
+
+def free_ports(n: int) -> int:
+    """A base port with the n ports from it free on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n >= 65535:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no free port range")
+
+
+class Supervised(Worker):
+    """A ``riverbed worker --processes N`` process (its HTTP entry is the supervisor's)."""
+
+    def __init__(self, env: dict[str, str], log: Path, processes: int = PROCESSES) -> None:
+        self.env = env
+        self.port = int(env["RIVERBED_WEB_PORT"])
+        self.log = log
+        self._log_fh = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "riverbed", "worker", "--processes", str(processes),
+             "-l", "info"],
+            env=env, cwd=ROOT, stdout=self._log_fh, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def child(self, slot: int) -> Worker:
+        """A view of slot ``slot``'s own HTTP server."""
+        w = object.__new__(Worker)
+        w.port = self.port + 1 + slot
+        w.proc = self.proc
+        return w
+
+    def pids(self) -> dict[int, int]:
+        return {p["slot"]: p["pid"] for p in self.get("/health")[1]["processes"]}
+
+    def synced(self, pid: int) -> int:
+        """How many times process ``pid`` synced the group (joined a generation)."""
+        pattern = re.compile(rf"\] \[{pid}\] \[INFO\] Successfully synced group")
+        return len(pattern.findall(self.log.read_text(errors="replace")))
+
+
+@pytest.fixture
+def supervised(kafka: str, names: Names, output_dir: Path) -> Any:
+    started: list[Supervised] = []
+
+    def start(wait: bool = True, processes: int = PROCESSES, **settings: Any) -> Supervised:
+        env = riverbed_env(kafka, names, web_port=free_ports(processes + 1),
+                           data_dir=output_dir / f"machine-{len(started)}", **settings)  # fmt: skip
+        s = Supervised(env, output_dir / f"machine-{len(started)}.log", processes)
+        started.append(s)
+        if wait:
+            s.wait_ready(WORKER_READY_TIMEOUT_S * 2)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def test_a_killed_child_is_restarted_with_its_partitions_and_the_other_is_undisturbed(
+    supervised: Any, start_producer: Any, kafka: str, names: Names
+) -> None:
+    machine = supervised(**SETTINGS)
+    owned = {slot: machine.child(slot).models()["assigned"] for slot in range(PROCESSES)}
+    assert sorted(owned[0] + owned[1]) == [0, 1, 2, 3] and owned[0] and owned[1], owned
+    # The supervisor's /models is the machine's: every partition, the same schema.
+    doc = machine.models()
+    assert doc["assigned"] == [0, 1, 2, 3] and doc["ready"] and len(doc["processes"]) == 2
+
+    producer = start_producer(*AGRAWAL, "--rate", "2000", partitions=4)
+    wait_for(
+        lambda: total(machine, "events") >= N // 3 and machine.models()["snapshots_written"] > 0,
+        timeout=RECV_TIMEOUT_S,
+        what="a third of the stream and a snapshot",
+    )
+    pids = machine.pids()
+    other_syncs = machine.synced(pids[1])
+    killed = time.monotonic()
+    os.kill(pids[0], signal.SIGKILL)  # the supervisor stays; its child 0 dies
+    wait_for(
+        lambda: machine.pids()[0] != pids[0] and machine.get("/ready")[0] == 200,
+        timeout=RECV_TIMEOUT_S,
+        what="slot 0 restarted and ready",
+    )
+    back = time.monotonic() - killed
+    health = machine.get("/health")[1]
+    assert health["processes"][0]["restarts"] == 1 and health["restarts"] == 1
+    assert "killed by SIGKILL" in health["processes"][0]["exits"][-1]
+    assert machine.child(0).models()["assigned"] == owned[0], "static membership: the same"
+    assert machine.child(1).models()["assigned"] == owned[1]
+    assert machine.synced(pids[1]) == other_syncs, "the other child never rejoined the group"
+    assert producer.wait(RECV_TIMEOUT_S) == 0
+    check_exactly_once(kafka, names, [machine])
+
+    # The longest silence of any partition: gaps between its predictions' timestamps.
+    stamps: dict[int, list[int]] = {}
+    for r in consume(kafka, names.topic("predictions"), N):
+        stamps.setdefault(r.partition, []).append(r.timestamp)
+    silence = max(
+        max((b - a for a, b in zip(sorted(ts), sorted(ts)[1:], strict=False)), default=0)
+        for ts in stamps.values()
+    )
+    print(f"slot 0 ready again {back:.1f} s after kill -9; longest silence {silence / 1000:.1f} s")
+    assert silence / 1000 < 45, "no partition waited for a session timeout"
+    _, metrics = machine.get("/metrics")
+    assert 'riverbed_worker_restarts_total{slot="0"} 1.0' in metrics
+    assert re.search(r'riverbed_events_total\{partition="\d",slot="1"\}', metrics)
+
+
+def test_restarts_past_the_intensity_stop_the_supervisor_with_the_reason(
+    supervised: Any,
+) -> None:
+    # A model whose worker processes die at start (the supervisor's own check passes).
+    machine = supervised(wait=False, model="tests.faulty_model:dies_in_a_worker_process")
+    assert machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S) == 1
+    log = machine.log.read_text()
+    assert "supervisor gave up: 6 restarts within 60 s (more than the intensity 5)" in log
+    assert "exited with status 3" in log
+
+
+def test_sigterm_stops_every_child_with_final_snapshots_and_exits_0(
+    supervised: Any, kafka: str, names: Names
+) -> None:
+    machine = supervised(**SETTINGS)
+    sent = riverbed("produce", *AGRAWAL[:2], "--limit", "3000",
+                    env=riverbed_env(kafka, names, partitions=4))  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: total(machine, "events") == 3000, timeout=RECV_TIMEOUT_S, what="3000 events")
+    # /predict through the supervisor's port is answered (by a child, or its owner).
+    status, body = _post(machine.port, "?key=k-1", {"x": {"salary": 1.0}})
+    assert status == 200 and body["partition"] in range(4)
+    machine.proc.send_signal(signal.SIGTERM)
+    assert machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S) == 0
+    # Each child checkpointed and committed everything it handled.
+    assert sum(committed(kafka, names.app_id, names.topic("events")).values()) == 3000
+    assert "supervisor stopped 2 workers" in machine.log.read_text()
+
+
+def _post(port: int, query: str, body: Any) -> tuple[int, Any]:
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/predict{query}",
+                                 data=orjson.dumps(body), method="POST")  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, orjson.loads(r.read())
