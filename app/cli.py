@@ -535,6 +535,9 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             args_list = [*args_list, "--loglevel", settings.log_level]
         if settings.processes > 1:
             return _supervise(settings, args_list, loop)
+        # Faust makes only the last directory of datadir; a new RIVERBED_DATA_DIR (or a
+        # supervisor's slot-<i> under it) may need its parents too.
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     else:
         layout = None
     app = create_app(settings, layout)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -79,9 +78,6 @@ class Boot(BootStrategy):
 
 def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
     """The Faust app of a riverbed worker (no agents, topics or views yet)."""
-    # Faust makes only the last directory of datadir; a new RIVERBED_DATA_DIR (or a
-    # supervisor's slot-<i> under it) may need its parents too.
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=settings.faust_broker,
