@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError, RiverbedError
