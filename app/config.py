@@ -244,6 +244,24 @@ def _instance_id(value: str) -> str:
     return value
 
 
+def _metric_name(value: str) -> str:
+    from riverbed.models import METRICS
+
+    v = value.strip().lower()
+    if v and v not in METRICS:
+        msg = f"{value!r} is not one of {', '.join(METRICS)}"
+        raise ValueError(msg)
+    return v
+
+
+def _non_negative_int(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        msg = f"{value!r} must be an integer >= 0"
+        raise ValueError(msg)
+    return n
+
+
 def _model(value: str) -> str:
     if not value.strip():
         msg = "model name is empty"
@@ -395,6 +413,21 @@ SPECS: tuple[_Spec, ...] = (
         str,
         "Bearer token /predict and the model export require (Authorization: Bearer ...); "
         "empty: none. Never printed.",
+    ),
+    _Spec(
+        "metric",
+        "",
+        _metric_name,
+        "Prequential metric: accuracy, balanced_accuracy, f1, precision, recall, mcc, "
+        "rocauc, logloss (classifiers), mae, rmse, mse, r2 (regressors); empty: accuracy, "
+        "mae, or rocauc (anomaly) by the model's task.",
+    ),
+    _Spec(
+        "metric_window",
+        "1000",
+        _non_negative_int,
+        "Labelled events in the rolling version of the metric (River's utils.Rolling), "
+        "reported next to the cumulative one; 0: none.",
     ),
     _Spec(
         "processes",
@@ -567,6 +600,8 @@ class Settings:
     web_port: int
     web_advertised_url: str
     http_token: str = field(repr=False)
+    metric: str
+    metric_window: int
     processes: int
     group_instance_id: str
     pending_max: int

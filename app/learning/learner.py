@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from river import base, drift
+from river import base, drift, utils
 
+from riverbed import models
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.learning.guard import finite_prediction, huge, huge_value, nonfinite
 from riverbed.learning.inline import inline_copy
@@ -112,6 +113,8 @@ class LearnerSettings:
     )  # how the journal's record bytes decode again
     label_default: Value | None = None  # labels by absence: the label...
     label_default_after_ms: int = 0  # ...an event still waiting after this long gets
+    metric: str = ""  # RIVERBED_METRIC ("": the task's default)
+    metric_window: int = 1000  # RIVERBED_METRIC_WINDOW: the rolling metric's window; 0: none
 
     def fields(self) -> dict[str, Any]:
         """The settings as keyword arguments (shallow: the mapping stays an object)."""
@@ -138,9 +141,15 @@ _NOT_PICKLED = (
     "mapping",
     "label_default",
     "label_default_after_ms",
+    "metric_window",
     "_base",
     "_journal",
 )
+
+
+def _rolling(metric: Any, window: int) -> Any:
+    """River's rolling version of ``metric`` over the last ``window`` updates (None: 0)."""
+    return utils.Rolling(type(metric), window_size=window) if window else None
 
 
 def _skipped(entry: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -202,6 +211,8 @@ class PartitionLearner:
         mapping: FieldMapping | None = None,
         label_default: Value | None = None,
         label_default_after_ms: int = 0,
+        metric: str = "",
+        metric_window: int = 1000,
     ) -> None:
         self.spec = spec
         self.mapping = mapping or FieldMapping()
@@ -217,7 +228,10 @@ class PartitionLearner:
         self._warned: set[str] = set()
         self.pending_ttl_ms = pending_ttl_ms
         self.model = spec.build()
-        self.metric = spec.metric()
+        self.metric_name = metric  # "" : the task's default
+        self.metric = models.metric(metric, spec.task)()
+        self.metric_window = metric_window
+        self.rolling = _rolling(self.metric, metric_window)
         self.drift_detector = drift_detector
         self.drift_reset = drift_reset
         self.detector = make_detector(drift_detector) if spec.task != "anomaly" else None
@@ -365,7 +379,7 @@ class PartitionLearner:
 
     def poisoned(self) -> bool:
         """Whether the model or metric holds an inf or nan (a full walk of their state)."""
-        return nonfinite(self.model) or nonfinite(self.metric)
+        return nonfinite(self.model) or nonfinite(self.metric) or nonfinite(self.rolling)
 
     def repair(self) -> list[Culprit]:
         """Undo every learn since the last checkpoint that left the state non-finite.
@@ -430,6 +444,8 @@ class PartitionLearner:
             mapping=self.mapping,
             label_default=self.label_default,
             label_default_after_ms=self.label_default_after_ms,
+            metric=self.metric_name,
+            metric_window=self.metric_window,
         )
 
     def configure(self, settings: LearnerSettings) -> None:
@@ -455,6 +471,21 @@ class PartitionLearner:
         self.mapping = settings.mapping
         self.label_default = settings.label_default
         self.label_default_after_ms = settings.label_default_after_ms
+        if settings.metric != self.metric_name:
+            # A snapshot made with another RIVERBED_METRIC: the chosen one starts now.
+            logger.warning(
+                "partition %d: the metric is now %s (the snapshot's was %s); it starts "
+                "from this point",
+                self.partition,
+                settings.metric or "the default",
+                self.metric_name or "the default",
+            )
+            self.metric_name = settings.metric
+            self.metric = models.metric(settings.metric, self.task)()
+            self.rolling = _rolling(self.metric, settings.metric_window)
+        elif settings.metric_window != self.metric_window:
+            self.rolling = _rolling(self.metric, settings.metric_window)
+        self.metric_window = settings.metric_window
         if settings.drift_detector != self.drift_detector:
             self.drift_detector = settings.drift_detector
             detector = settings.drift_detector
@@ -474,6 +505,8 @@ class PartitionLearner:
             "features": set(),
             "features_dropped": 0,
             "_warned": set(),
+            "metric_name": "",
+            "rolling": None,
         }
         self.__dict__.update({**defaults, **state})
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
@@ -494,7 +527,7 @@ class PartitionLearner:
         """
         new = object.__new__(PartitionLearner)
         for name, value in self.__dict__.items():
-            hot = name in ("model", "metric", "detector") and value is not None
+            hot = name in ("model", "metric", "rolling", "detector") and value is not None
             setattr(new, name, inline_copy(value) if hot else value)
         return new
 
@@ -637,7 +670,7 @@ class PartitionLearner:
         """Learn a waiting event with the default label, as a label record would."""
         try:
             if waiting.y_pred is not None and waiting.y_pred != {}:
-                self.metric.update(y, waiting.y_pred)
+                self._score(y, waiting.y_pred)
             if waiting.x is not None:
                 self.model.learn_one(waiting.x, y)
         except Exception as exc:  # the event's own features: it alone is given up
@@ -652,6 +685,12 @@ class PartitionLearner:
         self.labels[LabelOutcome.DEFAULTED] += 1
         self._watch(y, waiting.y_pred, topic="labels", offset=self.last_label_offset)
         self._finish(rid, learned=True)
+
+    def _score(self, y: Value, y_pred: Any) -> None:
+        """Update the cumulative metric and its rolling window with one labelled event."""
+        self.metric.update(y, y_pred)
+        if self.rolling is not None:
+            self.rolling.update(y, y_pred)
 
     def _watch(self, y: Value, y_pred: Any, *, topic: str, offset: int) -> None:
         """Feed the prequential error to the drift detector; record a detection."""
@@ -778,7 +817,7 @@ class PartitionLearner:
             try:
                 # Like progressive_val_score: no metric update for a model with no opinion.
                 if y is not None and metric_pred is not None and metric_pred != {}:
-                    self.metric.update(y, metric_pred)
+                    self._score(y, metric_pred)
                 if self.task == "anomaly":
                     self.model.learn_one(x)  # unsupervised: every event teaches it
                 else:
@@ -872,7 +911,7 @@ class PartitionLearner:
             self.pending_bytes -= pending.size
             try:
                 if pending.y_pred is not None and pending.y_pred != {}:
-                    self.metric.update(label.y, pending.y_pred)
+                    self._score(label.y, pending.y_pred)
                 if pending.x is not None:
                     self.model.learn_one(pending.x, label.y)
             except Exception as exc:
@@ -896,6 +935,13 @@ class PartitionLearner:
     def describe(self) -> dict[str, Any]:
         """The partition's entry of ``/models``."""
         value = float(self.metric.get())  # ROCAUC answers a numpy float: not JSON
+        rolling = None
+        if self.rolling is not None:
+            rolling = {
+                "name": type(self.metric).__name__,
+                "value": float(self.rolling.get()),
+                "window": self.metric_window,
+            }
         return {
             "events": self.events,
             "learned": self.learned,
@@ -912,6 +958,7 @@ class PartitionLearner:
             "snapshot_bytes": self.snapshot_bytes,
             "drift_detector": self.drift_detector,
             "metric": {"name": type(self.metric).__name__, "value": value},
+            "rolling": rolling,
             "drifts": self.drifts,
             "last_offset": self.last_offset,
             "last_label_offset": self.last_label_offset,

@@ -11,6 +11,7 @@ import logging
 import pickle
 from typing import Any
 
+from riverbed import models
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
 from riverbed.learning.learner import LearnerSettings, PartitionLearner
@@ -45,6 +46,16 @@ def check_picklable(spec: ModelSpec) -> None:
             f"be snapshotted ({type(exc).__name__}: {exc})"
         )
         raise ConfigError(msg) from exc
+
+
+def _checked_metric(name: str, spec: ModelSpec) -> str:
+    """``RIVERBED_METRIC``, refused at start-up when it cannot score the model's task."""
+    try:
+        models.metric(name, spec.task)
+    except ValueError as exc:
+        msg = f"RIVERBED_METRIC={name}: {exc} (RIVERBED_MODEL={spec.name})"
+        raise ConfigError(msg) from None
+    return name
 
 
 class Learners:
@@ -92,6 +103,8 @@ class Learners:
             mapping=FieldMapping.from_settings(settings),
             label_default=settings.label_default,
             label_default_after_ms=int(settings.label_default_after * 1000),
+            metric=_checked_metric(settings.metric, spec),
+            metric_window=settings.metric_window,
         )
 
     def get(self, partition: int) -> PartitionLearner:

@@ -202,8 +202,9 @@ class _LearnerCollector(Collector):
         )
         value = GaugeMetricFamily(
             "riverbed_model_metric",
-            "Prequential metric of the partition's model.",
-            labels=["partition", "metric"],
+            "Prequential metric of the partition's model: since the start (window=all) and "
+            "over the last RIVERBED_METRIC_WINDOW labelled events (window=rolling).",
+            labels=["partition", "metric", "window"],
         )
         lag = GaugeMetricFamily(
             "riverbed_consumer_lag",
@@ -219,7 +220,10 @@ class _LearnerCollector(Collector):
                 labels.add_metric([p, outcome], n)
             drifts.add_metric([p, detector], d["drifts"])
             if d["metric"]["value"] is not None:
-                value.add_metric([p, d["metric"]["name"]], float(d["metric"]["value"]))
+                value.add_metric([p, d["metric"]["name"], "all"], float(d["metric"]["value"]))
+            rolling = d.get("rolling")
+            if rolling and rolling["value"] is not None:
+                value.add_metric([p, rolling["name"], "rolling"], float(rolling["value"]))
             behind = self.lag(int(p))
             if behind is not None:
                 lag.add_metric([p], behind)
