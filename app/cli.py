@@ -61,7 +61,8 @@ def _model_error(settings: Settings) -> str | None:
     from riverbed.learning.state import check_picklable
 
     try:
-        check_picklable(models.spec(settings.model))
+        for spec in models.lineup(settings.model):
+            check_picklable(spec)
     except models.UnknownModel as exc:
         return f"RIVERBED_MODEL={settings.model!r}: {exc}"
     except ConfigError as exc:

@@ -415,6 +415,27 @@ SPECS: tuple[_Spec, ...] = (
         "empty: none. Never printed.",
     ),
     _Spec(
+        "shadow_predictions",
+        "false",
+        _bool,
+        "Publish the challengers' predictions (RIVERBED_MODEL's other candidates) to "
+        "<prefix>predictions.shadow.",
+    ),
+    _Spec(
+        "promotion",
+        "none",
+        _choice("none", "auto"),
+        "none: the first of RIVERBED_MODEL stays champion; auto: a challenger significantly "
+        "better over the promotion window replaces it (per partition).",
+    ),
+    _Spec(
+        "promotion_window",
+        "1000",
+        _positive_int,
+        "Labelled events a promotion compares the candidates over (at most one promotion "
+        "per window).",
+    ),
+    _Spec(
         "metric",
         "",
         _metric_name,
@@ -600,6 +621,9 @@ class Settings:
     web_port: int
     web_advertised_url: str
     http_token: str = field(repr=False)
+    shadow_predictions: bool
+    promotion: str
+    promotion_window: int
     metric: str
     metric_window: int
     processes: int

@@ -55,7 +55,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     producers' request limit follows the dead-letter topic's.
     """
     compat.check()  # the private names of faust, mode and aiokafka riverbed relies on
-    spec = models.spec(settings.model)
+    lineup = models.lineup(settings.model)  # the candidates; the first is the champion
+    spec = lineup[0]
     dlq_max = layout.dlq_max_bytes if layout else DEFAULT_MAX_MESSAGE_BYTES + DLQ_HEADROOM_BYTES
     app = faust_app(settings, dlq_max_bytes=dlq_max)
     names = TopicNames.from_settings(settings)
@@ -64,7 +65,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     processor = Processor(learners, names, max_record_bytes=settings.max_record_bytes,
                           metrics=metrics, dlq_max_bytes=dlq_max)  # fmt: skip
     key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
-    codec = SnapshotCodec(key, settings.snapshot_chunk_bytes, model_name=spec.name)
+    codec = SnapshotCodec(key, settings.snapshot_chunk_bytes,
+                          model_name=",".join(s.name for s in lineup))  # fmt: skip
     stopping: list[asyncio.Future[None]] = []  # Faust's crash stops the worker, exit != 0
 
     async def send_snapshot(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> Any:

@@ -45,6 +45,7 @@ __all__ = [
     "available",
     "build",
     "final_step",
+    "lineup",
     "metric",
     "spec",
 ]
@@ -275,6 +276,38 @@ def spec(name: str) -> ModelSpec:
         raise UnknownModel(msg)
     task = _task_of(factory())
     return ModelSpec(name, task, factory, _METRIC_OF[task])
+
+
+def lineup(value: str) -> list[ModelSpec]:
+    """The candidates of ``RIVERBED_MODEL``: comma-separated names, the champion first.
+
+    Examples
+    --------
+    >>> [s.name for s in lineup("logreg, hoeffding")]
+    ['logreg', 'hoeffding']
+    >>> try:
+    ...     lineup("logreg,linreg")
+    ... except UnknownModel as exc:
+    ...     print(exc)
+    candidates must share a task: logreg is classification, linreg is regression
+
+    """
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        msg = "no model named"
+        raise UnknownModel(msg)
+    if len(set(names)) < len(names):
+        msg = f"a candidate is named twice in {value!r}"
+        raise UnknownModel(msg)
+    specs = [spec(n) for n in names]
+    for s in specs[1:]:
+        if s.task != specs[0].task:
+            msg = (
+                f"candidates must share a task: {specs[0].name} is {specs[0].task}, "
+                f"{s.name} is {s.task}"
+            )
+            raise UnknownModel(msg)
+    return specs
 
 
 def build(name: str) -> Any:

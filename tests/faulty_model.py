@@ -54,3 +54,10 @@ def dies_in_a_worker_process() -> Any:
     from riverbed import models
 
     return models.build("logreg")
+
+
+def logreg_twin() -> Any:
+    """The catalog's logreg under another name: a challenger that never wins."""
+    from riverbed import models
+
+    return models.build("logreg")

@@ -158,7 +158,7 @@ class SnapshotCodec:
             "sha256": hashlib.sha256(blob).hexdigest(),
             "events_offset": learner.last_offset,
             "labels_offset": learner.last_label_offset,
-            "model": learner.spec.name,
+            "model": ",".join(learner.lineup),
             "riverbed": _VERSIONS["riverbed"],
             "river": _VERSIONS["river"],
             "created_ms": int(time.time() * 1000),
@@ -183,7 +183,11 @@ class SnapshotCodec:
         if meta.get("format") != FORMAT_VERSION:
             msg = f"snapshot format {meta.get('format')} is not {FORMAT_VERSION}"
             raise SnapshotRefused(msg)
-        if self.model_name is not None and meta.get("model") != self.model_name:
+        if self.model_name is not None and not set(str(meta.get("model")).split(",")) & set(
+            self.model_name.split(",")
+        ):
+            # A snapshot shares candidates with RIVERBED_MODEL: those carry on from it
+            # (the learner adds and drops the others); none in common: refused.
             msg = (
                 f"snapshot is of model {meta.get('model')!r}, this worker runs {self.model_name!r}"
             )

@@ -56,12 +56,16 @@ class TopicNames:
     dlq: str
     snapshots: str
     legacy_snapshots: str = ""
+    # The challengers' predictions (RIVERBED_SHADOW_PREDICTIONS), partitioned like the
+    # predictions: made only when that setting is on.
+    shadow: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
         names = {n: settings.topic(n) for n in NAMES}
         names["snapshots"] = snapshots_topic(settings.topic_prefix, settings.app_id)
-        return cls(**names, legacy_snapshots=settings.topic("snapshots"))
+        shadow = f"{names['predictions']}.shadow" if settings.shadow_predictions else ""
+        return cls(**names, legacy_snapshots=settings.topic("snapshots"), shadow=shadow)
 
 
 def snapshots_topic(prefix: str, app_id: str) -> str:
@@ -120,6 +124,8 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
     """
     names = TopicNames.from_settings(settings)
     wanted = {getattr(names, n): n for n in NAMES}
+    if names.shadow:
+        wanted[names.shadow] = "shadow"
     co = [getattr(names, n) for n in CO_PARTITIONED]
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap,

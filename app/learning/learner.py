@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import pickle
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,7 @@ class _Pending:
     y_pred: Any  # what the metric is updated with: label, proba or score
     ts_ms: int
     size: int = 0  # bytes of the event record (counted against pending_max_bytes)
+    shadow: tuple[Any, ...] | None = None  # the challengers' y_pred, in their order
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,11 @@ class LearnerSettings:
     label_default_after_ms: int = 0  # ...an event still waiting after this long gets
     metric: str = ""  # RIVERBED_METRIC ("": the task's default)
     metric_window: int = 1000  # RIVERBED_METRIC_WINDOW: the rolling metric's window; 0: none
+    # RIVERBED_MODEL's candidates, the first the champion at start; the others predict
+    # every event and learn every label too. Empty: the learner's spec alone.
+    lineup: tuple[ModelSpec, ...] = ()
+    shadow_predictions: bool = False  # RIVERBED_SHADOW_PREDICTIONS: keep their predictions
+    promotion_window: int = 0  # RIVERBED_PROMOTION=auto: its window; 0: no promotion
 
     def fields(self) -> dict[str, Any]:
         """The settings as keyword arguments (shallow: the mapping stays an object)."""
@@ -142,6 +149,10 @@ _NOT_PICKLED = (
     "label_default",
     "label_default_after_ms",
     "metric_window",
+    "shadow_predictions",
+    "shadows",
+    "promotion_window",
+    "_lineup_specs",
     "_base",
     "_journal",
 )
@@ -165,7 +176,210 @@ class NonFiniteState(ArithmeticError):
     """A learn left the model's state non-finite; it was undone."""
 
 
-class PartitionLearner:
+# The objects a record's handling touches, copied inline after a snapshot's pickle.
+HOT = frozenset(("model", "metric", "rolling", "detector"))
+# What a candidate model is made of: a challenger (Candidate) holds these, and so does
+# the learner for its champion. A promotion swaps them between the two.
+MODEL_FIELDS = (
+    "spec",
+    "model",
+    "metric",
+    "rolling",
+    "detector",
+    "drifts",
+    "_error_sum",
+    "_error_n",
+    "_metric_wants_label",
+    "_argmax_proba",
+    "_has_proba",
+    "learned_by_model",
+)
+
+
+class ModelHolder:
+    """What a candidate model is made of (``MODEL_FIELDS``): a challenger
+    (:class:`Candidate`) holds these, and the learner holds its champion's."""
+
+    spec: ModelSpec
+    model: Any
+    metric: Any
+    rolling: Any
+    detector: Any
+    drifts: int
+    _error_sum: float
+    _error_n: int
+    _metric_wants_label: bool
+    _argmax_proba: bool
+    _has_proba: bool
+    learned_by_model: int
+
+
+def _model_state(
+    holder: ModelHolder, spec: ModelSpec, metric: str, window: int, detector: str
+) -> None:
+    """Give ``holder`` a fresh model of ``spec`` and its metric, window and detector."""
+    holder.spec = spec
+    holder.model = spec.build()
+    holder.metric = models.metric(metric, spec.task)()
+    holder.rolling = _rolling(holder.metric, window)
+    holder.detector = make_detector(detector) if spec.task != "anomaly" else None
+    holder.drifts = 0
+    holder._error_sum = 0.0  # prequential error since the last drift detection
+    holder._error_n = 0
+    # Proba-based metrics (ROCAUC, LogLoss) get proba/scores, the rest get labels,
+    # the same choice progressive_val_score makes with `metric.requires_labels`.
+    holder._metric_wants_label = bool(getattr(holder.metric, "requires_labels", True))
+    # River's default Classifier.predict_one is argmax(predict_proba_one): when the
+    # final estimator keeps that default, derive y_pred from the proba we need anyway
+    # instead of running the whole pipeline twice. Same result, half the work.
+    est = final_step(holder.model)
+    holder._argmax_proba = getattr(type(est), "predict_one", None) is base.Classifier.predict_one
+    holder._has_proba = True
+    holder.learned_by_model = 0
+
+
+def _predict_with(holder: ModelHolder, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:
+    """``(y_pred, proba)`` of ``holder``'s model (the learner's champion, or a challenger)."""
+    task = holder.spec.task
+    if task == "classification":
+        if holder._has_proba:
+            try:
+                proba = holder.model.predict_proba_one(x)
+            except NotImplementedError:
+                holder._has_proba = False
+            else:
+                if holder._argmax_proba:
+                    return (max(proba, key=proba.get) if proba else None), proba
+                return holder.model.predict_one(x), proba
+        return holder.model.predict_one(x), None
+    if task == "regression":
+        return holder.model.predict_one(x), None
+    return holder.model.score_one(x), None
+
+
+def _quality(holder: ModelHolder, window: int) -> dict[str, Any]:
+    """A candidate's entry of ``/models``: metric, rolling metric, learned, drifts."""
+    name = type(holder.metric).__name__
+    rolling = None
+    if holder.rolling is not None:
+        # ROCAUC answers a numpy float: not JSON
+        rolling = {"name": name, "value": float(holder.rolling.get()), "window": window}
+    return {
+        "metric": {"name": name, "value": float(holder.metric.get())},
+        "rolling": rolling,
+        "learned": holder.learned_by_model,
+        "drifts": holder.drifts,
+    }
+
+
+# Significance of a promotion: 5% (two-sided). McNemar's chi-square with one degree of
+# freedom (continuity-corrected) for classifiers; a paired z-test on the differences of
+# absolute errors for regressors (n >= 30, the normal approximation of the t-test).
+CHI2_1DF_5PCT = 3.841
+Z_5PCT = 1.96
+MIN_PAIRS = 30
+
+
+class Duel:
+    """A challenger against the champion on the same labelled events: the paired
+    outcomes of the last ``window`` of them, kept as running counts.
+
+    ``d`` per event: for a classifier, champion wrong (1/0) minus challenger wrong;
+    for a regressor, champion's absolute error minus the challenger's. A positive mean
+    favours the challenger.
+
+    Examples
+    --------
+    >>> duel = Duel(100, "classification")
+    >>> for i in range(100):
+    ...     duel.add(champion_error=float(i % 3 == 0), challenger_error=float(i % 10 == 0))
+    >>> duel.b, duel.c, round(duel.statistic(), 2), duel.significant()
+    (6, 30, 14.69, True)
+
+    """
+
+    def __init__(self, window: int, task: str) -> None:
+        self.window = window
+        self.task = task
+        self.pairs: deque[float] = deque()
+        self.b = 0  # classifier: champion right, challenger wrong
+        self.c = 0  # classifier: champion wrong, challenger right
+        self.sum = 0.0  # regressor: sum of d
+        self.sq = 0.0  # regressor: sum of d squared
+
+    def _count(self, d: float, sign: int) -> None:
+        if self.task == "regression":
+            self.sum += sign * d
+            self.sq += sign * d * d
+        elif d < 0:
+            self.b += sign
+        elif d > 0:
+            self.c += sign
+
+    def add(self, *, champion_error: float, challenger_error: float) -> None:
+        d = champion_error - challenger_error
+        self.pairs.append(d)
+        self._count(d, 1)
+        if len(self.pairs) > self.window:
+            self._count(self.pairs.popleft(), -1)
+
+    def statistic(self) -> float:
+        """McNemar's chi-square (classifier) or the paired z (regressor)."""
+        if self.task != "regression":
+            n = self.b + self.c
+            return (abs(self.b - self.c) - 1) ** 2 / n if n else 0.0
+        n = len(self.pairs)
+        if n < 2:
+            return 0.0
+        mean = self.sum / n
+        var = max((self.sq - n * mean * mean) / (n - 1), 0.0)
+        return mean / math.sqrt(var / n) if var > 0 else (math.inf if mean > 0 else 0.0)
+
+    def significant(self) -> bool:
+        """Whether the challenger is better at 5%, on a full window."""
+        if len(self.pairs) < min(self.window, MIN_PAIRS) or len(self.pairs) < self.window:
+            return False
+        if self.task != "regression":
+            return self.c > self.b and self.statistic() > CHI2_1DF_5PCT
+        return self.sum > 0 and self.statistic() > Z_5PCT
+
+    @property
+    def test(self) -> str:
+        return "McNemar" if self.task != "regression" else "paired z on absolute errors"
+
+
+def _error(task: str, y: Value, pred: Any) -> float | None:
+    """One prediction's error (0/1 for a classifier, absolute for a regressor)."""
+    if pred is None or pred == {}:
+        return None
+    if isinstance(pred, dict):
+        pred = max(pred, key=pred.__getitem__)
+    return abs(float(y) - float(pred)) if task == "regression" else float(y != pred)
+
+
+class Candidate(ModelHolder):
+    """A challenger of the partition's champion: it predicts every event and learns
+    every label exactly as the champion does, with its own metric, rolling window and
+    drift detector; only the champion's predictions are published."""
+
+    def __init__(self, spec: ModelSpec, *, metric: str, window: int, detector: str) -> None:
+        _model_state(self, spec, metric, window, detector)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name)
+
+    def metric_name_differs(self, metric: str, window: int) -> bool:
+        """Whether this candidate's metric is not ``metric``'s class (or its window)."""
+        factory = models.metric(metric, self.spec.task)
+        rolling_window = getattr(self.rolling, "window_size", 0) if self.rolling else 0
+        return type(self.metric) is not factory or rolling_window != window
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"learned_by_model": 0, **state})
+
+
+class PartitionLearner(ModelHolder):
     """Test-then-train for one partition.
 
     Parameters
@@ -213,8 +427,11 @@ class PartitionLearner:
         label_default_after_ms: int = 0,
         metric: str = "",
         metric_window: int = 1000,
+        lineup: tuple[ModelSpec, ...] = (),
+        shadow_predictions: bool = False,
+        promotion_window: int = 0,
     ) -> None:
-        self.spec = spec
+        challengers = [c for c in lineup if c.name != spec.name]
         self.mapping = mapping or FieldMapping()
         self.label_default = label_default
         self.label_default_after_ms = label_default_after_ms
@@ -227,29 +444,30 @@ class PartitionLearner:
         self.features_dropped = 0  # feature values left out: new names past the cap
         self._warned: set[str] = set()
         self.pending_ttl_ms = pending_ttl_ms
-        self.model = spec.build()
         self.metric_name = metric  # "" : the task's default
-        self.metric = models.metric(metric, spec.task)()
         self.metric_window = metric_window
-        self.rolling = _rolling(self.metric, metric_window)
         self.drift_detector = drift_detector
         self.drift_reset = drift_reset
-        self.detector = make_detector(drift_detector) if spec.task != "anomaly" else None
-        self.drifts = 0
-        self._error_sum = 0.0  # prequential error since the last drift detection
-        self._error_n = 0
+        _model_state(self, spec, metric, metric_window, drift_detector)  # the champion's
+        self.challengers: list[Candidate] = [
+            Candidate(c, metric=metric, window=metric_window, detector=drift_detector)
+            for c in challengers
+        ]
+        # The candidates' names as configured (RIVERBED_MODEL): what snapshots are of.
+        self.lineup = (spec.name, *(c.name for c in challengers))
+        self._lineup_specs = (spec, *challengers)
+        # Auto promotion (RIVERBED_PROMOTION=auto: the window; 0: never): each challenger's
+        # duel with the champion over the last promotion_window labelled events.
+        self.promotion_window = promotion_window
+        self.duels = [Duel(promotion_window or 1, spec.task) for _ in challengers]
+        self._since_promotion = 0
+        self.promotions = 0
+        self.shadow_predictions = shadow_predictions
+        # Challengers' predictions not yet published (RIVERBED_SHADOW_PREDICTIONS).
+        self.shadows: list[dict[str, Any]] = []
         # Drift events not yet published; the processor drains them to the metrics topic.
         self.drift_events: list[dict[str, Any]] = []
         self.task = spec.task
-        # Proba-based metrics (ROCAUC, LogLoss) get proba/scores, the rest get labels,
-        # the same choice progressive_val_score makes with `metric.requires_labels`.
-        self._metric_wants_label = bool(getattr(self.metric, "requires_labels", True))
-        # River's default Classifier.predict_one is argmax(predict_proba_one): when the
-        # final estimator keeps that default, derive y_pred from the proba we need anyway
-        # instead of running the whole pipeline twice. Same result, half the work.
-        est = final_step(self.model)
-        self._argmax_proba = getattr(type(est), "predict_one", None) is base.Classifier.predict_one
-        self._has_proba = True
         self.pending: OrderedDict[str, _Pending] = OrderedDict()
         self.early: OrderedDict[str, tuple[Value, int]] = OrderedDict()  # id -> (y, ts_ms)
         # Ids recently finished: True learned, False expired unlabelled. Tells a late
@@ -379,7 +597,10 @@ class PartitionLearner:
 
     def poisoned(self) -> bool:
         """Whether the model or metric holds an inf or nan (a full walk of their state)."""
-        return nonfinite(self.model) or nonfinite(self.metric) or nonfinite(self.rolling)
+        return any(
+            nonfinite(h.model) or nonfinite(h.metric) or nonfinite(h.rolling)
+            for h in (self, *self.challengers)
+        )
 
     def repair(self) -> list[Culprit]:
         """Undo every learn since the last checkpoint that left the state non-finite.
@@ -446,6 +667,9 @@ class PartitionLearner:
             label_default_after_ms=self.label_default_after_ms,
             metric=self.metric_name,
             metric_window=self.metric_window,
+            lineup=self._lineup_specs,
+            shadow_predictions=self.shadow_predictions,
+            promotion_window=self.promotion_window,
         )
 
     def configure(self, settings: LearnerSettings) -> None:
@@ -483,14 +707,65 @@ class PartitionLearner:
             self.metric_name = settings.metric
             self.metric = models.metric(settings.metric, self.task)()
             self.rolling = _rolling(self.metric, settings.metric_window)
-        elif settings.metric_window != self.metric_window:
+        elif settings.metric_window != (self.rolling.window_size if self.rolling else 0):
+            # The window is a setting, not state: a snapshot keeps the rolling metric
+            # itself, and only a different window starts a new one.
             self.rolling = _rolling(self.metric, settings.metric_window)
         self.metric_window = settings.metric_window
+        self.shadow_predictions = settings.shadow_predictions
+        self._set_candidates(settings)
         if settings.drift_detector != self.drift_detector:
             self.drift_detector = settings.drift_detector
             detector = settings.drift_detector
             self.detector = make_detector(detector) if self.task != "anomaly" else None
             self._error_sum, self._error_n = 0.0, 0
+
+    def _set_candidates(self, settings: LearnerSettings) -> None:
+        """Match the candidates to the configured ones (RIVERBED_MODEL): a challenger the
+        settings add starts fresh, one they no longer name is dropped (logged). The
+        champion stays (a promotion made it so; RIVERBED_MODEL's first is only the
+        champion at start)."""
+        lineup = settings.lineup or (self.spec,)
+        self._lineup_specs = lineup
+        self.lineup = tuple(s.name for s in lineup)
+        wanted = list(self.lineup)
+        have = {c.name: c for c in self.challengers}
+        champion = self.spec.name
+        kept = []
+        for spec in lineup:
+            if spec.name == champion:
+                continue
+            c = have.get(spec.name)
+            if c is None:
+                logger.warning("partition %d: candidate %s is new; it starts fresh",
+                               self.partition, spec.name)  # fmt: skip
+                c = Candidate(spec, metric=self.metric_name, window=self.metric_window,
+                              detector=self.drift_detector)  # fmt: skip
+            kept.append(c)
+        for name in have:
+            if name not in wanted:
+                logger.warning("partition %d: candidate %s is no longer configured; dropped",
+                               self.partition, name)  # fmt: skip
+        # A pending event's challenger predictions follow the challengers they belong to.
+        if [c.name for c in kept] != [c.name for c in self.challengers]:
+            old = [c.name for c in self.challengers]
+            for waiting in self.pending.values():
+                if waiting.shadow is not None:
+                    by_name = dict(zip(old, waiting.shadow, strict=False))
+                    waiting.shadow = tuple(by_name.get(c.name) for c in kept)
+        for c in kept:
+            if c.metric_name_differs(self.metric_name, self.metric_window):
+                c.metric = models.metric(self.metric_name, self.task)()
+                c.rolling = _rolling(c.metric, self.metric_window)
+        duels = {c.name: d for c, d in zip(self.challengers, self.duels, strict=False)}
+        window = settings.promotion_window
+        self.duels = [
+            duels[c.name] if c.name in duels and duels[c.name].window == (window or 1)
+            else Duel(window or 1, self.task)
+            for c in kept
+        ]  # fmt: skip
+        self.promotion_window = window
+        self.challengers = kept
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot written by an earlier version lacks attributes added since.
@@ -507,14 +782,25 @@ class PartitionLearner:
             "_warned": set(),
             "metric_name": "",
             "rolling": None,
+            "challengers": [],
+            "duels": [],
+            "_since_promotion": 0,
+            "promotions": 0,
+            "shadows": [],
+            "learned_by_model": state.get("learned", 0),
         }
         self.__dict__.update({**defaults, **state})
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
             self.labels.setdefault(outcome, 0)
         self._init_journal(None)
+        if "lineup" not in state:
+            self.lineup = (self.spec.name, *(c.name for c in self.challengers))
+        self._lineup_specs = (self.spec, *(c.spec for c in self.challengers))
         for waiting in self.pending.values():
             if not hasattr(waiting, "size"):  # written before pending bytes were counted
                 waiting.size = 0
+            if not hasattr(waiting, "shadow"):
+                waiting.shadow = None
 
     def rebuilt(self) -> PartitionLearner:
         """The same learner, with the per-event objects' attributes inline again.
@@ -527,8 +813,16 @@ class PartitionLearner:
         """
         new = object.__new__(PartitionLearner)
         for name, value in self.__dict__.items():
-            hot = name in ("model", "metric", "rolling", "detector") and value is not None
+            hot = name in HOT and value is not None
             setattr(new, name, inline_copy(value) if hot else value)
+        new.challengers = []
+        for c in self.challengers:
+            copy = object.__new__(Candidate)
+            for name, value in c.__dict__.items():
+                setattr(
+                    copy, name, inline_copy(value) if name in HOT and value is not None else value
+                )
+            new.challengers.append(copy)
         return new
 
     # -- prediction ------------------------------------------------------------------
@@ -557,20 +851,26 @@ class PartitionLearner:
         return self._predict(x)
 
     def _predict(self, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:
-        if self.task == "classification":
-            if self._has_proba:
-                try:
-                    proba = self.model.predict_proba_one(x)
-                except NotImplementedError:
-                    self._has_proba = False
-                else:
-                    if self._argmax_proba:
-                        return (max(proba, key=proba.get) if proba else None), proba
-                    return self.model.predict_one(x), proba
-            return self.model.predict_one(x), None
-        if self.task == "regression":
-            return self.model.predict_one(x), None
-        return self.model.score_one(x), None
+        return _predict_with(self, x)
+
+    def _challengers_predict(
+        self, event: Event, x: dict[str, Value], offset: int
+    ) -> tuple[Any, ...]:
+        """Each challenger's prediction of ``x`` (what its metric is updated with);
+        with RIVERBED_SHADOW_PREDICTIONS, their prediction records too."""
+        preds = []
+        for c in self.challengers:
+            y_pred, proba = _predict_with(c, x)
+            preds.append(y_pred if c._metric_wants_label or proba is None else proba)
+            if self.shadow_predictions:
+                rec: dict[str, Any] = {"id": event.id, "y_pred": y_pred}
+                if proba is not None:
+                    rec["proba"] = proba
+                if event.y is not None:
+                    rec["y"] = event.y
+                rec.update(model=c.name, partition=self.partition, offset=offset)
+                self.shadows.append(rec)
+        return tuple(preds)
 
     def _check_label(self, y: Value) -> None:
         if self.task == "regression" and (isinstance(y, bool) or not isinstance(y, int | float)):
@@ -673,6 +973,8 @@ class PartitionLearner:
                 self._score(y, waiting.y_pred)
             if waiting.x is not None:
                 self.model.learn_one(waiting.x, y)
+            if waiting.shadow is not None:
+                self._challengers_learn(waiting.x, y, waiting.shadow)
         except Exception as exc:  # the event's own features: it alone is given up
             self._warn_once(
                 "default", "learning an event with RIVERBED_LABEL_DEFAULT failed: %r", exc
@@ -682,19 +984,124 @@ class PartitionLearner:
             return
         if waiting.x is not None:
             self.learned += 1
+            self.learned_by_model += 1
         self.labels[LabelOutcome.DEFAULTED] += 1
         self._watch(y, waiting.y_pred, topic="labels", offset=self.last_label_offset)
+        self._challengers_watch(
+            y, waiting.shadow, topic="labels", offset=self.last_label_offset,
+            champion_pred=waiting.y_pred,
+        )  # fmt: skip
         self._finish(rid, learned=True)
 
-    def _score(self, y: Value, y_pred: Any) -> None:
-        """Update the cumulative metric and its rolling window with one labelled event."""
-        self.metric.update(y, y_pred)
-        if self.rolling is not None:
-            self.rolling.update(y, y_pred)
+    def _score(self, y: Value, y_pred: Any, holder: Any = None) -> None:
+        """Update a candidate's cumulative metric and rolling window with one label."""
+        h: ModelHolder = self if holder is None else holder
+        h.metric.update(y, y_pred)
+        if h.rolling is not None:
+            h.rolling.update(y, y_pred)
 
-    def _watch(self, y: Value, y_pred: Any, *, topic: str, offset: int) -> None:
-        """Feed the prequential error to the drift detector; record a detection."""
-        detector = self.detector
+    def _challengers_learn(
+        self, x: dict[str, Value] | None, y: Value | None, preds: tuple[Any, ...] | None
+    ) -> None:
+        """Each challenger scores its own prediction of the event and learns it."""
+        for i, c in enumerate(self.challengers):
+            pred = preds[i] if preds is not None and i < len(preds) else None
+            if y is not None and pred is not None and pred != {}:
+                self._score(y, pred, c)
+            if x is not None:
+                if self.task == "anomaly":
+                    c.model.learn_one(x)  # unsupervised: every event teaches it
+                else:
+                    c.model.learn_one(x, y)
+                c.learned_by_model += 1
+
+    def _challengers_watch(
+        self,
+        y: Value,
+        preds: tuple[Any, ...] | None,
+        *,
+        topic: str,
+        offset: int,
+        champion_pred: Any = None,
+    ) -> None:
+        """Each challenger's drift detector; with auto promotion, its duel with the
+        champion and, when a challenger wins significantly, the promotion."""
+        if preds is None:
+            return
+        for c, pred in zip(self.challengers, preds, strict=False):
+            self._watch(y, pred, topic=topic, offset=offset, holder=c)
+        if not self.promotion_window or self.task == "anomaly":
+            return
+        champion_error = _error(self.task, y, champion_pred)
+        if champion_error is None:
+            return
+        self._since_promotion += 1
+        best = None
+        for i, (duel, pred) in enumerate(zip(self.duels, preds, strict=False)):
+            err = _error(self.task, y, pred)
+            if err is None:
+                continue
+            duel.add(champion_error=champion_error, challenger_error=err)
+            if self._since_promotion >= self.promotion_window and duel.significant():
+                challenger = self.challengers[i]
+                if self._beats(challenger) and (
+                    best is None or duel.statistic() > self.duels[best].statistic()
+                ):
+                    best = i
+        if best is not None:
+            self._promote(best, topic=topic, offset=offset)
+
+    def _windowed(self, holder: ModelHolder) -> Any:
+        return holder.rolling if holder.rolling is not None else holder.metric
+
+    def _beats(self, challenger: ModelHolder) -> bool:
+        """Whether the challenger's (rolling) metric is better than the champion's."""
+        mine, theirs = self._windowed(self).get(), self._windowed(challenger).get()
+        better = theirs > mine if self.metric.bigger_is_better else theirs < mine
+        return bool(better)
+
+    def _promote(self, i: int, *, topic: str, offset: int) -> None:
+        """Challenger ``i`` becomes the champion; the champion becomes challenger ``i``."""
+        c, duel = self.challengers[i], self.duels[i]
+        before, after = self._windowed(self).get(), self._windowed(c).get()
+        old = self.spec.name
+        for name in MODEL_FIELDS:
+            mine, theirs = getattr(self, name), getattr(c, name)
+            setattr(self, name, theirs)
+            setattr(c, name, mine)
+        # Waiting events remember every candidate's prediction: swap them too, so a
+        # later label scores each model's own prediction.
+        for waiting in self.pending.values():
+            if waiting.shadow is not None and i < len(waiting.shadow):
+                shadow = list(waiting.shadow)
+                waiting.y_pred, shadow[i] = shadow[i], waiting.y_pred
+                waiting.shadow = tuple(shadow)
+        self.promotions += 1
+        self._since_promotion = 0
+        self.duels = [Duel(self.promotion_window, self.task) for _ in self.challengers]
+        self.drift_events.append(
+            {
+                "type": "promotion",
+                "partition": self.partition,
+                "topic": topic,
+                "offset": offset,
+                "events_offset": self.last_offset,
+                "from": old,
+                "to": self.spec.name,
+                "metric": {
+                    "name": type(self.metric).__name__,
+                    "from_value": float(before),
+                    "to_value": float(after),
+                },
+                "window": self.promotion_window,
+                "test": f"{duel.test}, statistic {duel.statistic():.2f}, 5%",
+            }
+        )
+
+    def _watch(self, y: Value, y_pred: Any, *, topic: str, offset: int, holder: Any = None) -> None:
+        """Feed a candidate's prequential error to its drift detector; record a detection."""
+        h: ModelHolder = self if holder is None else holder
+        detector = h.detector
         if detector is None or y_pred is None or y_pred == {}:
             return
         if isinstance(y_pred, dict):  # probabilities: their argmax is the prediction
@@ -702,18 +1109,22 @@ class PartitionLearner:
         error = abs(float(y) - float(y_pred)) if self.task == "regression" else float(y != y_pred)
         # The mean error since the last detection, kept here: reading the detector's
         # own estimate before every update cost more than the update itself.
-        self._error_sum += error
-        self._error_n += 1
+        h._error_sum += error
+        h._error_n += 1
         detector.update(error)
         if not detector.drift_detected:
             return
-        before = self._error_sum / self._error_n
-        self._error_sum, self._error_n = 0.0, 0
-        self.drifts += 1
+        before = h._error_sum / h._error_n
+        h._error_sum, h._error_n = 0.0, 0
+        h.drifts += 1
+        if h is self:
+            self.drifts_total = getattr(self, "drifts_total", 0)
         self.drift_events.append(
             {
                 "type": "drift",
                 "partition": self.partition,
+                "model": h.spec.name,
+                "champion": h is self,
                 "topic": topic,
                 "offset": offset,
                 "events_offset": self.last_offset,
@@ -721,14 +1132,14 @@ class PartitionLearner:
                 "detector": self.drift_detector,
                 "error_before": before,
                 "error_after": getattr(detector, "estimation", None),
-                "metric": {"name": type(self.metric).__name__, "value": self.metric.get()},
+                "metric": {"name": type(h.metric).__name__, "value": h.metric.get()},
                 "action": "reset" if self.drift_reset else "none",
             }
         )
         if self.drift_reset:
             # Re-warm: a fresh model learns the new concept; the metric keeps its history.
-            self.model = self.spec.build()
-            self.detector = make_detector(self.drift_detector)
+            h.model = h.spec.build()
+            h.detector = make_detector(self.drift_detector)
 
     # -- offsets -----------------------------------------------------------------------
     def redelivered(self, offset: int, *, label: bool = False) -> bool:
@@ -801,6 +1212,7 @@ class PartitionLearner:
             # state walk tells, and a poisoned model is repaired before it answers.
             if not finite_prediction(y_pred, proba) and self.poisoned() and self.repair():
                 y_pred, proba = self._predict(x)
+            shadow = self._challengers_predict(event, x, offset) if self.challengers else None
         except Exception as exc:
             raise ModelError(PREDICT, exc) from exc
         y = event.y
@@ -822,6 +1234,8 @@ class PartitionLearner:
                     self.model.learn_one(x)  # unsupervised: every event teaches it
                 else:
                     self.model.learn_one(x, y)
+                if shadow is not None:
+                    self._challengers_learn(x, y, shadow)
             except Exception as exc:
                 self._undo_last()
                 raise ModelError(LEARN, exc) from exc
@@ -829,6 +1243,7 @@ class PartitionLearner:
                 self._undo_last()
                 raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             self.learned += 1
+            self.learned_by_model += 1
         if joined_early:
             # Remembered so a duplicate label is "late". Inline-labelled ids are not
             # remembered (a snapshot would carry them all): a stray label for one waits
@@ -841,7 +1256,7 @@ class PartitionLearner:
             if gone is not None:
                 self.pending_bytes -= gone.size
             pending[event.id] = _Pending(
-                None if self.task == "anomaly" else x, metric_pred, ts_ms, size
+                None if self.task == "anomaly" else x, metric_pred, ts_ms, size, shadow
             )
             self.pending_bytes += size
             if len(pending) > self.pending_max:
@@ -856,6 +1271,10 @@ class PartitionLearner:
                 )
         if y is not None:
             self._watch(y, metric_pred, topic="events", offset=offset)
+            if shadow is not None:
+                self._challengers_watch(
+                    y, shadow, topic="events", offset=offset, champion_pred=metric_pred
+                )
         if joined_early:
             self.labels[LabelOutcome.JOINED] += 1
         self.events += 1
@@ -914,6 +1333,8 @@ class PartitionLearner:
                     self._score(label.y, pending.y_pred)
                 if pending.x is not None:
                     self.model.learn_one(pending.x, label.y)
+                if pending.shadow is not None:
+                    self._challengers_learn(pending.x, label.y, pending.shadow)
             except Exception as exc:
                 self._undo_last()
                 raise ModelError(LEARN, exc) from exc
@@ -924,7 +1345,12 @@ class PartitionLearner:
                 raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             if pending.x is not None:
                 self.learned += 1
+                self.learned_by_model += 1
             self._watch(label.y, pending.y_pred, topic="labels", offset=offset)
+            self._challengers_watch(
+                label.y, pending.shadow, topic="labels", offset=offset,
+                champion_pred=pending.y_pred,
+            )  # fmt: skip
             self._finish(label.id, learned=True)
             outcome = LabelOutcome.JOINED
         self.labels[outcome] += 1
@@ -934,14 +1360,8 @@ class PartitionLearner:
     # -- reporting -------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """The partition's entry of ``/models``."""
-        value = float(self.metric.get())  # ROCAUC answers a numpy float: not JSON
-        rolling = None
-        if self.rolling is not None:
-            rolling = {
-                "name": type(self.metric).__name__,
-                "value": float(self.rolling.get()),
-                "window": self.metric_window,
-            }
+        quality = _quality(self, self.metric_window)
+        value, rolling = quality["metric"]["value"], quality["rolling"]
         return {
             "events": self.events,
             "learned": self.learned,
@@ -959,6 +1379,11 @@ class PartitionLearner:
             "drift_detector": self.drift_detector,
             "metric": {"name": type(self.metric).__name__, "value": value},
             "rolling": rolling,
+            "champion": self.spec.name,
+            "candidates": {
+                h.spec.name: _quality(h, self.metric_window) for h in (self, *self.challengers)
+            },
+            "promotions": self.promotions,
             "drifts": self.drifts,
             "last_offset": self.last_offset,
             "last_label_offset": self.last_label_offset,

@@ -105,6 +105,9 @@ class Learners:
             label_default_after_ms=int(settings.label_default_after * 1000),
             metric=_checked_metric(settings.metric, spec),
             metric_window=settings.metric_window,
+            lineup=tuple(models.lineup(settings.model)),
+            shadow_predictions=settings.shadow_predictions,
+            promotion_window=settings.promotion_window if settings.promotion == "auto" else 0,
         )
 
     def get(self, partition: int) -> PartitionLearner:

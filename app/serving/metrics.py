@@ -173,6 +173,8 @@ _PER_PARTITION: tuple[tuple[Any, str, str, str], ...] = (
      "Feature values dropped: new names past RIVERBED_MAX_FEATURES.", "features_dropped"),
     (CounterMetricFamily, "model_rollbacks",
      "Learns undone: the model raised or its state became non-finite.", "rollbacks"),
+    (CounterMetricFamily, "promotions",
+     "Champions replaced by a challenger (RIVERBED_PROMOTION=auto).", "promotions"),
 )  # fmt: skip
 
 
@@ -202,9 +204,10 @@ class _LearnerCollector(Collector):
         )
         value = GaugeMetricFamily(
             "riverbed_model_metric",
-            "Prequential metric of the partition's model: since the start (window=all) and "
-            "over the last RIVERBED_METRIC_WINDOW labelled events (window=rolling).",
-            labels=["partition", "metric", "window"],
+            "Prequential metric of each candidate model of the partition: since the start "
+            "(window=all) and over the last RIVERBED_METRIC_WINDOW labelled events "
+            "(window=rolling).",
+            labels=["partition", "metric", "window", "model"],
         )
         lag = GaugeMetricFamily(
             "riverbed_consumer_lag",
@@ -219,11 +222,15 @@ class _LearnerCollector(Collector):
             for outcome, n in d["labels"].items():
                 labels.add_metric([p, outcome], n)
             drifts.add_metric([p, detector], d["drifts"])
-            if d["metric"]["value"] is not None:
-                value.add_metric([p, d["metric"]["name"], "all"], float(d["metric"]["value"]))
-            rolling = d.get("rolling")
-            if rolling and rolling["value"] is not None:
-                value.add_metric([p, rolling["name"], "rolling"], float(rolling["value"]))
+            # One series per candidate (RIVERBED_MODEL: a bounded, configured list).
+            for model, q in d.get("candidates", {}).items():
+                if q["metric"]["value"] is not None:
+                    value.add_metric([p, q["metric"]["name"], "all", model],
+                                     float(q["metric"]["value"]))  # fmt: skip
+                rolling = q.get("rolling")
+                if rolling and rolling["value"] is not None:
+                    value.add_metric([p, rolling["name"], "rolling", model],
+                                     float(rolling["value"]))  # fmt: skip
             behind = self.lag(int(p))
             if behind is not None:
                 lag.add_metric([p], behind)

@@ -163,7 +163,7 @@ class Predictor:
             one: dict[str, Any] = {"y_pred": y_pred}
             if proba is not None:
                 one["proba"] = proba
-            one.update(model=self.model, partition=partition, offset=learner.last_offset)
+            one.update(model=learner.spec.name, partition=partition, offset=learner.last_offset)
             if event.id:
                 one["id"] = event.id
             out.append(one)

@@ -150,7 +150,7 @@ class Processor:
         append = out.append
         process_event = learner.process_event
         decode = self.decode_event
-        model_name, pname = self.model_name, partition
+        model_name, pname = learner.spec.name, partition  # the partition's champion
         latencies: list[float] = []
         observe = latencies.append
         clock = time.time
@@ -187,6 +187,8 @@ class Processor:
             since = event.ts if event.ts is not None else r.timestamp
             observe(now - since / 1000)  # clock skew may make it negative: clipped below
             append((r.key, encode(pred), ts))
+        if learner.shadows:
+            self._drain_shadows(learner.shadows, partition)
         if self.metrics is not None:
             self.metrics.observe_latencies(partition, latencies)
         if learner.drift_events:
@@ -270,16 +272,34 @@ class Processor:
             stage=exc.stage, reason=reason, error=error,
         )  # fmt: skip
 
+    def _drain_shadows(self, shadows: list[dict[str, Any]], partition: int) -> None:
+        """The challengers' predictions, to ``<predictions>.shadow`` (same partition)."""
+        ts = int(time.time() * 1000)
+        for rec in shadows:
+            rec["ts"] = ts
+            self.extra.append(Outgoing(self.topics.shadow, None, encode(rec), partition))
+        shadows.clear()
+
     def _drain_drifts(self, events: list[dict[str, Any]], partition: int) -> None:
         for drift in events:
-            logger.info(
-                "partition %d: drift detected at %s offset %d (error %s -> %s)",
-                partition,
-                drift["topic"],
-                drift["offset"],
-                drift["error_before"],
-                drift["error_after"],
-            )
+            if drift["type"] == "promotion":
+                logger.warning(
+                    "partition %d: %s replaces %s as champion at %s offset %d (%s %s -> %s "
+                    "over the last %d labels; %s)",
+                    partition, drift["to"], drift["from"], drift["topic"], drift["offset"],
+                    drift["metric"]["name"], drift["metric"]["from_value"],
+                    drift["metric"]["to_value"], drift["window"], drift["test"],
+                )  # fmt: skip
+            else:
+                logger.info(
+                    "partition %d: %s drift detected at %s offset %d (error %s -> %s)",
+                    partition,
+                    drift.get("model", ""),
+                    drift["topic"],
+                    drift["offset"],
+                    drift["error_before"],
+                    drift["error_after"],
+                )
             drift["ts"] = int(time.time() * 1000)
             self.extra.append(
                 Outgoing(self.topics.metrics, str(partition).encode(), encode(drift), partition)

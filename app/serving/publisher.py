@@ -52,7 +52,6 @@ class MetricsPublisher:
     def records(self, now_ms: int) -> list[tuple[int, bytes]]:
         """Every partition's record, all read before the first send: a checkpoint
         during a send may swap a partition's learner for its copy (app/learning/inline.py)."""
-        model = self.learners.spec.name
         return [
             (
                 p,
@@ -61,7 +60,7 @@ class MetricsPublisher:
                         "type": "metrics",
                         "partition": p,
                         "ts": now_ms,
-                        "model": model,
+                        "model": learner.spec.name,  # the partition's champion
                         **learner.describe(),
                         "latency_ms": self.metrics.latency_quantiles_ms(p),
                     }

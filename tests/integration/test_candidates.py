@@ -1,0 +1,61 @@
+"""RIVERBED_MODEL=logreg,hoeffding through the real broker: every candidate's metric is
+its own offline prequential metric per partition, the predictions are the champion's."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import pytest
+from river import metrics
+
+from riverbed import models
+from tests.helpers import wait_for
+from tests.integration.helpers import RECV_TIMEOUT_S, Names, consume, riverbed, riverbed_env, total
+from tests.replay import comparable, replay
+
+pytestmark = pytest.mark.integration
+
+N = 600
+
+
+def test_challengers_learn_alongside_and_the_champion_publishes(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
+    worker = start_worker(partitions=4, model="logreg,hoeffding", shadow_predictions="true",
+                          metric_window=50)  # fmt: skip
+    sent = riverbed("produce", "--dataset", "phishing", "--limit", str(N),
+                    env=riverbed_env(kafka, names, partitions=4))  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: total(worker, "learned") == N, timeout=RECV_TIMEOUT_S, what="all learned")
+    events = consume(kafka, names.topic("events"), N)
+    preds = consume(kafka, names.topic("predictions"), N)
+    shadows = consume(kafka, names.topic("predictions.shadow"), N)
+    doc = worker.models()
+    by_part: dict[int, list[Any]] = defaultdict(list)
+    for r in events:
+        by_part[r.partition].append(r)
+    pred_at = {(v["partition"], v["offset"]): v for v in (orjson.loads(r.value) for r in preds)}
+    shadow_at = {(v["partition"], v["offset"]): v for v in (orjson.loads(r.value) for r in shadows)}
+    for p, evs in by_part.items():
+        steps = [("event", (e := orjson.loads(r.value))["x"], e["y"]) for r in evs]
+        expected, logreg_metric = replay("logreg", steps)
+        got = [pred_at[(p, r.offset)] for r in evs]
+        assert [comparable(g) for g in got] == expected
+        assert all(g["model"] == "logreg" for g in got)
+        # The challenger, offline: progressive accuracy of a hoeffding tree alone.
+        model, acc = models.build("hoeffding"), metrics.Accuracy()
+        for _kind, x, y in steps:
+            y_pred = model.predict_one(x)
+            if y_pred is not None:
+                acc.update(y, y_pred)
+            model.learn_one(x, y)
+            assert shadow_at[(p, evs[0].offset)]["model"] == "hoeffding"
+        entry = doc["partitions"][str(p)]
+        assert entry["champion"] == "logreg"
+        assert entry["candidates"]["logreg"]["metric"]["value"] == logreg_metric.get()
+        assert entry["candidates"]["hoeffding"]["metric"]["value"] == acc.get()
+        assert entry["candidates"]["hoeffding"]["learned"] == len(evs)
+    _, text = worker.get("/metrics")
+    assert 'model="hoeffding"' in text and 'window="rolling"' in text
