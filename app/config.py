@@ -436,6 +436,13 @@ SPECS: tuple[_Spec, ...] = (
         "per window).",
     ),
     _Spec(
+        "warmup",
+        "replay",
+        _choice("replay", "fresh"),
+        "A candidate added to RIVERBED_MODEL: replay the retained events and labels into it "
+        "before its partition goes live (replay), or start it fresh (fresh).",
+    ),
+    _Spec(
         "metric",
         "",
         _metric_name,
@@ -624,6 +631,7 @@ class Settings:
     shadow_predictions: bool
     promotion: str
     promotion_window: int
+    warmup: str
     metric: str
     metric_window: int
     processes: int

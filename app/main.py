@@ -83,7 +83,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     intake = Intake(fetches, {names.events, names.labels}, on_drained=checkpointer.checkpoint,
                     committable=checkpointer.committable)  # fmt: skip
     recovery = Recovery(learners, codec, names, group=settings.app_id, bootstrap=settings.bootstrap,
-                        checkpointer=checkpointer, client=settings.kafka_client())  # fmt: skip
+                        checkpointer=checkpointer, client=settings.kafka_client(),
+                        warmup=settings.warmup)  # fmt: skip
     app.transport = BatchTransport(
         app.conf.broker_consumer, app, intake=intake, recovery=recovery,
         fetch_max_wait=settings.fetch_max_wait, consumer_thread=settings.consumer_thread,

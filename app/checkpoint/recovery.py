@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riverbed.checkpoint.snapshots import Checkpointer, Picked, SnapshotCodec, pick_latest
+from riverbed.checkpoint.warmup import missing_candidates, warm_up
 from riverbed.exceptions import ConfigError, RiverbedError
 from riverbed.kafka.topics import TopicNames
 from riverbed.learning.learner import PartitionLearner
@@ -195,6 +196,7 @@ class Recovery:
         bootstrap: str,
         checkpointer: Checkpointer | None = None,
         client: dict[str, Any] | None = None,
+        warmup: str = "replay",
     ) -> None:
         self.learners = learners
         self.codec = codec
@@ -203,6 +205,8 @@ class Recovery:
         self.bootstrap = bootstrap
         self.checkpointer = checkpointer
         self.client = client or {}
+        self.warmup = warmup  # RIVERBED_WARMUP: replay retained history into new candidates
+        self.warmups: list[dict[str, Any]] = []
         self._done = asyncio.Event()  # set when no assignment is being restored
         self._done.set()
         self._reread: set[int] = set()  # fresh learners that must read from the start
@@ -288,6 +292,13 @@ class Recovery:
         self._reread &= assigned - restore
         for p in sorted(restore):
             learner = self._pick(p, view, committed)
+            if learner is not None and self.warmup == "replay":
+                new = missing_candidates(learner, self.learners.settings.lineup)
+                if new:
+                    self.warmups.append(await warm_up(
+                        learner, new, events_topic=names.events, labels_topic=names.labels,
+                        bootstrap=self.bootstrap, client=self.client,
+                    ))  # fmt: skip
             self.learners.install(p, learner)
             had = any(key[1] == p for key in committed)
             if learner is None and had:
@@ -406,4 +417,5 @@ class Recovery:
                 "migrated": self.migrated,
             },
             "learning_gaps": [g.describe() for g in self.gaps],
+            "warmups": self.warmups[-20:],
         }

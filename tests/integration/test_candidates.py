@@ -59,3 +59,43 @@ def test_challengers_learn_alongside_and_the_champion_publishes(
         assert entry["candidates"]["hoeffding"]["learned"] == len(evs)
     _, text = worker.get("/metrics")
     assert 'model="hoeffding"' in text and 'window="rolling"' in text
+
+
+def test_a_candidate_added_later_is_warmed_up_on_the_retained_history(
+    kafka: str, names: Names, start_worker: Any
+) -> None:
+    settings = {"partitions": 2, "snapshot_interval": 1, "snapshot_every": 100}
+    first = start_worker(**settings)
+    sent = riverbed("produce", "--dataset", "phishing", "--limit", "400",
+                    env=riverbed_env(kafka, names, partitions=2))  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    wait_for(
+        lambda: (
+            all(
+                e["snapshot_offset"] == e["last_offset"] and e["events"] > 0
+                for e in first.models()["partitions"].values()
+            )
+            and total(first, "events") == 400
+        ),
+        timeout=RECV_TIMEOUT_S,
+        what="every partition snapshotted at its last event",
+    )
+    assert first.stop() == 0
+    second = start_worker(**settings, model="logreg,hoeffding")
+    doc = second.models()
+    assert sorted(w["partition"] for w in doc["warmups"]) == [0, 1]
+    events = consume(kafka, names.topic("events"), 400)
+    for p in (0, 1):
+        steps = [orjson.loads(r.value) for r in sorted(events, key=lambda r: r.offset)
+                 if r.partition == p]  # fmt: skip
+        model, acc = models.build("hoeffding"), metrics.Accuracy()
+        for e in steps:
+            y_pred = model.predict_one(e["x"])
+            if y_pred is not None:
+                acc.update(e["y"], y_pred)
+            model.learn_one(e["x"], e["y"])
+        entry = doc["partitions"][str(p)]
+        assert entry["candidates"]["hoeffding"]["learned"] == len(steps)
+        assert entry["candidates"]["hoeffding"]["metric"]["value"] == acc.get()
+        assert entry["candidates"]["logreg"]["learned"] == len(steps)  # carried on, not redone
+        assert entry["restored_offset"] == entry["last_offset"]
