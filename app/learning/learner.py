@@ -399,7 +399,7 @@ class PartitionLearner(ModelHolder):
     >>> from riverbed.records import Event, Label
     >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
     >>> learner.process_event(Event("a", {"f": 1.0}, y=True), offset=0, ts_ms=0)
-    {'id': 'a', 'y_pred': False, 'proba': {False: 0.5, True: 0.5}, 'y': True}
+    {'id': 'a', 'y_pred': False, 'proba': {False: 0.5, True: 0.5}, 'y': True, 'model': 'logreg'}
     >>> learner.process_event(Event("b", {"f": 2.0}), offset=1, ts_ms=1)["y_pred"]
     True
     >>> learner.process_label(Label("b", False), offset=0, ts_ms=2)
@@ -1215,6 +1215,7 @@ class PartitionLearner(ModelHolder):
             shadow = self._challengers_predict(event, x, offset) if self.challengers else None
         except Exception as exc:
             raise ModelError(PREDICT, exc) from exc
+        by = self.spec.name  # the champion that predicts (a promotion may follow the learn)
         y = event.y
         joined_early = False
         if y is not None:
@@ -1288,6 +1289,7 @@ class PartitionLearner(ModelHolder):
             out["proba"] = proba
         if event.y is not None:
             out["y"] = event.y
+        out["model"] = by
         return out
 
     def process_label(

@@ -15,9 +15,12 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import orjson
 
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.kafka.topics import TopicNames
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "riverbed."
 DLQ_RECORD_OVERHEAD = 1024  # a record batch's framing around one dead letter
+RECENT_EVENTS = 50  # drift and promotion records kept for /models (the live page)
 Headers = Sequence[tuple[str, bytes]]
 
 
@@ -87,9 +91,9 @@ class Processor:
         self.topics = topics
         self.max_record_bytes = max_record_bytes
         self.dlq_max_bytes = dlq_max_bytes
-        self.model_name = learners.spec.name
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}".encode()
         self.dead_letters: dict[str, int] = {}
+        self.recent_events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         mapping = learners.settings.mapping
         self.decode_event = mapping.event_decoder()
         self.decode_label = mapping.label_decoder()
@@ -150,7 +154,7 @@ class Processor:
         append = out.append
         process_event = learner.process_event
         decode = self.decode_event
-        model_name, pname = learner.spec.name, partition  # the partition's champion
+        pname = partition
         latencies: list[float] = []
         observe = latencies.append
         clock = time.time
@@ -178,7 +182,6 @@ class Processor:
                 continue
             now = clock()
             ts = int(now * 1000)
-            pred["model"] = model_name
             pred["partition"] = pname
             pred["offset"] = offset
             pred["ts"] = ts
@@ -301,9 +304,10 @@ class Processor:
                     drift["error_after"],
                 )
             drift["ts"] = int(time.time() * 1000)
-            self.extra.append(
-                Outgoing(self.topics.metrics, str(partition).encode(), encode(drift), partition)
-            )
+            value = encode(drift)
+            self.recent_events.append(orjson.loads(value))  # JSON-safe, for /models
+            key = str(partition).encode()
+            self.extra.append(Outgoing(self.topics.metrics, key, value, partition))
         events.clear()
 
     def _dead_letter(
@@ -358,5 +362,5 @@ class Processor:
         return Outgoing(self.topics.dlq, key, value, None, all_headers)
 
     def describe(self) -> dict[str, Any]:
-        """Counts across partitions, for ``/models``."""
-        return {"dead_letters": dict(self.dead_letters)}
+        """Counts across partitions, and the last drift and promotion records, for ``/models``."""
+        return {"dead_letters": dict(self.dead_letters), "recent_events": list(self.recent_events)}

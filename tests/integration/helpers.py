@@ -253,3 +253,32 @@ def producer_process(
     return subprocess.Popen([sys.executable, "-m", "riverbed", "produce", *args],
                             env=riverbed_env(kafka, names, partitions=partitions), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def read_all(bootstrap: str, topic: str, **client: Any) -> list[Any]:
+    """Every record ``topic`` holds now (up to its end offsets when called)."""
+
+    async def read() -> list[Any]:
+        from aiokafka import TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    **client)  # fmt: skip
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out: list[Any] = []
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    out.extend(records)
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
