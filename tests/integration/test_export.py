@@ -76,6 +76,21 @@ def test_export_and_inspect_a_stopped_worker_s_model(
         assert int(headers["X-Riverbed-Events-Offset"]) == offsets[p]
         live[p] = tmp_path / f"live-p{p}.pkl"
         live[p].write_bytes(body)
+    # What POST /predict answers now, at the same offsets, for the probes below.
+    probe_x = json.loads(
+        json.dumps([x for x, _ in itertools.islice(datasets.Phishing(), N, N + 40)])
+    )
+    answered = {}
+    for p in (0, 1):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{worker.port}/predict?partition={p}",
+            data=orjson.dumps([{"x": x} for x in probe_x]),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            answered[p] = orjson.loads(r.read())
+        assert {a["offset"] for a in answered[p]} == {offsets[p]}
     worker.stop()
 
     # Export with no worker running.
@@ -110,6 +125,10 @@ def test_export_and_inspect_a_stopped_worker_s_model(
     for i, p in enumerate((0, 1)):
         assert got[2 * i]["before"] == expected[p], f"partition {p}: export != replay"
         assert got[2 * i + 1]["before"] == expected[p], f"partition {p}: live != replay"
+        # The exported model, loaded without riverbed, predicts what /predict answered.
+        assert [{str(k).lower(): v for k, v in proba.items()} for _y, proba in expected[p]] == [
+            a["proba"] for a in answered[p]
+        ], f"partition {p}: export != /predict"
 
     text = riverbed("inspect", "--partition", "1", env=env)
     assert text.returncode == 0, text.stderr
