@@ -3,14 +3,18 @@
 Starts the local broker unless one answers at ``RIVERBED_BROKER``, starts a worker
 process, replays a drifting synthetic stream at a steady rate with inline labels, and
 reads the predictions back to show throughput and prequential accuracy as they move
-through the drift. Ctrl-C (or ``--duration``) stops the worker, and the broker if the
-demo started it.
+through the drift; next to them each candidate's rolling metric from ``/models`` (the
+champion starred), and, as they happen, the drift detectors' detections and the
+promotions the worker publishes on the metrics topic. Where the stream's own drift lies
+is printed once, as a reference. Ctrl-C (or ``--duration``) stops the worker, and the
+broker if the demo started it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +24,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -34,6 +39,10 @@ __all__ = ["run_demo"]
 READY_TIMEOUT_S = 90.0
 SPARK = "▁▂▃▄▅▆▇█"
 WINDOW = 500
+DRIFT_AT = 5000  # where the synthetic stream switches concept (``--dataset drift``)
+WHERE_KEPT = 200_000  # (partition, offset) -> stream index entries kept for the events
+EVENT_WAIT_S = 3.0  # how long an event waits for its prediction to place it in the stream
+PERCENT = {"Accuracy", "BalancedAccuracy", "ROCAUC", "F1", "Precision", "Recall"}
 
 
 @dataclass
@@ -42,12 +51,24 @@ class _Live:
     sent: int = 0
     predicted: int = 0
     correct: int = 0
+    furthest: int = -1  # the furthest stream index predicted
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=WINDOW))
     history: deque[float] = field(default_factory=lambda: deque(maxlen=40))
+    where: dict[tuple[int, int], int] = field(default_factory=dict)  # (p, offset) -> index
+    waiting: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # metrics topic
+    detections: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    models: dict[str, Any] | None = None  # the last /models
 
 
 def _spark(values: deque[float]) -> str:
     return "".join(SPARK[min(int(v * len(SPARK)), len(SPARK) - 1)] for v in values)
+
+
+def _fmt(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if name in PERCENT else f"{value:.4f}"
 
 
 def _wait_ready(port: int, worker: subprocess.Popen[bytes], log: Path) -> None:
@@ -68,9 +89,54 @@ def _wait_ready(port: int, worker: subprocess.Popen[bytes], log: Path) -> None:
     raise BrokerError(msg)
 
 
-async def _read_predictions(settings: Settings, live: _Live) -> None:
+def _get_models(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=2) as r:
+            doc: dict[str, Any] = orjson.loads(r.read())
+            return doc
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def _candidates(doc: dict[str, Any] | None) -> str:
+    """Each candidate's rolling metric over the partitions (weighted by what it learned;
+    the cumulative one without a rolling window), the champion starred."""
+    if not doc or not doc.get("partitions"):
+        return ""
+    parts = list(doc["partitions"].values())
+    sums: dict[str, list[float]] = {}  # name -> [weighted sum, weight]
+    champions: dict[str, int] = {}
+    window = None
+    metric = ""
+    for d in parts:
+        champion = d.get("champion", doc["model"])
+        champions[champion] = champions.get(champion, 0) + 1
+        for name, q in d.get("candidates", {}).items():
+            m = q.get("rolling") or q["metric"]
+            metric, window = m["name"], m.get("window")
+            acc = sums.setdefault(name, [0.0, 0.0])
+            weight = min(q["learned"], window) if window else q["learned"]
+            if m["value"] is not None and weight:
+                acc[0] += m["value"] * weight
+                acc[1] += weight
+    if not sums:
+        return ""
+    shown = []
+    for name, (total, weight) in sums.items():
+        n = champions.get(name, 0)
+        star = "" if n == 0 else "★" if n == len(parts) else f"★{n}/{len(parts)}"
+        shown.append(f"{name}{star} {_fmt(metric, total / weight if weight else None)}")
+    what = f"last {window:,}" if window else "all"
+    return f" │ {metric.lower()} ({what}): " + "  ".join(shown)
+
+
+async def _read_topics(settings: Settings, live: _Live) -> None:
+    """Our predictions (accuracy, and where each event lies in the stream), and the
+    detections and promotions the worker publishes on the metrics topic."""
+    predictions, metrics = settings.topic("predictions"), settings.topic("metrics")
     consumer = AIOKafkaConsumer(
-        settings.topic("predictions"),
+        predictions,
+        metrics,
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="latest",
@@ -82,6 +148,11 @@ async def _read_predictions(settings: Settings, live: _Live) -> None:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for r in records:
+                    if r.topic == metrics:
+                        m = orjson.loads(r.value)
+                        if m.get("type") in ("drift", "promotion"):
+                            live.waiting.append((time.monotonic(), m))
+                        continue
                     p = orjson.loads(r.value)
                     if not p["id"].startswith(live.prefix):
                         continue  # an earlier run's record
@@ -89,15 +160,64 @@ async def _read_predictions(settings: Settings, live: _Live) -> None:
                     ok = p.get("y") == p["y_pred"]
                     live.correct += ok
                     live.recent.append(ok)
+                    with contextlib.suppress(ValueError):
+                        index = int(p["id"].rsplit("-", 1)[1])
+                        live.furthest = max(live.furthest, index)
+                        live.where[(p["partition"], p["offset"])] = index
+            if len(live.where) > WHERE_KEPT:
+                for k in list(live.where)[: WHERE_KEPT // 2]:  # the oldest half
+                    del live.where[k]
     finally:
         await consumer.stop()
 
 
-async def _show(live: _Live, drift_at: int, duration: float | None) -> None:
+def _event_line(m: dict[str, Any], index: int | None, drift_at: int | None) -> str:
+    """A detection or a promotion from the metrics topic, placed in the stream."""
+    at = f"partition {m['partition']} offset {m.get('events_offset', m['offset']):,}"
+    if index is not None:
+        at += f" = stream event {index:,}"
+        if drift_at is not None:
+            d = index - drift_at
+            at += f" ({abs(d):,} {'after' if d >= 0 else 'before'} the stream's drift)"
+    if m["type"] == "promotion":
+        metric = m["metric"]
+        return (
+            f"      ★ promotion: {m['to']} replaces {m['from']} as champion, {at}; "
+            f"{metric['name']} {_fmt(metric['name'], metric['from_value'])} → "
+            f"{_fmt(metric['name'], metric['to_value'])} over the last {m['window']:,} "
+            f"labels ({m['test']})"
+        )
+    role = "champion" if m.get("champion", True) else "challenger"
+    return f"      ▲ drift detected by {m.get('model', '?')}'s detector ({role}), {at}"
+
+
+def _place(live: _Live, drift_at: int | None) -> list[str]:
+    """Lines for the metrics topic's records whose stream position is known (or that
+    waited long enough)."""
+    lines: list[str] = []
+    now = time.monotonic()
+    still: list[tuple[float, dict[str, Any]]] = []
+    for got, m in live.waiting:
+        index = live.where.get((m["partition"], m.get("events_offset", m["offset"])))
+        if index is None and now - got < EVENT_WAIT_S:
+            still.append((got, m))
+            continue
+        if m["type"] == "drift":
+            live.detections.append((m, index))
+        else:
+            live.promotions.append(m)
+        lines.append(_event_line(m, index, drift_at))
+    live.waiting = still
+    return lines
+
+
+async def _show(live: _Live, port: int, drift_at: int | None, duration: float | None) -> None:
     t0 = time.monotonic()
     last_n, last_t = 0, t0
+    reference_shown = drift_at is None
     while duration is None or time.monotonic() - t0 < duration:
         await asyncio.sleep(1.0)  # refresh period of the display
+        live.models = await asyncio.to_thread(_get_models, port) or live.models
         now = time.monotonic()
         rate = (live.predicted - last_n) / (now - last_t)
         last_n, last_t = live.predicted, now
@@ -105,25 +225,55 @@ async def _show(live: _Live, drift_at: int, duration: float | None) -> None:
         window = sum(live.recent) / len(live.recent) if live.recent else 0.0
         if live.recent:
             live.history.append(window)
-        marker = (
-            "  ◀ drift" if live.sent >= drift_at and live.predicted < drift_at + 2 * WINDOW else ""
-        )
+        if not reference_shown and drift_at is not None and live.furthest >= drift_at:
+            reference_shown = True
+            print(
+                f"      ┄ reference: the stream's own drift is centred on event {drift_at:,} "
+                "(known from the generator, not detected)",
+                flush=True,
+            )
+        events = _place(live, drift_at)
+        for line in events:
+            print(line, flush=True)
+        n = sum(line.startswith("      ▲") for line in events)
+        marker = f"  ◀ {n} drift detection{'s' * (n > 1)}" if n else ""
         print(
             f"{now - t0:5.0f}s │ sent {live.sent:>7,} │ predicted {live.predicted:>7,} │ "
             f"{rate:6,.0f} ev/s │ accuracy {overall:6.1%} │ last {WINDOW}: {window:6.1%} "
-            f"{_spark(live.history)}{marker}",
+            f"{_spark(live.history)}{_candidates(live.models)}{marker}",
             flush=True,
         )
 
 
-async def _live(settings: Settings, *, rate: float, dataset: str, duration: float | None) -> None:
+def _summary(live: _Live, drift_at: int | None) -> str:
+    lines = [
+        f"\ndone: {live.predicted:,} predictions, prequential accuracy "
+        f"{live.correct / max(live.predicted, 1):.2%}"
+    ]
+    placed = sorted(i for _, i in live.detections if i is not None)
+    line = f"drift detections: {len(live.detections)}"
+    if drift_at is not None:
+        after = [i for i in placed if i >= drift_at]
+        line += (
+            f"; the first after the stream's drift (event {drift_at:,}) at stream event "
+            f"{after[0]:,} ({after[0] - drift_at:+,})"
+            if after
+            else f"; none after the stream's drift (event {drift_at:,})"
+        )
+    lines.append(line + f"; promotions: {len(live.promotions)}")
+    return "\n".join(lines)
+
+
+async def _live(
+    settings: Settings, *, rate: float, dataset: str, duration: float | None, port: int
+) -> None:
     live = _Live(prefix=uuid.uuid4().hex[:8])
-    drift_at = 5000
+    drift_at = DRIFT_AT if dataset == "drift" else None
 
     def on_sent(stats: ProduceStats) -> None:
         live.sent = stats.events
 
-    reader = asyncio.create_task(_read_predictions(settings, live))
+    reader = asyncio.create_task(_read_topics(settings, live))
     await asyncio.sleep(0.5)  # let the reader reach the end of the topic before producing
     producer = asyncio.create_task(
         produce(
@@ -131,22 +281,30 @@ async def _live(settings: Settings, *, rate: float, dataset: str, duration: floa
             dataset=dataset,
             rate=rate,
             id_prefix=live.prefix,
-            drift_at=drift_at,
+            drift_at=DRIFT_AT,
             on_sent=on_sent,
         )
     )
     try:
-        await _show(live, drift_at, duration)
+        await _show(live, port, drift_at, duration)
     finally:
         for task in (producer, reader):
             task.cancel()
         for task in (producer, reader):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-    print(
-        f"\ndone: {live.predicted:,} predictions, prequential accuracy "
-        f"{live.correct / max(live.predicted, 1):.2%}"
-    )
+    print(_summary(live, drift_at))
+
+
+def _worker_env(settings: Settings) -> tuple[dict[str, str], str]:
+    """The worker's environment: with several candidates and no RIVERBED_PROMOTION set,
+    promotion is turned on, so that the demo can show one."""
+    env = dict(os.environ)
+    several = len([m for m in settings.model.split(",") if m.strip()]) > 1
+    if several and "RIVERBED_PROMOTION" not in env:
+        env["RIVERBED_PROMOTION"] = "auto"
+        return env, ", RIVERBED_PROMOTION=auto"
+    return env, f", RIVERBED_PROMOTION={settings.promotion}" if several else ""
 
 
 def run_demo(settings: Settings, *, rate: float, dataset: str, duration: float | None) -> int:
@@ -156,11 +314,13 @@ def run_demo(settings: Settings, *, rate: float, dataset: str, duration: float |
         print(f"started the local Kafka broker at {broker.bootstrap}", flush=True)
     STATE.mkdir(parents=True, exist_ok=True)
     log = STATE / "demo-worker.log"
+    env, promotion = _worker_env(settings)
     with log.open("wb") as fh:
         worker = subprocess.Popen(
             [sys.executable, "-m", "riverbed", "worker", "-l", "warn"],
             stdout=fh,
             stderr=subprocess.STDOUT,
+            env=env,
         )
     interrupted = False
     try:
@@ -169,15 +329,20 @@ def run_demo(settings: Settings, *, rate: float, dataset: str, duration: float |
         web = f"http://{settings.web_host}:{settings.web_port}"
         print(
             f"\nriverbed demo: {dataset} stream"
-            + (" (Agrawal function 0 → 4 at event 5,000)" if dataset == "drift" else "")
-            + f", {rate:,.0f} events/s, inline labels, model {settings.model}\n"
+            + (f" (Agrawal function 0 → 4 at event {DRIFT_AT:,})" if dataset == "drift" else "")
+            + f", {rate:,.0f} events/s, inline labels, model {settings.model}{promotion}\n"
+            f"  live page             {web}/\n"
             f"  per-partition models  {web}/models\n"
             f"  predictions           riverbed tail predictions --from-end\n"
             f"  dead letters          riverbed tail dlq\n"
+            f"  ▲ drift detected by a candidate's detector, ★ promotion or champion "
+            f"(the metrics topic, /models)\n"
             f"  Ctrl-C stops the demo\n",
             flush=True,
         )
-        asyncio.run(_live(settings, rate=rate, dataset=dataset, duration=duration))
+        asyncio.run(
+            _live(settings, rate=rate, dataset=dataset, duration=duration, port=settings.web_port)
+        )
     except KeyboardInterrupt:
         interrupted = True
     finally:

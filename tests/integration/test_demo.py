@@ -16,4 +16,37 @@ def test_demo_shows_live_accuracy_and_stops_cleanly(kafka: str, names: Names) ->
     assert done, res.stdout
     assert int(done.group(1).replace(",", "")) > 0
     assert 0 < float(done.group(2)) <= 100
+    # The one candidate's rolling metric from /models, starred as the champion.
+    assert re.search(r"accuracy \(last 1,000\): logreg★ [\d.]+%", res.stdout), res.stdout
+    assert re.search(r"drift detections: \d+.*; promotions: 0", res.stdout), res.stdout
     assert "stopped the worker" in res.stdout
+
+
+def test_demo_shows_each_candidate_detected_drifts_and_promotions(kafka: str, names: Names) -> None:
+    """Issue 18 items 5 and 7: `RIVERBED_MODEL=logreg,hoeffding make run`."""
+    env = riverbed_env(
+        kafka, names, web_port=free_port(), model="logreg,hoeffding", promotion_window=300
+    )
+    res = riverbed("demo", "--duration", "8", "--rate", "1500", env=env, timeout=180)
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr
+    assert "RIVERBED_PROMOTION=auto" in out, "the demo turns promotion on for several candidates"
+    ticks = re.findall(r"accuracy \(last 1,000\): (\S+) ([\d.]+)%  (\S+) ([\d.]+)%", out)
+    assert ticks, out
+    assert {ticks[-1][0].split("★")[0], ticks[-1][2].split("★")[0]} == {"logreg", "hoeffding"}
+    assert any("★" in t[0] + t[2] for t in ticks), "the champion is starred"
+    # Markers from the detectors' records on the metrics topic, per candidate, placed in
+    # the stream; the stream's own drift only as a labelled reference.
+    drifts = re.findall(
+        r"▲ drift detected by (logreg|hoeffding)'s detector \((champion|challenger)\), "
+        r"partition \d+ offset [\d,]+",
+        out,
+    )
+    assert drifts, out
+    assert "reference: the stream's own drift is centred on event 5,000" in out, out
+    promotions = re.findall(r"★ promotion: (\w+) replaces (\w+) as champion, partition \d+", out)
+    assert promotions, out
+    summary = re.search(r"drift detections: (\d+).*; promotions: (\d+)", out)
+    assert summary, out
+    assert int(summary.group(1)) == len(drifts) and int(summary.group(2)) == len(promotions)
+    assert "stopped the worker" in out

@@ -162,14 +162,22 @@ def test_drift_is_detected_near_the_drift_point_and_the_metric_recovers(
 def test_the_live_page_plots_data_in_headless_chromium(
     kafka: str, names: Names, start_worker: Any, output_dir: Path, start_producer: Any
 ) -> None:
-    worker = start_worker(partitions=2)
+    # Two candidates on a drifting stream: the page draws a series per candidate and
+    # partition, and marks the detectors' detections (/models recent_events).
+    worker = start_worker(partitions=2, model="logreg,hoeffding", promotion="auto")
     producer = start_producer(
-        "--dataset", "agrawal", "--limit", "20000", "--rate", "1500", partitions=2
-    )
+        "--dataset", "drift", "--drift-at", "3000", "--limit", "20000", "--rate", "1500",
+        partitions=2,
+    )  # fmt: skip
     wait_for(
         lambda: all(p["events"] > 1000 for p in worker.models()["partitions"].values()),
         timeout=RECV_TIMEOUT_S,
         what="both partitions predicting",
+    )
+    wait_for(
+        lambda: [e for e in worker.models()["recent_events"] if e["type"] == "drift"],
+        timeout=RECV_TIMEOUT_S,
+        what="a drift detection in /models recent_events",
     )
     url = f"http://127.0.0.1:{worker.port}/"
     flags = [
@@ -205,6 +213,16 @@ def test_the_live_page_plots_data_in_headless_chromium(
         + re.findall(r'data-points="(\d+)"[^>]*id="metric"', dom)
     ]
     assert points and points[0] >= 4, dom[:2000]
+    grid = re.search(r'<div[^>]*id="metric"[^>]*>', dom)
+    assert grid, dom[:2000]
+    attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', grid.group(0)))
+    assert set(attrs["candidates"].split(",")) == {"logreg", "hoeffding"}, attrs
+    # a rolling line per candidate and partition, and a dashed cumulative one
+    assert int(attrs["series"]) == 8, attrs
+    assert int(attrs["drifts"]) >= 1, attrs
+    canvases = re.findall(r'<canvas id="metric-(\d+)"[^>]*data-series="(\d+)"', dom)
+    assert sorted(canvases) == [("0", "4"), ("1", "4")], canvases
+    assert re.search(r"<b>drift</b> detected by (logreg|hoeffding)'s detector", dom), dom[-3000:]
     body = re.search(r"<tbody>(.*?)</tbody>", dom, re.S)
     assert body and body.group(1).count("<tr>") == 2, "one table row per partition"
     events = [int(n) for n in re.findall(r"<tr><td>\d+</td><td>(\d+)</td>", body.group(1))]
