@@ -301,7 +301,8 @@ class Duel:
     def __init__(self, window: int, task: str) -> None:
         self.window = window
         self.task = task
-        self.pairs: deque[float] = deque()
+        self.pairs: deque[tuple[float, float]] = deque()  # (champion, challenger) errors
+        self.errors = [0.0, 0.0]  # their sums over the window
         self.b = 0  # classifier: champion right, challenger wrong
         self.c = 0  # classifier: champion wrong, challenger right
         self.sum = 0.0  # regressor: sum of d
@@ -317,11 +318,21 @@ class Duel:
             self.c += sign
 
     def add(self, *, champion_error: float, challenger_error: float) -> None:
-        d = champion_error - challenger_error
-        self.pairs.append(d)
-        self._count(d, 1)
+        self.pairs.append((champion_error, challenger_error))
+        self._count(champion_error - challenger_error, 1)
+        self.errors[0] += champion_error
+        self.errors[1] += challenger_error
         if len(self.pairs) > self.window:
-            self._count(self.pairs.popleft(), -1)
+            old_champion, old_challenger = self.pairs.popleft()
+            self._count(old_champion - old_challenger, -1)
+            self.errors[0] -= old_champion
+            self.errors[1] -= old_challenger
+
+    def mean_errors(self) -> tuple[float, float]:
+        """The champion's and the challenger's mean error over the window (error rate
+        for a classifier, mean absolute error for a regressor)."""
+        n = len(self.pairs) or 1
+        return self.errors[0] / n, self.errors[1] / n
 
     def statistic(self) -> float:
         """McNemar's chi-square (classifier) or the paired z (regressor)."""
@@ -1079,6 +1090,7 @@ class PartitionLearner(ModelHolder):
         self.promotions += 1
         self._since_promotion = 0
         self.duels = [Duel(self.promotion_window, self.task) for _ in self.challengers]
+        champion_error, challenger_error = duel.mean_errors()
         self.drift_events.append(
             {
                 "type": "promotion",
@@ -1094,6 +1106,9 @@ class PartitionLearner(ModelHolder):
                     "to_value": float(after),
                 },
                 "window": self.promotion_window,
+                # Over the promotion window itself (the metric's values above are over
+                # RIVERBED_METRIC_WINDOW): error rate, or mean absolute error.
+                "window_errors": {"from": champion_error, "to": challenger_error},
                 "test": f"{duel.test}, statistic {duel.statistic():.2f}, 5%",
             }
         )
