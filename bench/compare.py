@@ -24,6 +24,10 @@ Scaling: 1 and --workers riverbed workers in one consumer group on a fresh, empt
 topic; once every worker has its share of the partitions, the same events are
 written at full speed and the predictions' span is measured the same way.
 
+Processes: the same workload through one ``riverbed worker --processes N`` command
+(a supervisor and N worker processes in one group), --processes against 1, measured
+as the scaling run.
+
 Secured clusters: RIVERBED_SECURITY_PROTOCOL, RIVERBED_SASL_* and RIVERBED_SSL_* in
 the environment apply to every client of the run (riverbed's workers, the raw aiokafka
 loop, Quix Streams' librdkafka, the harness's readers and writers).
@@ -534,6 +538,76 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
             proc.wait(60)
 
 
+def _free_ports(n: int) -> int:
+    """A base port with the ``n`` ports from it free (a supervisor and its children)."""
+    import socket
+
+    for _ in range(200):
+        base = _free_port()
+        if base + n >= 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError("no free port range")
+
+
+def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
+    """events/s of one ``riverbed worker --processes N`` command, as ``_scaling``.
+
+    The supervisor and its N worker processes (one consumer group, static membership)
+    have every partition assigned, each child its share, before the events are
+    written at full speed. ``--processes 1`` is the plain worker (no supervisor).
+    """
+    from riverbed.config import Settings
+    from riverbed.kafka.topics import ensure_topics
+
+    prefix = _new_prefix(f"proc{processes}")
+    s = Settings.from_env(
+        {
+            "RIVERBED_BROKER": bootstrap,
+            "RIVERBED_TOPIC_PREFIX": prefix,
+            "RIVERBED_PARTITIONS": str(PARTITIONS),
+            **_security_env(),
+        }
+    )
+    asyncio.run(ensure_topics(s))
+    env, _ = _worker_env(bootstrap, prefix, f"proc-{uuid.uuid4().hex[:8]}", f"proc{processes}")
+    port = _free_ports(processes + 1)  # the supervisor's, then slot i's at port + 1 + i
+    workers = [port] if processes == 1 else [port + 1 + slot for slot in range(processes)]
+    env["RIVERBED_WEB_PORT"] = str(port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riverbed", "worker", "--processes", str(processes)],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            shares = [_assigned(w) for w in workers]
+            owned = sorted(p for share in shares for p in share)
+            if owned == list(range(PARTITIONS)) and all(shares) and _ready(port):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                msg = f"--processes {processes} did not share the partitions: {shares}"
+                raise RuntimeError(msg)
+            time.sleep(0.2)  # polling a condition (the assignment), not waiting it out
+        asyncio.run(_produce_values(bootstrap, prefix + "events", values))
+        asyncio.run(_wait_written(bootstrap, prefix + "predictions", len(values)))
+        return _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", len(values))))
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the supervisor stops its children gracefully
+        proc.wait(120)
+
+
 def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[float, float]:
     """Start the system on a fresh topic, produce n events at ``rate``, measure latency."""
     import threading
@@ -601,6 +675,12 @@ def main() -> None:
     )
     ap.add_argument("--no-latency", action="store_true", help="skip the paced latency runs")
     ap.add_argument("--workers", type=int, default=2, help="riverbed workers in the scaling run")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="riverbed worker --processes N against --processes 1 (0: skip)",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="rounds per system (best / median)")
     ap.add_argument(
         "--set",
@@ -648,6 +728,7 @@ def main() -> None:
     )
     results: dict[str, dict[str, Any]] = {}
     scaling: dict[str, Any] = {}
+    supervised: dict[str, Any] = {}
     try:
         asyncio.run(produce(s, dataset="agrawal", limit=args.events, seed=7))
         src = prefix + "events"
@@ -712,6 +793,21 @@ def main() -> None:
                 f"{many:10,.0f} events/s ({many / one:.2f}x) on {os.cpu_count()} cores",
                 flush=True,
             )
+        if "riverbed" in systems and args.processes > 1:
+            one = _supervised(bootstrap, 1, keyed)
+            many = _supervised(bootstrap, args.processes, keyed)
+            supervised = {
+                "1": round(one),
+                str(args.processes): round(many),
+                "ratio": round(many / one, 2),
+                "cores": os.cpu_count(),
+            }
+            print(
+                f"riverbed worker   --processes 1 {one:10,.0f} events/s; --processes "
+                f"{args.processes} {many:10,.0f} events/s ({many / one:.2f}x) "
+                f"on {os.cpu_count()} cores",
+                flush=True,
+            )
         for system in [] if args.no_latency else systems:
             paced = sorted(
                 (
@@ -757,6 +853,7 @@ def main() -> None:
         "systems": results,
         "ratios": ratios,
         "scaling": scaling,
+        "processes": supervised,
         "guard": guard,
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -792,6 +889,13 @@ def markdown_table(out: dict[str, Any]) -> str:
         rows.append(
             f"| **riverbed** ({sc['workers']} workers, {sc['cores']} cores) | "
             f"{sc['workers_events_per_s']:,} | - | - | {sc['speedup']:.2f}x one worker |"
+        )
+    pr = out.get("processes")
+    if pr:
+        n = next(k for k in pr if k not in ("1", "ratio", "cores"))
+        rows.append(
+            f"| **riverbed** (`--processes {n}` against `--processes 1`, {pr['cores']} cores) | "
+            f"{pr[n]:,} against {pr['1']:,} | - | - | {pr['ratio']:.2f}x |"
         )
     return "\n".join(rows) + "\n"
 
