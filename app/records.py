@@ -195,6 +195,12 @@ def _at(obj: dict[str, Any], parts: tuple[str, ...]) -> Any:
     return obj.get(".".join(parts), _MISSING) if len(parts) > 1 else _MISSING
 
 
+# Dotted names made before, by prefix (bounded: a stream of ever new keys only
+# rebuilds them).
+_NAMES: dict[str, dict[str, str]] = {}
+_NAMES_MAX = 100_000
+
+
 def _flatten(
     obj: dict[str, Any],
     prefix: str,
@@ -206,8 +212,15 @@ def _flatten(
 ) -> None:
     """Scalars of ``obj`` under dotted names; nulls left out. ``lists``: ``"error"``
     (a list named by the mapping is a bad record) or ``"skip"`` (matched by a glob)."""
+    names = _NAMES.get(prefix)
+    if names is None or len(names) > _NAMES_MAX:
+        names = _NAMES[prefix] = {}
     for name, v in obj.items():
-        path = f"{prefix}{name}"
+        # The same str object for a name every time: its hash is computed once, not
+        # in every dict of the model, and orjson hands the same key objects back.
+        path = names.get(name)
+        if path is None:
+            path = names[name] = f"{prefix}{name}" if prefix else name
         if path in skip:
             continue
         t = type(v)
@@ -450,6 +463,8 @@ class _Compiled:
         self.glob: re.Pattern[str] | None = (
             re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
         )
+        self.everything = globs == ["*"]  # RIVERBED_EVENT_FEATURES=*: no matching at all
+        self.matched: dict[str, bool] = {}
 
     def features(self, obj: dict[str, Any]) -> dict[str, Value]:
         x: dict[str, Value] = {}
@@ -465,9 +480,16 @@ class _Compiled:
         if self.glob is not None:
             every: dict[str, Value] = {}
             _flatten(obj, "", every, lists="skip", skip=self.skip)
-            match = self.glob.fullmatch
+            if self.everything and not x:
+                return every
+            matched = self.matched
             for name, v in every.items():
-                if name not in x and match(name):
+                ok = matched.get(name)
+                if ok is None:  # a regex once per name, not once per record
+                    if len(matched) > _NAMES_MAX:
+                        matched.clear()
+                    ok = matched[name] = bool(self.glob.fullmatch(name))
+                if ok and name not in x:
                     x[name] = v
         return x
 
