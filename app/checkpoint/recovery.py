@@ -299,6 +299,11 @@ class Recovery:
                         learner, new, events_topic=names.events, labels_topic=names.labels,
                         bootstrap=self.bootstrap, client=self.client,
                     ))  # fmt: skip
+            if learner is not None:
+                # Unpickled objects keep a real __dict__, and every attribute access of
+                # the model is a dict lookup from then on (app/learning/inline.py): the
+                # partition goes live with an inline copy, as fast as a fresh learner.
+                learner = learner.rebuilt()
             self.learners.install(p, learner)
             had = any(key[1] == p for key in committed)
             if learner is None and had:
