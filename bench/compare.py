@@ -538,29 +538,6 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
             proc.wait(60)
 
 
-def _free_ports(n: int) -> int:
-    """A base port with the ``n`` ports from it free (a supervisor and its children)."""
-    import socket
-
-    for _ in range(200):
-        base = _free_port()
-        if base + n >= 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        return base
-    raise RuntimeError("no free port range")
-
-
 def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
     """events/s of one ``riverbed worker --processes N`` command, as ``_scaling``.
 
@@ -582,7 +559,9 @@ def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
     )
     asyncio.run(ensure_topics(s))
     env, _ = _worker_env(bootstrap, prefix, f"proc-{uuid.uuid4().hex[:8]}", f"proc{processes}")
-    port = _free_ports(processes + 1)  # the supervisor's, then slot i's at port + 1 + i
+    from riverbed.devtools.broker import free_ports
+
+    port = free_ports(processes + 1)  # the supervisor's, then slot i's at port + 1 + i
     workers = [port] if processes == 1 else [port + 1 + slot for slot in range(processes)]
     env["RIVERBED_WEB_PORT"] = str(port)
     proc = subprocess.Popen(

@@ -38,7 +38,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -74,29 +73,6 @@ def _client() -> dict[str, Any]:
     from riverbed.config import Settings
 
     return Settings.from_env(_security_env()).kafka_client()
-
-
-def _free_ports(n: int) -> int:
-    """A base port with the ``n`` ports from it free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        return base
-    raise RuntimeError("no free port range")
 
 
 def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, Any]:
@@ -196,7 +172,9 @@ class Machine:
     def __init__(self, run: Run, name: str, processes: int, **settings: Any) -> None:
         self.name = name
         self.processes = processes
-        self.port = _free_ports(processes + 1)
+        from riverbed.devtools.broker import free_ports
+
+        self.port = free_ports(processes + 1)
         self.log = run.dir / f"{name}.log"
         env = run.env(
             web_port=self.port,

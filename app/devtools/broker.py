@@ -53,6 +53,39 @@ def kafka_version() -> str:
     return m.group(1).strip()
 
 
+def free_ports(n: int = 1) -> int:
+    """A base port with the ``n`` ports from it free on 127.0.0.1 (a supervisor's and
+    its worker processes', or a broker's listeners): the tests and benchmarks use it.
+
+    Examples
+    --------
+    >>> base = free_ports(3)
+    >>> 0 < base < base + 3 < 65536
+    True
+
+    """
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n >= 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    msg = f"no {n} free ports in a row on 127.0.0.1"
+    raise BrokerError(msg)
+
+
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
         return True

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from riverbed.devtools.broker import free_ports
 from tests.helpers import ROOT, wait_for
 from tests.integration.helpers import (
     RECV_TIMEOUT_S,
@@ -35,29 +35,6 @@ pytestmark = pytest.mark.integration
 PROCESSES = 2
 SUPERVISOR_STOP_TIMEOUT_S = 90.0
 SETTINGS = {"partitions": 4, "snapshot_every": 1500, "snapshot_interval": 1}
-
-
-def free_ports(n: int) -> int:
-    """A base port with the n ports from it free on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n >= 65535:
-            continue
-        try:
-            socks = []
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError("no free port range")
 
 
 class Supervised(Worker):
