@@ -384,7 +384,11 @@ SPECS: tuple[_Spec, ...] = (
         "Seconds of stream time an event waits before RIVERBED_LABEL_DEFAULT applies.",
     ),
     _Spec(
-        "model", "logreg", _model, "Catalog model name (see `riverbed models`) or module:factory."
+        "model",
+        "logreg",
+        _model,
+        "Catalog model name (see `riverbed models`) or module:factory; a comma-separated "
+        "list runs candidates, the first the champion at start.",
     ),
     _Spec(
         "partitions",
