@@ -1,0 +1,45 @@
+"""A learner pickled by the code before round two (a8908a7) loads and carries on exactly.
+
+``tests/data/learner-a8908a7.pkl`` is a ``logreg`` learner of Phishing's first 300
+events (200 labelled inline, 50 labels joined, 50 still waiting), pickled by that
+commit; ``learner-a8908a7.json`` is what that same code did next: the 50 waiting
+labels, then 50 inline-labelled events. The current code must do exactly the same
+with the restored learner, and give it the attributes added since (rolling metric,
+candidates, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+from river import datasets
+
+from riverbed import models
+from riverbed.learning.learner import LearnerSettings
+from riverbed.records import Event, Label
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def test_a_snapshot_of_the_previous_version_carries_on_exactly() -> None:
+    learner = pickle.loads((DATA / "learner-a8908a7.pkl").read_bytes())
+    expected = json.loads((DATA / "learner-a8908a7.json").read_text())
+    # As a worker installs it: the worker's settings, here with a challenger added.
+    learner.configure(LearnerSettings(lineup=tuple(models.lineup("logreg,hoeffding"))))
+    data = list(datasets.Phishing())
+    for i in range(250, 300):
+        learner.process_label(Label(str(i), data[i][1]), offset=i - 200, ts_ms=300 + i)
+    got = []
+    for i, (x, y) in enumerate(data[300:350], 300):
+        out = learner.process_event(Event(str(i), x, y), offset=i, ts_ms=400 + i)
+        got.append({str(k).lower(): v for k, v in out["proba"].items()})
+    assert got == expected["proba"]
+    assert learner.learned == expected["learned"] and learner.metric.get() == expected["metric"]
+    assert {k: learner.labels[k] for k in expected["labels"]} == expected["labels"]
+    doc = learner.describe()
+    assert doc["champion"] == "logreg" and set(doc["candidates"]) == {"logreg", "hoeffding"}
+    assert doc["rolling"]["window"] == 1000 and doc["labels"]["defaulted"] == 0
+    # The old waiting events had no challenger predictions: the labels still joined.
+    assert doc["candidates"]["hoeffding"]["learned"] == 50
