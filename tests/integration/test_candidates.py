@@ -3,6 +3,7 @@ its own offline prequential metric per partition, the predictions are the champi
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 from typing import Any
 
@@ -99,3 +100,32 @@ def test_a_candidate_added_later_is_warmed_up_on_the_retained_history(
         assert entry["candidates"]["hoeffding"]["metric"]["value"] == acc.get()
         assert entry["candidates"]["logreg"]["learned"] == len(steps)  # carried on, not redone
         assert entry["restored_offset"] == entry["last_offset"]
+
+    # Exactly once through a crash: more events, a snapshot that holds the warmed-up
+    # candidate, kill -9, and the next worker carries on from it (no second warm-up).
+    sent = riverbed("produce", "--dataset", "phishing", "--limit", "600",
+                    env=riverbed_env(kafka, names, partitions=2))  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    wait_for(
+        lambda: total(second, "events") == 1000
+        and all(e["snapshot_offset"] == e["last_offset"]
+                for e in second.models()["partitions"].values()),
+        timeout=RECV_TIMEOUT_S,
+        what="the new events handled and snapshotted",
+    )  # fmt: skip
+    second.stop(signal.SIGKILL)
+    third = start_worker(**settings, model="logreg,hoeffding")
+    assert third.models()["warmups"] == []
+    events = consume(kafka, names.topic("events"), 1000)
+    for p in (0, 1):
+        steps = [orjson.loads(r.value) for r in sorted(events, key=lambda r: r.offset)
+                 if r.partition == p]  # fmt: skip
+        model, acc = models.build("hoeffding"), metrics.Accuracy()
+        for e in steps:
+            y_pred = model.predict_one(e["x"])
+            if y_pred is not None:
+                acc.update(e["y"], y_pred)
+            model.learn_one(e["x"], e["y"])
+        entry = third.models()["partitions"][str(p)]
+        assert entry["candidates"]["hoeffding"]["learned"] == len(steps)
+        assert entry["candidates"]["hoeffding"]["metric"]["value"] == acc.get()
