@@ -542,6 +542,13 @@ SPECS: tuple[_Spec, ...] = (
         "...or after this many seconds, whichever comes first.",
     ),
     _Spec(
+        "checkpoint_capture",
+        "inline",
+        _choice("inline", "fork"),
+        "How a checkpoint captures the learners: pickle them in the worker (inline), or "
+        "in a forked child, holding the loop only for the fork (fork; POSIX).",
+    ),
+    _Spec(
         "snapshot_key",
         "",
         str,
@@ -652,6 +659,7 @@ class Settings:
     consumer_thread: bool
     snapshot_every: int
     snapshot_interval: float
+    checkpoint_capture: str
     snapshot_key: str = field(repr=False)
     snapshot_chunk_bytes: int
     drift_detector: str

@@ -76,6 +76,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         learners, codec, send=send_snapshot, topics=(names.events, names.labels),
         every=settings.snapshot_every, interval=settings.snapshot_interval,
         on_failure=lambda reason: stopping.append(asyncio.ensure_future(app.crash(reason))),
+        capture=settings.checkpoint_capture,
     )  # fmt: skip
     # Fetches reach the agent whole through this channel (app/kafka/intake.py); the
     # transport must be ours before anything asks for Faust's.

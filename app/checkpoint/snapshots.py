@@ -137,7 +137,21 @@ class SnapshotCodec:
     def encode_pickled(self, learner: PartitionLearner) -> tuple[bytes, list[Record]]:
         """The learner's pickle, and its chunk records then manifest."""
         blob = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
-        p = learner.partition
+        return blob, self.encode_blob(
+            blob, learner.partition, learner.last_offset, learner.last_label_offset,
+            learner.lineup,
+        )  # fmt: skip
+
+    def encode_blob(
+        self,
+        blob: bytes,
+        p: int,
+        events_offset: int,
+        labels_offset: int,
+        lineup: tuple[str, ...],
+    ) -> list[Record]:
+        """The chunk records then manifest of a learner's pickle ``blob``, made when it
+        had handled up to these offsets."""
         generation = uuid.uuid4().hex
         n = max(1, -(-len(blob) // self.chunk_bytes))
         gen_header = (GENERATION_HEADER, generation.encode())
@@ -156,16 +170,16 @@ class SnapshotCodec:
             "chunks": n,
             "size": len(blob),
             "sha256": hashlib.sha256(blob).hexdigest(),
-            "events_offset": learner.last_offset,
-            "labels_offset": learner.last_label_offset,
-            "model": ",".join(learner.lineup),
+            "events_offset": events_offset,
+            "labels_offset": labels_offset,
+            "model": ",".join(lineup),
             "riverbed": _VERSIONS["riverbed"],
             "river": _VERSIONS["river"],
             "created_ms": int(time.time() * 1000),
         }
         meta["sig"] = self._sign(meta)
         records.append((str(p).encode(), orjson.dumps(meta), [(KIND_HEADER, MANIFEST), gen_header]))
-        return blob, records
+        return records
 
     def verify(self, manifest: bytes) -> dict[str, Any]:
         """The manifest's metadata, once its signature verifies."""
@@ -340,9 +354,13 @@ class Checkpointer:
         every: int,
         interval: float,
         on_failure: Callable[[BaseException], Any] | None = None,
+        capture: str = "inline",
     ) -> None:
         self.learners = learners
         self.codec = codec
+        # RIVERBED_CHECKPOINT_CAPTURE: pickle the learners in the worker (inline), or
+        # in a forked child that holds the loop only for the fork (app/checkpoint/capture.py).
+        self.capture = capture if hasattr(os, "fork") else "inline"
         self.send = send
         self.events_topic, self.labels_topic = topics
         self.every = every
@@ -464,23 +482,26 @@ class Checkpointer:
         }
         records: list[Record] = []
         size = 0
-        for p in sorted(captured):
-            learner = learners[p]
-            blob, encoded = self.codec.encode_pickled(learner)
-            # Never snapshot a poisoned model: a non-finite float in the pickle (a
-            # cheap scan; a walk confirms) has its learns undone first (app/learning/guard.py).
-            if suspect_blob(blob) and learner.poisoned() and learner.repair():
+        if self.capture == "fork":
+            size = await self._fork_capture(learners, captured, records)
+        else:
+            for p in sorted(captured):
+                learner = learners[p]
                 blob, encoded = self.codec.encode_pickled(learner)
-            records += encoded
-            learner_size = len(blob)
-            size += learner_size
-            # Pickling slowed every object of the learner for good (app/learning/inline.py). A
-            # small learner carries on as an equal copy that is as fast as new; a large
-            # one (trees) keeps its objects, as the copy would hold the loop too long.
-            if learner_size <= INLINE_MAX_BYTES:
-                learner = learner.rebuilt()
-                self.learners.replace(p, learner)
-            learner.checkpointed(blob)
+                # Never snapshot a poisoned model: a non-finite float in the pickle (a
+                # cheap scan; a walk confirms) has its learns undone first (app/learning/guard.py).
+                if suspect_blob(blob) and learner.poisoned() and learner.repair():
+                    blob, encoded = self.codec.encode_pickled(learner)
+                records += encoded
+                learner_size = len(blob)
+                size += learner_size
+                # Pickling slowed every object of the learner for good (app/learning/inline.py). A
+                # small learner carries on as an equal copy that is as fast as new; a large
+                # one (trees) keeps its objects, as the copy would hold the loop too long.
+                if learner_size <= INLINE_MAX_BYTES:
+                    learner = learner.rebuilt()
+                    self.learners.replace(p, learner)
+                learner.checkpointed(blob)
         self._last = time.monotonic()
         # 1. the predictions and dead letters of those records are in Kafka. Most of
         # the deliveries are done by now (at 5,000 events/s, ~1,600 record batches
@@ -520,6 +541,41 @@ class Checkpointer:
         self.bytes_written += size
         self.last_seconds = time.perf_counter() - t0
         logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
+
+    async def _fork_capture(
+        self,
+        learners: dict[int, PartitionLearner],
+        captured: dict[int, tuple[int, int]],
+        records: list[Record],
+    ) -> int:
+        """The capture in a forked child (app/checkpoint/capture.py); returns the bytes.
+
+        The learners go on handling records while the child pickles: each one's undo
+        journal keeps the entries made after the fork (the new base is the state at the
+        fork). A partition whose pickle holds a non-finite float is repaired now and
+        left to the next checkpoint.
+        """
+        from riverbed.checkpoint.capture import fork_capture
+
+        taken = {p: learners[p] for p in sorted(captured)}
+        marks = {p: (lr._journal, len(lr._journal)) for p, lr in taken.items()}
+        blobs = await fork_capture(taken)
+        size = 0
+        for p, learner in taken.items():
+            blob = blobs[p]
+            if suspect_blob(blob) and learner.poisoned():
+                learner.repair()
+                del captured[p]
+                self._dirty.add(p)
+                continue
+            events_offset, labels_offset = captured[p]
+            records += self.codec.encode_blob(blob, p, events_offset, labels_offset,
+                                              learner.lineup)  # fmt: skip
+            size += len(blob)
+            journal, mark = marks[p]
+            if learner._journal is journal:  # not re-based since the fork
+                learner.checkpointed(blob, keep=journal[mark:])
+        return size
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -532,9 +532,12 @@ class PartitionLearner(ModelHolder):
             state.pop(name, None)
         return state
 
-    def checkpointed(self, blob: bytes) -> None:
-        """This learner's state is ``blob`` (the pickle a snapshot just captured)."""
+    def checkpointed(self, blob: bytes, keep: list[tuple[Any, ...]] | None = None) -> None:
+        """This learner's state is ``blob`` (the pickle a snapshot just captured), plus
+        the journal entries ``keep`` (handled since the capture: a forked one)."""
         self._init_journal(blob)
+        if keep:
+            self._journal.extend(keep)
         self.snapshot_bytes = len(blob)
 
     def _rebuilt_from_base(self) -> PartitionLearner:

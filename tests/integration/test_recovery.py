@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.helpers import wait_for
 from tests.integration.helpers import (
@@ -81,10 +82,11 @@ def check_exactly_once(kafka: str, names: Names, final_workers: list[Any], n: in
     print(f"repeated predictions after recovery: {repeats}")
 
 
+@pytest.mark.parametrize("capture", ["inline", "fork"])
 def test_kill_9_mid_stream_learns_every_label_exactly_once(
-    kafka: str, names: Names, start_worker: Any, start_producer: Any
+    kafka: str, names: Names, start_worker: Any, start_producer: Any, capture: str
 ) -> None:
-    first = start_worker(**WORKER)
+    first = start_worker(**WORKER, checkpoint_capture=capture)
     producer = start_producer(*AGRAWAL, "--rate", "4000", partitions=4)
     wait_for(
         lambda: total(first, "events") >= N // 3 and first.models()["snapshots_written"] > 0,
@@ -104,7 +106,7 @@ def test_kill_9_mid_stream_learns_every_label_exactly_once(
     killed_at = total(first, "events")
     first.stop(signal.SIGKILL)
     assert killed_at < N, "killed mid-stream"
-    second = start_worker(**WORKER)
+    second = start_worker(**WORKER, checkpoint_capture=capture)
     m = second.models()
     assert m["snapshots_refused"] == 0
     restored = {p: v["restored_offset"] for p, v in m["partitions"].items()}
