@@ -149,9 +149,10 @@ class SnapshotCodec:
         events_offset: int,
         labels_offset: int,
         lineup: tuple[str, ...],
+        sha256: str | None = None,
     ) -> list[Record]:
         """The chunk records then manifest of a learner's pickle ``blob``, made when it
-        had handled up to these offsets."""
+        had handled up to these offsets (``sha256``: its digest, when known)."""
         generation = uuid.uuid4().hex
         n = max(1, -(-len(blob) // self.chunk_bytes))
         gen_header = (GENERATION_HEADER, generation.encode())
@@ -169,7 +170,7 @@ class SnapshotCodec:
             "generation": generation,
             "chunks": n,
             "size": len(blob),
-            "sha256": hashlib.sha256(blob).hexdigest(),
+            "sha256": sha256 or hashlib.sha256(blob).hexdigest(),
             "events_offset": events_offset,
             "labels_offset": labels_offset,
             "model": ",".join(lineup),
@@ -562,15 +563,15 @@ class Checkpointer:
         blobs = await fork_capture(taken)
         size = 0
         for p, learner in taken.items():
-            blob = blobs[p]
-            if suspect_blob(blob) and learner.poisoned():
+            blob = blobs[p].blob
+            if blobs[p].suspect and learner.poisoned():
                 learner.repair()
                 del captured[p]
                 self._dirty.add(p)
                 continue
             events_offset, labels_offset = captured[p]
             records += self.codec.encode_blob(blob, p, events_offset, labels_offset,
-                                              learner.lineup)  # fmt: skip
+                                              learner.lineup, blobs[p].sha256)  # fmt: skip
             size += len(blob)
             journal, mark = marks[p]
             if learner._journal is journal:  # not re-based since the fork

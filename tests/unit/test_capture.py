@@ -5,6 +5,7 @@ journal keeps what it handled while the child pickled."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import pickle
 import threading
 
@@ -31,7 +32,9 @@ def test_the_child_hands_back_each_learners_pickle() -> None:
     blobs = asyncio.run(fork_capture(learners))
     assert set(blobs) == {0, 3}
     for p, learner in learners.items():
-        assert blobs[p] == pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
+        assert blobs[p].blob == blob and not blobs[p].suspect
+        assert blobs[p].sha256 == hashlib.sha256(blob).hexdigest()
 
 
 def test_a_child_that_cannot_pickle_fails_the_capture_loudly() -> None:
