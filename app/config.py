@@ -78,9 +78,11 @@ def _positive_float(value: str) -> float:
     return f
 
 
-def _choice(*options: str) -> Callable[[str], str]:
+def _choice(*options: str, upper: bool = False) -> Callable[[str], str]:
+    """A parser of one of ``options`` (case-insensitive; given back in their case)."""
+
     def parse(value: str) -> str:
-        v = value.strip().lower()
+        v = value.strip().upper() if upper else value.strip().lower()
         if v not in options:
             msg = f"{value!r} is not one of {', '.join(options)}"
             raise ValueError(msg)
@@ -141,17 +143,6 @@ def _log_level(value: str) -> str:
         msg = f"{value!r} is not one of debug, info, warning, error, critical"
         raise ValueError(msg)
     return v
-
-
-def _upper_choice(*options: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        v = value.strip().upper()
-        if v not in options:
-            msg = f"{value!r} is not one of {', '.join(options)}"
-            raise ValueError(msg)
-        return v
-
-    return parse
 
 
 def _file(value: str) -> str:
@@ -291,13 +282,13 @@ SPECS: tuple[_Spec, ...] = (
     _Spec(
         "security_protocol",
         "PLAINTEXT",
-        _upper_choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", upper=True),
         "How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
     ),
     _Spec(
         "sasl_mechanism",
         "PLAIN",
-        _upper_choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", upper=True),
         "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
     ),
     _Spec("sasl_username", "", str, "SASL user name (SASL_* protocols)."),
