@@ -21,6 +21,17 @@ pytestmark = pytest.mark.integration
 N = 600
 
 
+def hoeffding_accuracy(steps: list[tuple[dict[str, Any], Any]]) -> metrics.Accuracy:
+    """A hoeffding tree alone, offline: its progressive accuracy (no opinion, no score)."""
+    model, acc = models.build("hoeffding"), metrics.Accuracy()
+    for x, y in steps:
+        y_pred = model.predict_one(x)
+        if y_pred is not None:
+            acc.update(y, y_pred)
+        model.learn_one(x, y)
+    return acc
+
+
 def test_challengers_learn_alongside_and_the_champion_publishes(
     kafka: str, names: Names, start_worker: Any
 ) -> None:
@@ -46,13 +57,8 @@ def test_challengers_learn_alongside_and_the_champion_publishes(
         assert [comparable(g) for g in got] == expected
         assert all(g["model"] == "logreg" for g in got)
         # The challenger, offline: progressive accuracy of a hoeffding tree alone.
-        model, acc = models.build("hoeffding"), metrics.Accuracy()
-        for _kind, x, y in steps:
-            y_pred = model.predict_one(x)
-            if y_pred is not None:
-                acc.update(y, y_pred)
-            model.learn_one(x, y)
-            assert shadow_at[(p, evs[0].offset)]["model"] == "hoeffding"
+        acc = hoeffding_accuracy([(x, y) for _kind, x, y in steps])
+        assert all(shadow_at[(p, r.offset)]["model"] == "hoeffding" for r in evs)
         entry = doc["partitions"][str(p)]
         assert entry["champion"] == "logreg"
         assert entry["candidates"]["logreg"]["metric"]["value"] == logreg_metric.get()
@@ -89,12 +95,7 @@ def test_a_candidate_added_later_is_warmed_up_on_the_retained_history(
     for p in (0, 1):
         steps = [orjson.loads(r.value) for r in sorted(events, key=lambda r: r.offset)
                  if r.partition == p]  # fmt: skip
-        model, acc = models.build("hoeffding"), metrics.Accuracy()
-        for e in steps:
-            y_pred = model.predict_one(e["x"])
-            if y_pred is not None:
-                acc.update(e["y"], y_pred)
-            model.learn_one(e["x"], e["y"])
+        acc = hoeffding_accuracy([(e["x"], e["y"]) for e in steps])
         entry = doc["partitions"][str(p)]
         assert entry["candidates"]["hoeffding"]["learned"] == len(steps)
         assert entry["candidates"]["hoeffding"]["metric"]["value"] == acc.get()
@@ -120,12 +121,7 @@ def test_a_candidate_added_later_is_warmed_up_on_the_retained_history(
     for p in (0, 1):
         steps = [orjson.loads(r.value) for r in sorted(events, key=lambda r: r.offset)
                  if r.partition == p]  # fmt: skip
-        model, acc = models.build("hoeffding"), metrics.Accuracy()
-        for e in steps:
-            y_pred = model.predict_one(e["x"])
-            if y_pred is not None:
-                acc.update(e["y"], y_pred)
-            model.learn_one(e["x"], e["y"])
+        acc = hoeffding_accuracy([(e["x"], e["y"]) for e in steps])
         entry = third.models()["partitions"][str(p)]
         assert entry["candidates"]["hoeffding"]["learned"] == len(steps)
         assert entry["candidates"]["hoeffding"]["metric"]["value"] == acc.get()
