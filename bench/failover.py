@@ -50,6 +50,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from compare import _security_env  # the bench folder is the script's path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,15 +59,6 @@ PARTITIONS = 4
 BATCH = "riverbed_batch_processing_seconds"
 CREATED: list[str] = []  # this run's topic prefixes (its own and its app ids')
 READY_TIMEOUT_S = 120.0
-SECURITY = tuple(
-    f"RIVERBED_{name}"
-    for name in ("SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD",
-                 "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE")
-)  # fmt: skip
-
-
-def _security_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k in SECURITY}
 
 
 def _client() -> dict[str, Any]:
