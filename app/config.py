@@ -534,10 +534,11 @@ SPECS: tuple[_Spec, ...] = (
     ),
     _Spec(
         "checkpoint_capture",
-        "inline",
-        _choice("inline", "fork"),
-        "How a checkpoint captures the learners: pickle them in the worker (inline), or "
-        "in a forked child, holding the loop only for the fork (fork; POSIX).",
+        "auto",
+        _choice("auto", "inline", "fork"),
+        "How a checkpoint captures the learners: pickle them in the worker (inline), in "
+        "a forked child that holds the loop only for the fork (fork; POSIX), or inline "
+        "while every learner's last snapshot was at most 64 KiB, else forked (auto).",
     ),
     _Spec(
         "snapshot_key",

@@ -1,6 +1,7 @@
-"""How long a checkpoint's capture holds the event loop: inline pickling against a
-forked child (RIVERBED_CHECKPOINT_CAPTURE), per model, and the per-record time of the
-live model afterwards.
+"""How long a checkpoint's capture holds the event loop: inline pickling, a forked
+child, and auto (the default: inline while the learner's last snapshot was at most
+64 KiB, else forked) (RIVERBED_CHECKPOINT_CAPTURE), per model, with the snapshot's
+size and the per-record time of the live model before and after ten checkpoints.
 
     .venv/bin/python bench/capture_cost.py
 
@@ -56,6 +57,7 @@ async def held(capture: str, learners: Learners) -> tuple[float, float]:
     done = True
     await ticker
     assert cp.failed is None, cp.failed
+    cp.close()
     return max(gaps) * 1000, whole * 1000
 
 
@@ -76,7 +78,7 @@ def main() -> None:
           f"{'µs/record before':>17} {'after 10 checkpoints':>21}")  # fmt: skip
     for name, n in EVENTS.items():
         data = [Event(str(i), x, y) for i, (x, y) in enumerate(synth.Agrawal(seed=3).take(n))]
-        for capture in ("inline", "fork"):
+        for capture in ("inline", "fork", "auto"):
             learners = Learners(models.spec(name))
             per_record(learners, data[: n // 2], 0)
             before = per_record(learners, data[n // 2 : n // 2 + 500], n // 2)

@@ -8,6 +8,14 @@ the fork, copy-on-write, pickles them and writes the bytes to a pipe, then exits
 (``os._exit``: no finaliser, flush or atexit of the parent's runs in it). The parent
 reads the pipe in a thread and goes on meanwhile; its objects are never pickled.
 
+The child does all the per-byte and per-object work: the pickle, its sha256, the
+scan for non-finite floats and, when the scan finds one, the walk of the learner's
+state that decides (``PartitionLearner.poisoned``). The walk reads every object's
+``__dict__``; in the parent it held the loop 70 ms for an ARF and left the model
+slower for good, in the child it touches a copy. The parent reads the pipe in one
+capture thread, started with the worker, and splits the bytes into the snapshot's
+records there.
+
 The snapshot is the state at the fork, which is the state at the offsets the
 checkpoint captured with it. A child that fails, or does not finish within
 ``CAPTURE_TIMEOUT_S``, fails the checkpoint loudly (and is killed and reaped): no child
@@ -18,47 +26,71 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import gc
 import hashlib
 import os
 import pickle
 import signal
 import struct
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from riverbed.exceptions import RiverbedError
 from riverbed.learning.guard import suspect_blob
 
-__all__ = ["CaptureFailed", "Captured", "fork_capture"]
+__all__ = ["CaptureFailed", "CaptureThread", "Captured", "fork_capture"]
 
 CAPTURE_TIMEOUT_S = 120.0
-# partition, pickle length, suspect (a non-finite float may be in it), sha256
+# partition, pickle length, poisoned (a non-finite float in the state), sha256
 _HEADER = struct.Struct(">iQ?32s")
+# The pipe's buffer: the child writes, and the reader reads, in pieces up to this size
+# (Linux's default is 64 KiB; 1 MiB is the unprivileged maximum, pipe-max-size).
+_PIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class Captured:
-    """One learner's pickle, with what the parent would otherwise compute on the loop."""
+    """One learner's pickle, with what the parent would otherwise compute on the loop.
+
+    ``poisoned``: the state at the fork holds a non-finite float (the scan found a
+    candidate and the walk confirmed it). ``records``: what ``encode`` (given to
+    :func:`fork_capture`) made of the pickle in the capture thread.
+    """
 
     blob: bytes
     sha256: str
-    suspect: bool
+    poisoned: bool
+    records: Any = None
 
 
 class CaptureFailed(RiverbedError):
     """The forked capture did not hand back every learner's pickle."""
 
 
+def _poisoned(learner: Any, blob: bytes) -> bool:
+    # A learner says whether its state holds a non-finite float (a walk); anything
+    # else pickled here (tests' objects) is judged by the scan alone.
+    if not suspect_blob(blob):
+        return False
+    poisoned = getattr(learner, "poisoned", None)
+    return bool(poisoned()) if poisoned is not None else True
+
+
 def _child(learners: dict[int, Any], fd: int) -> None:
     code = 0
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+        # The child's collector would only copy pages the parent shares with it.
+        gc.disable()
+        with os.fdopen(fd, "wb", buffering=_PIPE_BYTES) as out:
             for p, learner in learners.items():
                 blob = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
                 # The per-byte work too: hashing and scanning 13.7 MB (arf) held the
                 # parent's loop ~25 ms.
                 digest = hashlib.sha256(blob).digest()
-                out.write(_HEADER.pack(p, len(blob), suspect_blob(blob), digest))
+                out.write(_HEADER.pack(p, len(blob), _poisoned(learner, blob), digest))
                 out.write(blob)
     except BaseException:
         code = 1
@@ -66,42 +98,86 @@ def _child(learners: dict[int, Any], fd: int) -> None:
         os._exit(code)
 
 
-def _read_all(fd: int) -> dict[int, Captured]:
-    """The child's records, read and split off the loop (in a thread)."""
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    data = b"".join(chunks)
+def _read_exact(fd: int, n: int) -> bytes:
+    pieces = []
+    while n > 0:
+        piece = os.read(fd, min(n, _PIPE_BYTES))
+        if not piece:
+            break  # the child ended early: the caller sees a short record
+        pieces.append(piece)
+        n -= len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _read_all(fd: int, encode: Callable[[int, Captured], Any] | None) -> dict[int, Captured]:
+    """The child's records, read and encoded off the loop (in the capture thread).
+
+    The thread closes the pipe: closed by the loop while the thread still read it (a
+    capture that timed out), the descriptor's number could be reused meanwhile.
+    """
     out: dict[int, Captured] = {}
-    view, at = memoryview(data), 0
-    while at + _HEADER.size <= len(data):
-        p, n, suspect, digest = _HEADER.unpack_from(view, at)
-        at += _HEADER.size
-        out[p] = Captured(bytes(view[at : at + n]), digest.hex(), suspect)
-        at += n
+    try:
+        while len(header := _read_exact(fd, _HEADER.size)) == _HEADER.size:
+            p, n, poisoned, digest = _HEADER.unpack(header)
+            blob = _read_exact(fd, n)
+            if len(blob) != n:
+                break
+            captured = Captured(blob, digest.hex(), poisoned)
+            if encode is not None and not poisoned:
+                captured = Captured(blob, captured.sha256, poisoned, encode(p, captured))
+            out[p] = captured
+    finally:
+        os.close(fd)
     return out
 
 
-async def fork_capture(learners: dict[int, Any]) -> dict[int, Captured]:
-    """Each learner's pickle, made in a forked child, by partition."""
+class CaptureThread:
+    """The one thread that reads captures, started with the worker.
+
+    asyncio's default executor starts its threads on first use: a worker's first
+    forked capture held the loop 7-11 ms for it.
+    """
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riverbed-capture")
+        self.executor.submit(int).result()  # the thread is up before the first capture
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def fork_capture(
+    learners: dict[int, Any],
+    *,
+    thread: CaptureThread | None = None,
+    encode: Callable[[int, Captured], Any] | None = None,
+) -> dict[int, Captured]:
+    """Each learner's pickle, made in a forked child, by partition.
+
+    ``encode(partition, captured)``, when given, runs in the capture thread on each
+    pickle that is not poisoned; its result is the ``records`` of that ``Captured``.
+    """
     r, w = os.pipe()
+    with contextlib.suppress(OSError):  # a smaller buffer only means more reads
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
     pid = os.fork()
     if pid == 0:  # the child: pickle, write, exit
         os.close(r)
         _child(learners, w)
     os.close(w)
     loop = asyncio.get_running_loop()
+    executor = thread.executor if thread is not None else None
     try:
-        out = await asyncio.wait_for(loop.run_in_executor(None, _read_all, r), CAPTURE_TIMEOUT_S)
-        _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
+        out = await asyncio.wait_for(
+            loop.run_in_executor(executor, _read_all, r, encode), CAPTURE_TIMEOUT_S
+        )
+        _, status = await loop.run_in_executor(executor, os.waitpid, pid, 0)
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
         raise
-    finally:
-        os.close(r)
     if status != 0:
         msg = f"the capture process exited with status {os.waitstatus_to_exitcode(status)}"
         raise CaptureFailed(msg)

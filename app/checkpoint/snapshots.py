@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from riverbed.checkpoint.capture import Captured, CaptureThread, fork_capture
 from riverbed.exceptions import RiverbedError
 from riverbed.learning.guard import suspect_blob
 from riverbed.learning.learner import PartitionLearner
@@ -355,13 +356,18 @@ class Checkpointer:
         every: int,
         interval: float,
         on_failure: Callable[[BaseException], Any] | None = None,
-        capture: str = "inline",
+        capture: str = "auto",
     ) -> None:
         self.learners = learners
         self.codec = codec
-        # RIVERBED_CHECKPOINT_CAPTURE: pickle the learners in the worker (inline), or
-        # in a forked child that holds the loop only for the fork (app/checkpoint/capture.py).
+        # RIVERBED_CHECKPOINT_CAPTURE: pickle the learners in the worker (inline), in
+        # a forked child that holds the loop only for the fork (fork,
+        # app/checkpoint/capture.py), or inline while every learner's last snapshot
+        # was small enough to be copied afterwards, else forked (auto).
         self.capture = capture if hasattr(os, "fork") else "inline"
+        self._thread: CaptureThread | None = None
+        if self.capture != "inline":
+            self._thread = CaptureThread()
         self.send = send
         self.events_topic, self.labels_topic = topics
         self.every = every
@@ -483,7 +489,7 @@ class Checkpointer:
         }
         records: list[Record] = []
         size = 0
-        if self.capture == "fork":
+        if self._forks(learners[p] for p in captured):
             size = await self._fork_capture(learners, captured, records)
         else:
             for p in sorted(captured):
@@ -543,6 +549,18 @@ class Checkpointer:
         self.last_seconds = time.perf_counter() - t0
         logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
 
+    def _forks(self, learners: Iterable[PartitionLearner]) -> bool:
+        """Whether this checkpoint forks (see ``capture``).
+
+        Inline, a learner is pickled with the loop held and then copied (the copy is
+        as fast as new; app/learning/inline.py): under 2 ms for a learner up to
+        INLINE_MAX_BYTES, less than a fork costs (~3 ms). A learner whose size is not
+        known yet (its first checkpoint) or is larger is captured in a child.
+        """
+        if self.capture != "auto":
+            return self.capture == "fork"
+        return any(not 0 < lr.snapshot_bytes <= INLINE_MAX_BYTES for lr in learners)
+
     async def _fork_capture(
         self,
         learners: dict[int, PartitionLearner],
@@ -553,30 +571,39 @@ class Checkpointer:
 
         The learners go on handling records while the child pickles: each one's undo
         journal keeps the entries made after the fork (the new base is the state at the
-        fork). A partition whose pickle holds a non-finite float is repaired now and
-        left to the next checkpoint.
+        fork). The snapshot's records are made in the capture thread. A partition
+        whose state at the fork held a non-finite float (the child's scan and walk)
+        is repaired now and left to the next checkpoint.
         """
-        from riverbed.checkpoint.capture import fork_capture
-
         taken = {p: learners[p] for p in sorted(captured)}
         marks = {p: (lr._journal, len(lr._journal)) for p, lr in taken.items()}
-        blobs = await fork_capture(taken)
+        lineups = {p: lr.lineup for p, lr in taken.items()}  # as at the fork
+
+        def encode(p: int, c: Captured) -> list[Record]:
+            events_offset, labels_offset = captured[p]
+            return self.codec.encode_blob(c.blob, p, events_offset, labels_offset,
+                                          lineups[p], c.sha256)  # fmt: skip
+
+        blobs = await fork_capture(taken, thread=self._thread, encode=encode)
         size = 0
         for p, learner in taken.items():
             blob = blobs[p].blob
-            if blobs[p].suspect and learner.poisoned():
+            if blobs[p].poisoned:
                 learner.repair()
                 del captured[p]
                 self._dirty.add(p)
                 continue
-            events_offset, labels_offset = captured[p]
-            records += self.codec.encode_blob(blob, p, events_offset, labels_offset,
-                                              learner.lineup, blobs[p].sha256)  # fmt: skip
+            records += blobs[p].records
             size += len(blob)
             journal, mark = marks[p]
             if learner._journal is journal:  # not re-based since the fork
                 learner.checkpointed(blob, keep=journal[mark:])
         return size
+
+    def close(self) -> None:
+        """Stop the capture thread (a worker's stop; a capture under way fails)."""
+        if self._thread is not None:
+            self._thread.close()
 
     def describe(self) -> dict[str, Any]:
         return {

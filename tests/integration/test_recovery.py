@@ -82,7 +82,7 @@ def check_exactly_once(kafka: str, names: Names, final_workers: list[Any], n: in
     print(f"repeated predictions after recovery: {repeats}")
 
 
-@pytest.mark.parametrize("capture", ["inline", "fork"])
+@pytest.mark.parametrize("capture", ["inline", "fork", "auto"])
 def test_kill_9_mid_stream_learns_every_label_exactly_once(
     kafka: str, names: Names, start_worker: Any, start_producer: Any, capture: str
 ) -> None:

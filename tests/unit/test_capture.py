@@ -1,6 +1,7 @@
 """The forked capture (RIVERBED_CHECKPOINT_CAPTURE=fork): the child's pickles are the
 learners' state at the fork; a failed child fails the checkpoint; the learner's undo
-journal keeps what it handled while the child pickled."""
+journal keeps what it handled while the child pickled; auto forks for large learners
+and for those whose size is not known yet."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from river import datasets
 
 from riverbed import models
-from riverbed.checkpoint.capture import CaptureFailed, fork_capture
+from riverbed.checkpoint.capture import CaptureFailed, CaptureThread, fork_capture
 from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec
 from riverbed.learning.learner import PartitionLearner
 from riverbed.learning.state import Learners
@@ -33,7 +34,7 @@ def test_the_child_hands_back_each_learners_pickle() -> None:
     assert set(blobs) == {0, 3}
     for p, learner in learners.items():
         blob = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
-        assert blobs[p].blob == blob and not blobs[p].suspect
+        assert blobs[p].blob == blob and not blobs[p].poisoned
         assert blobs[p].sha256 == hashlib.sha256(blob).hexdigest()
 
 
@@ -75,3 +76,45 @@ def test_records_handled_during_the_capture_stay_in_the_journal() -> None:
     assert [e[2] for e in learner._journal] == list(range(100, 120))
     base = pickle.loads(learner._base)
     assert base.last_offset == 99
+
+
+def test_the_childs_walk_leaves_the_parents_objects_as_they_were() -> None:
+    # The walk that confirms a suspect pickle reads every object's __dict__ (which
+    # slows a model for good, app/learning/inline.py); forked, it reads the child's.
+    learner = learned(50)
+    learner.model["MixedScaler"].means["zz"] = float("inf")  # a suspect pickle
+    thread = CaptureThread()
+    try:
+        blobs = asyncio.run(fork_capture({0: learner}, thread=thread))
+    finally:
+        thread.close()
+    assert blobs[0].poisoned
+    assert not _has_dict(learner.model["LogisticRegression"])
+
+
+def _has_dict(obj: object) -> bool:
+    import gc
+
+    return any(type(r) is dict and r is getattr(obj, "__dict__", None)
+               for r in gc.get_referents(obj))  # fmt: skip
+
+
+@pytest.mark.parametrize(("sizes", "forks"), [
+    ((4_000, 4_000), False),          # every last snapshot small: inline, then copied
+    ((4_000, 0), True),               # one learner's size not known yet
+    ((4_000, 300_000), True),         # one large learner
+])  # fmt: skip
+def test_auto_forks_unless_every_learner_is_known_small(
+    sizes: tuple[int, int], forks: bool
+) -> None:
+    learners = Learners(models.spec("logreg"))
+    for p, size in enumerate(sizes):
+        learners.get(p).snapshot_bytes = size
+
+    async def send(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> None:
+        pass
+
+    cp = Checkpointer(learners, SnapshotCodec(b"k" * 32), send=send, topics=("e", "l"),
+                      every=10**9, interval=10**9)  # fmt: skip
+    assert cp.capture == "auto"
+    assert cp._forks(learners.get(p) for p in range(2)) is forks

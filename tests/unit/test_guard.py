@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import pickle
 from typing import Any
 
 import pytest
@@ -100,7 +101,8 @@ def test_a_silent_poison_is_found_by_the_next_prediction_and_undone() -> None:
     assert live.learned == reference.learned
 
 
-def test_a_checkpoint_never_captures_a_poisoned_model() -> None:
+@pytest.mark.parametrize("capture", ["inline", "fork"])
+def test_a_checkpoint_never_captures_a_poisoned_model(capture: str) -> None:
     import asyncio
 
     spec = models.spec(f"{__name__}:_silent")
@@ -111,7 +113,7 @@ def test_a_checkpoint_never_captures_a_poisoned_model() -> None:
         written.append(v)
 
     cp = Checkpointer(learners, SnapshotCodec(b"k"), send=send, topics=("e", "l"), every=1,
-                      interval=1.0)  # fmt: skip
+                      interval=1.0, capture=capture)  # fmt: skip
     lr = learners.get(0)
     lr.process_event(Event("a", {"a": 1.0}, True), offset=0, ts_ms=0)
     lr.process_event(Event("p", {"a": 1.0, "poison": 1}, False), offset=1, ts_ms=1)
@@ -120,6 +122,12 @@ def test_a_checkpoint_never_captures_a_poisoned_model() -> None:
     current = learners.get(0)
     assert not current.poisoned() and [c.offset for c in current.culprits] == [1]
     assert current.learned == 1 and current.last_offset == 1
+    # The repaired state is what the next checkpoint captures (fork: the child found
+    # the poison in the state at the fork and this checkpoint wrote nothing for it).
+    asyncio.run(cp.checkpoint())
+    assert cp.written >= 1 and cp.failed is None
+    base = pickle.loads(learners.get(0)._base)
+    assert not base.poisoned() and base.learned == 1
 
 
 def test_undo_after_a_checkpoint_rebuilds_from_the_checkpoint() -> None:
