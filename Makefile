@@ -60,6 +60,7 @@ bench: setup ## riverbed vs River in memory, a raw aiokafka loop and Quix Stream
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python bench/compare.py --events 100000
 	$(BIN)/python bench/candidates.py --events 20000
+	$(BIN)/python bench/checkpoint_speed.py --events 40000
 
 clean: kafka-down ## stop the broker, delete .venv, caches and broker data
 	rm -rf $(VENV) .cache .riverbed *.egg-info .mypy_cache .ruff_cache tests/output

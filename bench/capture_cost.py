@@ -1,7 +1,10 @@
 """How long a checkpoint's capture holds the event loop: inline pickling, a forked
 child, and auto (the default: inline while the learner's last snapshot was at most
 64 KiB, else forked) (RIVERBED_CHECKPOINT_CAPTURE), per model, with the snapshot's
-size and the per-record time of the live model before and after ten checkpoints.
+size, the per-record time of the live model after ten checkpoints against a twin that
+never checkpointed (same records, alternating blocks), and the in-process part of a
+restore (verify, unpickle, copy; bench/snapshot_cost.py times the read from Kafka).
+Results go to bench/results/capture_cost.json.
 
     .venv/bin/python bench/capture_cost.py
 
@@ -14,17 +17,21 @@ longest gap between its wake-ups while one checkpoint runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from river.datasets import synth
 
 from riverbed import models
 from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec
+from riverbed.learning.learner import PartitionLearner
 from riverbed.learning.state import Learners
 from riverbed.records import Event
 
-EVENTS = {"logreg": 5000, "hoeffding": 5000, "arf": 3000}
+EVENTS = {"logreg": 6000, "hoeffding": 6000, "hst": 6000, "arf": 3000}
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def held(capture: str, learners: Learners) -> tuple[float, float]:
@@ -65,30 +72,69 @@ async def ten(capture: str, learners: Learners) -> list[tuple[float, float]]:
     return [await held(capture, learners) for _ in range(10)]
 
 
-def per_record(learners: Learners, data: list[Event], start: int) -> float:
-    learner = learners.get(0)
+def per_record(learner: PartitionLearner, data: list[Event], start: int) -> float:
     t0 = time.perf_counter()
     for i, e in enumerate(data, start):
         learner.process_event(e, offset=i, ts_ms=i)
     return (time.perf_counter() - t0) / len(data) * 1e6
 
 
+def paired(live: PartitionLearner, twin: PartitionLearner, data: list[Event], start: int,
+           block: int = 100) -> tuple[float, float]:  # fmt: skip
+    """µs a record of ``live`` and of its ``twin`` (equal state, never checkpointed) on
+    the same records, in alternating blocks so a slow spell hits both alike."""
+    took = {id(live): 0.0, id(twin): 0.0}
+    for at in range(0, len(data), block):
+        chunk = data[at : at + block]
+        for learner in (live, twin) if at // block % 2 else (twin, live):
+            took[id(learner)] += per_record(learner, chunk, start + at) * len(chunk)
+    return took[id(live)] / len(data), took[id(twin)] / len(data)
+
+
+def restore_ms(learner: PartitionLearner) -> float:
+    """Verify, unpickle and copy (what recovery does once the records are read)."""
+    codec = SnapshotCodec(b"k" * 32)
+    records = codec.encode(learner)
+    t0 = time.perf_counter()
+    restored = codec.decode(records[-1][1], {i: r[1] for i, r in enumerate(records[:-1])})
+    restored.rebuilt()
+    return (time.perf_counter() - t0) * 1000
+
+
 def main() -> None:
-    print(f"{'model':<10} {'capture':<7} {'held: median / max ms':>13} {'checkpoint ms':>14} "
-          f"{'µs/record before':>17} {'after 10 checkpoints':>21}")  # fmt: skip
+    print(f"{'model':<10} {'capture':<7} {'snapshot':>9} {'held: median / max ms':>22} "
+          f"{'checkpoint ms':>14} {'µs/record: after 10 / never':>28} "
+          f"{'restore ms':>11}")  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
     for name, n in EVENTS.items():
         data = [Event(str(i), x, y) for i, (x, y) in enumerate(synth.Agrawal(seed=3).take(n))]
+        half = n // 2
         for capture in ("inline", "fork", "auto"):
-            learners = Learners(models.spec(name))
-            per_record(learners, data[: n // 2], 0)
-            before = per_record(learners, data[n // 2 : n // 2 + 500], n // 2)
-            # One event loop for the ten, as in a worker (its executor thread persists).
+            learners, twins = Learners(models.spec(name)), Learners(models.spec(name))
+            for lr in (learners.get(0), twins.get(0)):
+                per_record(lr, data[:half], 0)
+            # One event loop for the ten, as in a worker (its capture thread persists).
             results = asyncio.run(ten(capture, learners))
-            after = per_record(learners, data[n // 2 + 500 :], n // 2 + 500)
+            live = learners.get(0)
+            after, never = paired(live, twins.get(0), data[half:], half)
             held_ms = sorted(r[0] for r in results)
             whole_ms = sorted(r[1] for r in results)[5]
-            print(f"{name:<10} {capture:<7} {held_ms[5]:>6.1f} /{held_ms[-1]:>6.1f} "
-                  f"{whole_ms:>14.1f} {before:>17.1f} {after:>21.1f}")  # fmt: skip
+            restore = restore_ms(live) if capture == "auto" else None
+            out.setdefault(name, {"events": half})[capture] = {
+                "snapshot_bytes": live.snapshot_bytes,
+                "held_median_ms": round(held_ms[5], 2), "held_max_ms": round(held_ms[-1], 2),
+                "checkpoint_ms": round(whole_ms, 1),
+                "us_per_record_after_10": round(after, 1),
+                "us_per_record_never": round(never, 1),
+            }  # fmt: skip
+            if restore is not None:
+                out[name]["restore_ms"] = round(restore, 1)
+            print(f"{name:<10} {capture:<7} {live.snapshot_bytes / 1024:>7.0f} KB "
+                  f"{held_ms[5]:>11.1f} / {held_ms[-1]:>6.1f} {whole_ms:>14.1f} "
+                  f"{after:>16.1f} / {never:>9.1f} "
+                  f"{'' if restore is None else f'{restore:.1f}':>11}")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "capture_cost.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

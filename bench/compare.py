@@ -102,10 +102,15 @@ def _quix_broker(bootstrap: str) -> Any:
     return ConnectionConfig(**conf)
 
 
+# The workload's model (riverbed's catalog name): logreg, or a tree workload's. Every
+# system builds it from the same catalog; a child and a riverbed worker are told it.
+MODEL = "logreg"
+
+
 def _model() -> Any:
     from riverbed import models
 
-    return models.build("logreg")
+    return models.build(MODEL)
 
 
 def _predict_learn(models_by_p: dict[int, Any], p: int, value: bytes) -> bytes:
@@ -196,6 +201,22 @@ def in_memory(values: list[tuple[int, bytes]]) -> float:
     for p, v in values:
         _predict_learn(models_by_p, p, v)
     return len(values) / (time.perf_counter() - t0)
+
+
+def in_memory_per_event(values: list[tuple[int, bytes]]) -> tuple[float, float]:
+    """p50 and p99 of one event's decode -> predict -> learn -> encode, in ms (a second
+    pass on fresh models: what the model alone adds to an event's latency)."""
+    import numpy as np
+
+    models_by_p: dict[int, Any] = {}
+    took = np.empty(len(values))
+    clock = time.perf_counter
+    for i, (p, v) in enumerate(values):
+        t0 = clock()
+        _predict_learn(models_by_p, p, v)
+        took[i] = clock() - t0
+    p50, p99 = np.percentile(took * 1000, [50, 99])
+    return float(p50), float(p99)
 
 
 def guard_cost(values: list[tuple[int, bytes]]) -> dict[str, float]:
@@ -388,6 +409,8 @@ def _child(system: str, bootstrap: str, src: str, dst: str, n: int) -> float:
             dst,
             "--events",
             str(n),
+            "--model",
+            MODEL,
         ],
         capture_output=True,
         text=True,
@@ -421,6 +444,7 @@ def _worker_env(bootstrap: str, prefix: str, app_id: str, name: str) -> tuple[di
         "RIVERBED_PARTITIONS": str(PARTITIONS),
         "RIVERBED_WEB_PORT": str(port),
         "RIVERBED_LOG_LEVEL": "warning",
+        "RIVERBED_MODEL": MODEL,
         "RIVERBED_DATA_DIR": str(ROOT / ".riverbed" / f"bench-{name}"),
         **_security_env(),
         **WORKER_SETTINGS,
@@ -444,12 +468,35 @@ def _peak_rss_of(pid: int) -> float:
     return kb / 1024
 
 
+# The mean time the last riverbed worker took to handle one fetch (its
+# riverbed_batch_processing_seconds), read from its /metrics before it stopped.
+FETCH_SECONDS: list[float] = []
+
+
+def _mean_fetch_seconds(port: int) -> float | None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "riverbed_batch_processing_seconds":
+            got = {s.name: s.value for s in family.samples if not s.labels.get("le")}
+            count = got.get("riverbed_batch_processing_seconds_count", 0)
+            return got["riverbed_batch_processing_seconds_sum"] / count if count else None
+    return None
+
+
 def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
     env, port = _worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:8]}", "worker")
     proc = _start_worker(env)
     try:
         asyncio.run(_wait_written(bootstrap, prefix + "predictions", n, ready_port=port))
         rss = _peak_rss_of(proc.pid)
+        fetch = _mean_fetch_seconds(port)
+        if fetch is not None:
+            FETCH_SECONDS.append(fetch)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -587,6 +634,129 @@ def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
         proc.wait(120)
 
 
+def _throughput(
+    bootstrap: str, prefix: str, keyed: Keyed, systems: list[str], repeat: int
+) -> dict[str, dict[str, Any]]:
+    """events/s and peak RSS of each Kafka system on ``prefix``'s events topic.
+
+    Rounds interleave the systems, so a slow spell of the machine hits them alike;
+    each system's best round is reported (as timeit reports the best of its runs).
+    """
+    src = prefix + "events"
+    n = len(keyed)
+    runs: dict[str, list[tuple[float, float]]] = {x: [] for x in systems}
+    for rnd in range(repeat):
+        for system in systems:
+            if system == "riverbed":
+                rprefix = prefix if rnd == 0 else f"{prefix}r{rnd}."
+                if rnd:
+                    asyncio.run(_create(bootstrap, [rprefix + "events"]))
+                    asyncio.run(_produce_values(bootstrap, rprefix + "events", keyed))
+                rss = _riverbed(bootstrap, rprefix, n)
+                out = rprefix + "predictions"
+            else:
+                out = f"{prefix}{system}-out{rnd}"
+                asyncio.run(_create(bootstrap, [out]))
+                rss = _child(system, bootstrap, src, out, n)
+            r = _span_rate(asyncio.run(_read(bootstrap, out, n)))
+            runs[system].append((r, rss))
+            print(
+                f"{system:17} {r:10,.0f} events/s  peak RSS {rss:6.0f} MB  (round {rnd + 1})",
+                flush=True,
+            )
+    results: dict[str, dict[str, Any]] = {}
+    for system, measured in runs.items():
+        best, rss = max(measured)
+        results[system] = {
+            "events_per_s": round(best),
+            "rss_mb": round(rss, 1),
+            "runs_events_per_s": [round(r) for r, _ in measured],
+        }
+    return results
+
+
+def _latency(
+    bootstrap: str, systems: list[str], repeat: int, n: int, rate: float
+) -> dict[str, dict[str, Any]]:
+    """p50/p99 of each system at ``rate`` offered: the run with the median p99."""
+    out: dict[str, dict[str, Any]] = {}
+    for system in systems:
+        paced = sorted(
+            (_paced_latency(system, bootstrap, n, rate) for _ in range(repeat)),
+            key=lambda lat: lat[1],
+        )
+        p50, p99 = paced[len(paced) // 2]  # the run with the median p99
+        out[system] = {
+            "p50_ms": round(p50, 1),
+            "p99_ms": round(p99, 1),
+            "runs_p99_ms": [round(x[1], 1) for x in paced],
+        }
+        print(
+            f"{system:17} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms at {rate:,.0f}/s offered "
+            f"(median of {len(paced)} runs by p99)",
+            flush=True,
+        )
+    return out
+
+
+# Events per tree workload: enough for several of riverbed's default checkpoints
+# (every 10,000 records or 10 s) at each model's speed on 2 cores.
+TREE_EVENTS = {"hoeffding": 40_000, "arf": 8_000}
+
+
+def _workload(
+    name: str, bootstrap: str, args: argparse.Namespace, systems: list[str]
+) -> dict[str, Any]:
+    """One tree workload, as the logreg one: Agrawal over 4 partitions, exact
+    test-then-train, riverbed with its default checkpoints; latency at half of
+    riverbed's events/s, against the mean time riverbed took for one full fetch."""
+    from riverbed.config import Settings
+    from riverbed.devtools.produce import produce
+
+    global MODEL  # noqa: PLW0603 - the one model of everything this run starts now
+    MODEL = name
+    n = TREE_EVENTS[name]
+    print(f"-- workload {name}: {n:,} events", flush=True)
+    prefix = _new_prefix(name)
+    s = Settings.from_env({"RIVERBED_BROKER": bootstrap, "RIVERBED_TOPIC_PREFIX": prefix,
+                           "RIVERBED_PARTITIONS": str(PARTITIONS), **_security_env()})  # fmt: skip
+    try:
+        asyncio.run(produce(s, dataset="agrawal", limit=n, seed=7))
+        dataset = asyncio.run(_read(bootstrap, prefix + "events", n))
+        values = [(r.partition, r.value) for r in dataset]
+        rate = in_memory(values)
+        p50, p99 = in_memory_per_event(values)
+        results: dict[str, dict[str, Any]] = {
+            "river_in_memory": {"events_per_s": round(rate), "p50_ms": round(p50, 2),
+                                "p99_ms": round(p99, 2), "rss_mb": round(_peak_rss_mb(), 1)},
+        }  # fmt: skip
+        print(f"river in memory   {rate:10,.0f} events/s  per event p50 {p50:.2f} ms "
+              f"p99 {p99:.2f} ms", flush=True)  # fmt: skip
+        keyed = [(r.partition, r.key, r.value) for r in dataset]
+        FETCH_SECONDS.clear()
+        results.update(_throughput(bootstrap, prefix, keyed, systems, args.repeat))
+        fetch = sorted(FETCH_SECONDS)[len(FETCH_SECONDS) // 2] if FETCH_SECONDS else None
+        out: dict[str, Any] = {"events": n, "systems": results}
+        if "riverbed" in results:
+            paced_rate = results["riverbed"]["events_per_s"] / 2
+            if not args.no_latency:
+                events = round(paced_rate * args.tree_latency_seconds)
+                for system, lat in _latency(bootstrap, systems, args.repeat, events,
+                                            paced_rate).items():  # fmt: skip
+                    results[system].update(lat)
+            rb = results["riverbed"]["events_per_s"]
+            out["ratios"] = {f"riverbed/{k}": round(rb / v["events_per_s"], 3)
+                             for k, v in results.items() if k != "riverbed"}  # fmt: skip
+            out["latency_rate"] = round(paced_rate)
+            if fetch is not None:
+                out["fetch_ms"] = round(fetch * 1000, 1)
+            one = f"  one fetch {fetch * 1000:.1f} ms" if fetch else ""
+            print(json.dumps(out["ratios"]) + one, flush=True)
+        return out
+    finally:
+        MODEL = "logreg"
+
+
 def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[float, float]:
     """Start the system on a fresh topic, produce n events at ``rate``, measure latency."""
     import threading
@@ -668,11 +838,25 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a riverbed setting for the workers, e.g. --set RIVERBED_CONSUMER_THREAD=true",
     )
+    ap.add_argument(
+        "--workloads",
+        default=",".join(TREE_EVENTS),
+        help="tree workloads run after logreg, in the same run (empty: none)",
+    )
+    ap.add_argument(
+        "--tree-latency-seconds",
+        type=float,
+        default=4.0,
+        help="length of a tree workload's paced stream, at half riverbed's events/s",
+    )
+    ap.add_argument("--model", default="logreg", help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--child")
     ap.add_argument("--bootstrap")
     ap.add_argument("--src")
     ap.add_argument("--dst")
     args = ap.parse_args()
+    global MODEL  # noqa: PLW0603 - a child's model, from its command line
+    MODEL = args.model
     if args.child:
         if args.child == "aiokafka":
             asyncio.run(raw_aiokafka(args.bootstrap, args.src, args.dst, args.events))
@@ -706,6 +890,7 @@ def main() -> None:
         }
     )
     results: dict[str, dict[str, Any]] = {}
+    workloads: dict[str, dict[str, Any]] = {}
     scaling: dict[str, Any] = {}
     supervised: dict[str, Any] = {}
     try:
@@ -728,35 +913,7 @@ def main() -> None:
         )
         systems = [x for x in args.systems.split(",") if x]
         keyed = [(r.partition, r.key, r.value) for r in dataset]
-        runs: dict[str, list[tuple[float, float]]] = {x: [] for x in systems}
-        # Rounds interleave the systems, so a slow spell of the machine hits them alike;
-        # each system's best round is reported (as timeit reports the best of its runs).
-        for rnd in range(args.repeat):
-            for system in systems:
-                if system == "riverbed":
-                    rprefix = prefix if rnd == 0 else f"{prefix}r{rnd}."
-                    if rnd:
-                        asyncio.run(_create(bootstrap, [rprefix + "events"]))
-                        asyncio.run(_produce_values(bootstrap, rprefix + "events", keyed))
-                    rss = _riverbed(bootstrap, rprefix, args.events)
-                    out = rprefix + "predictions"
-                else:
-                    out = f"{prefix}{system}-out{rnd}"
-                    asyncio.run(_create(bootstrap, [out]))
-                    rss = _child(system, bootstrap, src, out, args.events)
-                r = _span_rate(asyncio.run(_read(bootstrap, out, args.events)))
-                runs[system].append((r, rss))
-                print(
-                    f"{system:17} {r:10,.0f} events/s  peak RSS {rss:6.0f} MB  (round {rnd + 1})",
-                    flush=True,
-                )
-        for system, measured in runs.items():
-            best, rss = max(measured)
-            results[system] = {
-                "events_per_s": round(best),
-                "rss_mb": round(rss, 1),
-                "runs_events_per_s": [round(r) for r, _ in measured],
-            }
+        results.update(_throughput(bootstrap, prefix, keyed, systems, args.repeat))
         if "riverbed" in systems and args.workers > 1:
             one = _scaling(bootstrap, 1, keyed)
             many = _scaling(bootstrap, args.workers, keyed)
@@ -787,25 +944,12 @@ def main() -> None:
                 f"on {os.cpu_count()} cores",
                 flush=True,
             )
-        for system in [] if args.no_latency else systems:
-            paced = sorted(
-                (
-                    _paced_latency(system, bootstrap, args.latency_events, args.rate)
-                    for _ in range(args.repeat)
-                ),
-                key=lambda lat: lat[1],
-            )
-            p50, p99 = paced[len(paced) // 2]  # the run with the median p99
-            results[system].update(
-                p50_ms=round(p50, 1),
-                p99_ms=round(p99, 1),
-                runs_p99_ms=[round(x[1], 1) for x in paced],
-            )
-            print(
-                f"{system:17} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms at {args.rate:,.0f}/s offered "
-                f"(median of {len(paced)} runs by p99)",
-                flush=True,
-            )
+        if not args.no_latency:
+            for system, lat in _latency(bootstrap, systems, args.repeat,
+                                        args.latency_events, args.rate).items():  # fmt: skip
+                results[system].update(lat)
+        for name in [w for w in args.workloads.split(",") if w]:
+            workloads[name] = _workload(name, bootstrap, args, systems)
     finally:
         deleted = asyncio.run(_delete_run_topics(bootstrap))
         print(f"deleted this run's {deleted} topics", flush=True)
@@ -820,7 +964,8 @@ def main() -> None:
         if k != "riverbed"
     }
     print(json.dumps(ratios, indent=2))
-    if set(results) != {"river_in_memory", "aiokafka", "quix", "riverbed"} or args.no_latency:
+    full = {"river_in_memory", "aiokafka", "quix", "riverbed"}
+    if set(results) != full or args.no_latency or set(workloads) != set(TREE_EVENTS):
         print("(a partial run: bench/results/latest.json is left as it was)")
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -834,6 +979,7 @@ def main() -> None:
         "scaling": scaling,
         "processes": supervised,
         "guard": guard,
+        "workloads": workloads,
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
     table = markdown_table(out)
@@ -876,6 +1022,24 @@ def markdown_table(out: dict[str, Any]) -> str:
             f"| **riverbed** (`--processes {n}` against `--processes 1`, {pr['cores']} cores) | "
             f"{pr[n]:,} against {pr['1']:,} | - | - | {pr['ratio']:.2f}x |"
         )
+    for name, w in out.get("workloads", {}).items():
+        rows += [
+            "",
+            f"`{name}`, {w['events']:,} events; latency at {w['latency_rate']:,}/s offered "
+            f"(half riverbed's events/s); riverbed's mean fetch took {w.get('fetch_ms', 0):.0f} ms",
+            "",
+            "| system | events/s | p50 / p99 | peak RSS | riverbed / system |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for system, r in w["systems"].items():
+            ratio = w["ratios"].get(f"riverbed/{system}")
+            latency = f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms" if "p99_ms" in r else "-"
+            if system == "river_in_memory":
+                latency += " (one event, no Kafka)"
+            rows.append(
+                f"| {NAMES.get(system, system)} | {r['events_per_s']:,} | {latency} | "
+                f"{r['rss_mb']:.0f} MB | {f'{ratio:.2f}x' if ratio else ''} |"
+            )
     return "\n".join(rows) + "\n"
 
 

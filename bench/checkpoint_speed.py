@@ -1,0 +1,111 @@
+"""Does checkpointing slow a tree model? A hoeffding worker with a checkpoint every
+1,000 records against one without checkpoints, in one run (issue 19's acceptance).
+
+    .venv/bin/python bench/checkpoint_speed.py [--events 40000] [--repeat 3]
+
+The same Agrawal events (4 partitions) are read by riverbed workers in rounds that
+interleave the settings, so a slow spell of the machine hits them alike:
+
+* ``none``: no checkpoint during the run (RIVERBED_SNAPSHOT_EVERY and _INTERVAL past
+  its end);
+* ``every 1000, auto``: a checkpoint every 1,000 records, the default capture (forked
+  for a tree's snapshot, past 64 KiB);
+* ``every 1000, inline``: the same with the learners pickled in the worker, the
+  capture the default replaced (pickling leaves a tree's objects slower for good);
+* ``defaults``: riverbed's default checkpoints (every 10,000 records or 10 s, auto).
+
+events/s is measured as in ``bench/compare.py`` (the predictions' Kafka timestamps);
+each setting's best round is reported, with every round's figure. Results go to
+``bench/results/checkpoint_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+
+import compare  # the bench folder is the script's path
+from compare import (
+    PARTITIONS,
+    RESULTS,
+    _create,
+    _delete_run_topics,
+    _new_prefix,
+    _produce_values,
+    _read,
+    _riverbed,
+    _security_env,
+    _span_rate,
+)
+
+NEVER = str(10**9)
+SETTINGS = {
+    "none": {"RIVERBED_SNAPSHOT_EVERY": NEVER, "RIVERBED_SNAPSHOT_INTERVAL": NEVER},
+    "every 1000, auto": {"RIVERBED_SNAPSHOT_EVERY": "1000", "RIVERBED_SNAPSHOT_INTERVAL": NEVER,
+                         "RIVERBED_CHECKPOINT_CAPTURE": "auto"},
+    "every 1000, inline": {"RIVERBED_SNAPSHOT_EVERY": "1000", "RIVERBED_SNAPSHOT_INTERVAL": NEVER,
+                           "RIVERBED_CHECKPOINT_CAPTURE": "inline"},
+    "defaults": {},
+}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=40_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--model", default="hoeffding")
+    args = ap.parse_args()
+    from riverbed.config import Settings
+    from riverbed.devtools.broker import LocalBroker
+    from riverbed.devtools.produce import produce
+
+    settings = Settings.from_env(
+        {k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"} | _security_env()
+    )
+    broker = LocalBroker.start_unless_running(settings)
+    bootstrap = settings.bootstrap
+    compare.MODEL = args.model
+    prefix = _new_prefix("ckpt")
+    s = Settings.from_env({"RIVERBED_BROKER": bootstrap, "RIVERBED_TOPIC_PREFIX": prefix,
+                           "RIVERBED_PARTITIONS": str(PARTITIONS), **_security_env()})  # fmt: skip
+    runs: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    try:
+        asyncio.run(produce(s, dataset="agrawal", limit=args.events, seed=7))
+        dataset = asyncio.run(_read(bootstrap, prefix + "events", args.events))
+        keyed = [(r.partition, r.key, r.value) for r in dataset]
+        for rnd in range(args.repeat):
+            for name, worker_settings in SETTINGS.items():
+                rprefix = f"{prefix}r{rnd}{list(SETTINGS).index(name)}."
+                asyncio.run(_create(bootstrap, [rprefix + "events"]))
+                asyncio.run(_produce_values(bootstrap, rprefix + "events", keyed))
+                compare.WORKER_SETTINGS.clear()
+                compare.WORKER_SETTINGS.update(worker_settings)
+                _riverbed(bootstrap, rprefix, args.events)
+                rate = _span_rate(asyncio.run(_read(bootstrap, rprefix + "predictions",
+                                                    args.events)))  # fmt: skip
+                runs[name].append(rate)
+                print(f"{args.model} {name:20} {rate:10,.0f} events/s  (round {rnd + 1})",
+                      flush=True)  # fmt: skip
+    finally:
+        asyncio.run(_delete_run_topics(bootstrap))
+        if broker is not None:
+            broker.stop()
+    best = {name: max(r) for name, r in runs.items()}
+    base = best["none"]
+    out = {
+        "model": args.model,
+        "events": args.events,
+        "partitions": PARTITIONS,
+        "events_per_s": {name: round(v) for name, v in best.items()},
+        "runs_events_per_s": {name: [round(x) for x in r] for name, r in runs.items()},
+        "against_none": {name: round(v / base, 3) for name, v in best.items()},
+    }
+    print(json.dumps(out, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "checkpoint_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
