@@ -91,6 +91,11 @@ def paired(live: PartitionLearner, twin: PartitionLearner, data: list[Event], st
     return took[id(live)] / len(data), took[id(twin)] / len(data)
 
 
+def rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS")) / 1024
+
+
 def restore_ms(learner: PartitionLearner) -> float:
     """Verify, unpickle and copy (what recovery does once the records are read)."""
     codec = SnapshotCodec(b"k" * 32)
@@ -104,7 +109,7 @@ def restore_ms(learner: PartitionLearner) -> float:
 def main() -> None:
     print(f"{'model':<10} {'capture':<7} {'snapshot':>9} {'held: median / max ms':>22} "
           f"{'checkpoint ms':>14} {'µs/record: after 10 / never':>28} "
-          f"{'restore ms':>11}")  # fmt: skip
+          f"{'restore ms':>11} {'RSS':>7}")  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
     for name, n in EVENTS.items():
         data = [Event(str(i), x, y) for i, (x, y) in enumerate(synth.Agrawal(seed=3).take(n))]
@@ -126,13 +131,15 @@ def main() -> None:
                 "checkpoint_ms": round(whole_ms, 1),
                 "us_per_record_after_10": round(after, 1),
                 "us_per_record_never": round(never, 1),
+                "process_rss_mb": round(rss_mb()),  # a fork's cost grows with it
             }  # fmt: skip
             if restore is not None:
                 out[name]["restore_ms"] = round(restore, 1)
             print(f"{name:<10} {capture:<7} {live.snapshot_bytes / 1024:>7.0f} KB "
                   f"{held_ms[5]:>11.1f} / {held_ms[-1]:>6.1f} {whole_ms:>14.1f} "
                   f"{after:>16.1f} / {never:>9.1f} "
-                  f"{'' if restore is None else f'{restore:.1f}':>11}")  # fmt: skip
+                  f"{'' if restore is None else f'{restore:.1f}':>11} "
+                  f"{rss_mb():>4.0f} MB")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "capture_cost.json").write_text(json.dumps(out, indent=2) + "\n")
 
