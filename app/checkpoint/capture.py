@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
 import hashlib
 import os
@@ -136,6 +135,19 @@ def _read_all(fd: int, encode: Callable[[int, Captured], Any] | None) -> dict[in
     return out
 
 
+def _widen(fd: int) -> None:
+    """A 1 MiB pipe buffer where the system has one to give (Linux); a smaller buffer
+    only means more reads."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: there is no fork either
+        return
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setpipe is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, setpipe, _PIPE_BYTES)
+
+
 class CaptureThread:
     """The one thread that reads captures, started with the worker.
 
@@ -163,8 +175,7 @@ async def fork_capture(
     pickle that is not poisoned; its result is the ``records`` of that ``Captured``.
     """
     r, w = os.pipe()
-    with contextlib.suppress(OSError):  # a smaller buffer only means more reads
-        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    _widen(w)
     pid = os.fork()
     if pid == 0:  # the child: pickle, write, exit
         os.close(r)
