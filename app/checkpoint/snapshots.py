@@ -601,7 +601,8 @@ class Checkpointer:
         return size
 
     def close(self) -> None:
-        """Stop the capture thread (a worker's stop; a capture under way fails)."""
+        """Stop the capture thread. Tests and benchmarks that make many checkpointers
+        call it; a worker's one thread is idle between captures and ends with it."""
         if self._thread is not None:
             self._thread.close()
 
