@@ -36,6 +36,7 @@ from compare import (
     _produce_values,
     _read,
     _riverbed,
+    _run_settings,
     _security_env,
     _span_rate,
 )
@@ -68,8 +69,7 @@ def main() -> None:
     bootstrap = settings.bootstrap
     compare.MODEL = args.model
     prefix = _new_prefix("ckpt")
-    s = Settings.from_env({"RIVERBED_BROKER": bootstrap, "RIVERBED_TOPIC_PREFIX": prefix,
-                           "RIVERBED_PARTITIONS": str(PARTITIONS), **_security_env()})  # fmt: skip
+    s = _run_settings(bootstrap, prefix)
     runs: dict[str, list[float]] = {name: [] for name in SETTINGS}
     try:
         asyncio.run(produce(s, dataset="agrawal", limit=args.events, seed=7))

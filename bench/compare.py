@@ -72,6 +72,16 @@ def _security_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in SECURITY}
 
 
+def _run_settings(bootstrap: str, prefix: str) -> Any:
+    """riverbed's Settings for this run's topics under ``prefix`` (the harness's
+    producers and topic creation use them)."""
+    from riverbed.config import Settings
+
+    env = {"RIVERBED_BROKER": bootstrap, "RIVERBED_TOPIC_PREFIX": prefix,
+           "RIVERBED_PARTITIONS": str(PARTITIONS)}  # fmt: skip
+    return Settings.from_env(env | _security_env())
+
+
 @functools.cache
 def _client() -> dict[str, Any]:
     """aiokafka connection arguments of every client of the run (riverbed's own)."""
@@ -541,6 +551,30 @@ async def _produce_values(bootstrap: str, topic: str, values: Keyed) -> None:
         await producer.stop()
 
 
+def _wait_shared(
+    ports: list[int], who: str, *, ready: int | None = None, alive: Any = lambda: True
+) -> None:
+    """Until the workers answering on ``ports`` own every partition, each its share
+    (and ``ready``'s /ready answers); a dead process or 120 s raise."""
+    deadline = time.monotonic() + 120
+    while True:
+        shares = [_assigned(port) for port in ports]
+        owned = sorted(p for share in shares for p in share)
+        if owned == list(range(PARTITIONS)) and all(shares) and (ready is None or _ready(ready)):
+            return
+        if not alive() or time.monotonic() > deadline:
+            msg = f"{who} did not share the partitions: {shares}"
+            raise RuntimeError(msg)
+        time.sleep(0.2)  # polling a condition (the assignment), not waiting it out
+
+
+def _rate_when_written(bootstrap: str, prefix: str, values: Keyed) -> float:
+    """Write the events at full speed to ``prefix``'s topic; the predictions' events/s."""
+    asyncio.run(_produce_values(bootstrap, prefix + "events", values))
+    asyncio.run(_wait_written(bootstrap, prefix + "predictions", len(values)))
+    return _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", len(values))))
+
+
 def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
     """events/s of ``workers`` riverbed workers in one group, all joined before any data.
 
@@ -548,36 +582,17 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
     share of the partitions, the pre-encoded events are written at full speed (a
     fraction of a second) and the predictions' span is measured as above.
     """
-    from riverbed.config import Settings
     from riverbed.kafka.topics import ensure_topics
 
     prefix = _new_prefix(f"scale{workers}")
     app_id = f"scale-{uuid.uuid4().hex[:8]}"
-    s = Settings.from_env(
-        {
-            "RIVERBED_BROKER": bootstrap,
-            "RIVERBED_TOPIC_PREFIX": prefix,
-            "RIVERBED_PARTITIONS": str(PARTITIONS),
-            **_security_env(),
-        }
-    )
+    s = _run_settings(bootstrap, prefix)
     asyncio.run(ensure_topics(s))
     envs = [_worker_env(bootstrap, prefix, app_id, f"scale-{i}") for i in range(workers)]
     procs = [_start_worker(env) for env, _ in envs]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            shares = [_assigned(port) for _, port in envs]
-            owned = sorted(p for share in shares for p in share)
-            if owned == list(range(PARTITIONS)) and all(shares):
-                break
-            if time.monotonic() > deadline:
-                msg = f"{workers} workers did not share the partitions: {shares}"
-                raise RuntimeError(msg)
-            time.sleep(0.2)  # polling a condition (the assignment), not waiting it out
-        asyncio.run(_produce_values(bootstrap, prefix + "events", values))
-        asyncio.run(_wait_written(bootstrap, prefix + "predictions", len(values)))
-        return _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", len(values))))
+        _wait_shared([port for _, port in envs], f"{workers} workers")
+        return _rate_when_written(bootstrap, prefix, values)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -592,18 +607,10 @@ def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
     have every partition assigned, each child its share, before the events are
     written at full speed. ``--processes 1`` is the plain worker (no supervisor).
     """
-    from riverbed.config import Settings
     from riverbed.kafka.topics import ensure_topics
 
     prefix = _new_prefix(f"proc{processes}")
-    s = Settings.from_env(
-        {
-            "RIVERBED_BROKER": bootstrap,
-            "RIVERBED_TOPIC_PREFIX": prefix,
-            "RIVERBED_PARTITIONS": str(PARTITIONS),
-            **_security_env(),
-        }
-    )
+    s = _run_settings(bootstrap, prefix)
     asyncio.run(ensure_topics(s))
     env, _ = _worker_env(bootstrap, prefix, f"proc-{uuid.uuid4().hex[:8]}", f"proc{processes}")
     from riverbed.devtools.broker import free_ports
@@ -616,19 +623,9 @@ def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            shares = [_assigned(w) for w in workers]
-            owned = sorted(p for share in shares for p in share)
-            if owned == list(range(PARTITIONS)) and all(shares) and _ready(port):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                msg = f"--processes {processes} did not share the partitions: {shares}"
-                raise RuntimeError(msg)
-            time.sleep(0.2)  # polling a condition (the assignment), not waiting it out
-        asyncio.run(_produce_values(bootstrap, prefix + "events", values))
-        asyncio.run(_wait_written(bootstrap, prefix + "predictions", len(values)))
-        return _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", len(values))))
+        _wait_shared(workers, f"--processes {processes}", ready=port,
+                     alive=lambda: proc.poll() is None)  # fmt: skip
+        return _rate_when_written(bootstrap, prefix, values)
     finally:
         proc.send_signal(signal.SIGTERM)  # the supervisor stops its children gracefully
         proc.wait(120)
@@ -710,7 +707,6 @@ def _workload(
     """One tree workload, as the logreg one: Agrawal over 4 partitions, exact
     test-then-train, riverbed with its default checkpoints; latency at half of
     riverbed's events/s, against the mean time riverbed took for one full fetch."""
-    from riverbed.config import Settings
     from riverbed.devtools.produce import produce
 
     global MODEL  # noqa: PLW0603 - the one model of everything this run starts now
@@ -718,8 +714,7 @@ def _workload(
     n = TREE_EVENTS[name]
     print(f"-- workload {name}: {n:,} events", flush=True)
     prefix = _new_prefix(name)
-    s = Settings.from_env({"RIVERBED_BROKER": bootstrap, "RIVERBED_TOPIC_PREFIX": prefix,
-                           "RIVERBED_PARTITIONS": str(PARTITIONS), **_security_env()})  # fmt: skip
+    s = _run_settings(bootstrap, prefix)
     try:
         asyncio.run(produce(s, dataset="agrawal", limit=n, seed=7))
         dataset = asyncio.run(_read(bootstrap, prefix + "events", n))
@@ -761,18 +756,10 @@ def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[fl
     """Start the system on a fresh topic, produce n events at ``rate``, measure latency."""
     import threading
 
-    from riverbed.config import Settings
     from riverbed.devtools.produce import dataset_stream, produce
 
     prefix = _new_prefix("lat")
-    s = Settings.from_env(
-        {
-            "RIVERBED_BROKER": bootstrap,
-            "RIVERBED_TOPIC_PREFIX": prefix,
-            "RIVERBED_PARTITIONS": str(PARTITIONS),
-            **_security_env(),
-        }
-    )
+    s = _run_settings(bootstrap, prefix)
     src, dst = (
         prefix + "events",
         (prefix + "predictions" if system == "riverbed" else f"{prefix}{system}-out"),
@@ -881,14 +868,7 @@ def main() -> None:
     broker = LocalBroker.start_unless_running(settings)
     bootstrap = settings.bootstrap
     prefix = _new_prefix("bench")
-    s = Settings.from_env(
-        {
-            "RIVERBED_BROKER": bootstrap,
-            "RIVERBED_TOPIC_PREFIX": prefix,
-            "RIVERBED_PARTITIONS": str(PARTITIONS),
-            **_security_env(),
-        }
-    )
+    s = _run_settings(bootstrap, prefix)
     results: dict[str, dict[str, Any]] = {}
     workloads: dict[str, dict[str, Any]] = {}
     scaling: dict[str, Any] = {}
