@@ -113,7 +113,10 @@ def _read_exact(fd: int, n: int) -> bytes:
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-def _read_all(fd: int, encode: Callable[[int, Captured], Any] | None) -> dict[int, Captured]:
+Encode = Callable[[int, bytes, str], Any]  # (partition, pickle, sha256) -> records
+
+
+def _read_all(fd: int, encode: Encode | None) -> dict[int, Captured]:
     """The child's records, read and encoded off the loop (in the capture thread).
 
     The thread closes the pipe: closed by the loop while the thread still read it (a
@@ -126,10 +129,9 @@ def _read_all(fd: int, encode: Callable[[int, Captured], Any] | None) -> dict[in
             blob = _read_exact(fd, n)
             if len(blob) != n:
                 break
-            captured = Captured(blob, digest.hex(), poisoned)
-            if encode is not None and not poisoned:
-                captured = Captured(blob, captured.sha256, poisoned, encode(p, captured))
-            out[p] = captured
+            sha256 = digest.hex()
+            records = encode(p, blob, sha256) if encode is not None and not poisoned else None
+            out[p] = Captured(blob, sha256, poisoned, records)
     finally:
         os.close(fd)
     return out
@@ -167,12 +169,12 @@ async def fork_capture(
     learners: dict[int, Any],
     *,
     thread: CaptureThread | None = None,
-    encode: Callable[[int, Captured], Any] | None = None,
+    encode: Encode | None = None,
 ) -> dict[int, Captured]:
     """Each learner's pickle, made in a forked child, by partition.
 
-    ``encode(partition, captured)``, when given, runs in the capture thread on each
-    pickle that is not poisoned; its result is the ``records`` of that ``Captured``.
+    ``encode(partition, pickle, sha256)``, when given, runs in the capture thread on
+    each pickle that is not poisoned; its result is the ``records`` of that ``Captured``.
     """
     r, w = os.pipe()
     _widen(w)

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from riverbed.checkpoint.capture import Captured, CaptureThread, fork_capture
+from riverbed.checkpoint.capture import CaptureThread, fork_capture
 from riverbed.exceptions import RiverbedError
 from riverbed.learning.guard import suspect_blob
 from riverbed.learning.learner import PartitionLearner
@@ -579,10 +579,10 @@ class Checkpointer:
         marks = {p: (lr._journal, len(lr._journal)) for p, lr in taken.items()}
         lineups = {p: lr.lineup for p, lr in taken.items()}  # as at the fork
 
-        def encode(p: int, c: Captured) -> list[Record]:
+        def encode(p: int, blob: bytes, sha256: str) -> list[Record]:
             events_offset, labels_offset = captured[p]
-            return self.codec.encode_blob(c.blob, p, events_offset, labels_offset,
-                                          lineups[p], c.sha256)  # fmt: skip
+            return self.codec.encode_blob(blob, p, events_offset, labels_offset,
+                                          lineups[p], sha256)  # fmt: skip
 
         blobs = await fork_capture(taken, thread=self._thread, encode=encode)
         size = 0
