@@ -631,6 +631,13 @@ def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
         proc.wait(120)
 
 
+def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """riverbed's events/s against each other system's."""
+    rb = results["riverbed"]["events_per_s"]
+    return {f"riverbed/{k}": round(rb / v["events_per_s"], 3)
+            for k, v in results.items() if k != "riverbed"}  # fmt: skip
+
+
 def _throughput(
     bootstrap: str, prefix: str, keyed: Keyed, systems: list[str], repeat: int
 ) -> dict[str, dict[str, Any]]:
@@ -739,9 +746,7 @@ def _workload(
                 for system, lat in _latency(bootstrap, systems, args.repeat, events,
                                             paced_rate).items():  # fmt: skip
                     results[system].update(lat)
-            rb = results["riverbed"]["events_per_s"]
-            out["ratios"] = {f"riverbed/{k}": round(rb / v["events_per_s"], 3)
-                             for k, v in results.items() if k != "riverbed"}  # fmt: skip
+            out["ratios"] = _ratios(results)
             out["latency_rate"] = round(paced_rate)
             if fetch is not None:
                 out["fetch_ms"] = round(fetch * 1000, 1)
@@ -937,12 +942,7 @@ def main() -> None:
             broker.stop()
     if "riverbed" not in results:
         return
-    rb = results["riverbed"]["events_per_s"]
-    ratios = {
-        f"riverbed/{k}": round(rb / v["events_per_s"], 3)
-        for k, v in results.items()
-        if k != "riverbed"
-    }
+    ratios = _ratios(results)
     print(json.dumps(ratios, indent=2))
     full = {"river_in_memory", "aiokafka", "quix", "riverbed"}
     if set(results) != full or args.no_latency or set(workloads) != set(TREE_EVENTS):
