@@ -1,7 +1,7 @@
 """Does checkpointing slow a tree model? A hoeffding worker with a checkpoint every
 1,000 records against one without checkpoints, in one run (issue 19's acceptance).
 
-    .venv/bin/python bench/checkpoint_speed.py [--events 40000] [--repeat 3]
+    .venv/bin/python bench/checkpoint_speed.py [--events 40000] [--repeat 5]
 
 The same Agrawal events (4 partitions) are read by riverbed workers in rounds that
 interleave the settings, so a slow spell of the machine hits them alike:
@@ -15,8 +15,11 @@ interleave the settings, so a slow spell of the machine hits them alike:
 * ``defaults``: riverbed's default checkpoints (every 10,000 records or 10 s, auto).
 
 events/s is measured as in ``bench/compare.py`` (the predictions' Kafka timestamps);
-each setting's best round is reported, with every round's figure. Results go to
-``bench/results/checkpoint_speed.json``.
+each setting's best round is reported, with every round's figure. Since the rounds
+interleave the settings, each round's events/s is also divided by the same round's
+``none``: the median of those ratios is the setting's cost, and it is "within noise"
+when it is closer to 1.0 than ``none``'s own rounds spread ((max - min) / median).
+Results go to ``bench/results/checkpoint_speed.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
+from typing import Any
 
 import compare  # the bench folder is the script's path
 from compare import (
@@ -52,10 +57,45 @@ SETTINGS = {
 }  # fmt: skip
 
 
+def summarize(model: str, events: int, runs: dict[str, list[float]]) -> dict[str, Any]:
+    """The run's results: best round per setting, and the paired comparison.
+
+    The rounds interleave the settings, so each round's ratio to its own ``none`` cancels
+    the machine's slow and fast spells. ``noise`` is how far ``none``'s rounds spread
+    around their median ((max - min) / median): a setting whose median ratio to ``none``
+    is within that of 1.0 cannot be told from ``none`` in this run.
+
+    Examples
+    --------
+    >>> out = summarize("hoeffding", 10, {"none": [100.0, 110.0, 90.0],
+    ...                                   "slow": [70.0, 80.0, 60.0]})
+    >>> out["paired_against_none_median"], out["noise"], out["within_noise"]
+    ({'none': 1.0, 'slow': 0.7}, 0.2, {'none': True, 'slow': False})
+
+    """
+    best = {name: max(r) for name, r in runs.items()}
+    base = runs["none"]
+    paired = {name: [x / b for x, b in zip(r, base, strict=True)] for name, r in runs.items()}
+    median = {name: round(statistics.median(r), 3) for name, r in paired.items()}
+    noise = round((max(base) - min(base)) / statistics.median(base), 3)
+    return {
+        "model": model,
+        "events": events,
+        "partitions": PARTITIONS,
+        "events_per_s": {name: round(v) for name, v in best.items()},
+        "runs_events_per_s": {name: [round(x) for x in r] for name, r in runs.items()},
+        "against_none": {name: round(v / best["none"], 3) for name, v in best.items()},
+        "paired_against_none": {name: [round(x, 3) for x in r] for name, r in paired.items()},
+        "paired_against_none_median": median,
+        "noise": noise,
+        "within_noise": {name: 1 - m <= noise for name, m in median.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=40_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--model", default="hoeffding")
     args = ap.parse_args()
     from riverbed.config import Settings
@@ -92,17 +132,12 @@ def main() -> None:
         asyncio.run(_delete_run_topics(bootstrap))
         if broker is not None:
             broker.stop()
-    best = {name: max(r) for name, r in runs.items()}
-    base = best["none"]
-    out = {
-        "model": args.model,
-        "events": args.events,
-        "partitions": PARTITIONS,
-        "events_per_s": {name: round(v) for name, v in best.items()},
-        "runs_events_per_s": {name: [round(x) for x in r] for name, r in runs.items()},
-        "against_none": {name: round(v / base, 3) for name, v in best.items()},
-    }
+    out = summarize(args.model, args.events, runs)
     print(json.dumps(out, indent=2))
+    for name, verdict in out["within_noise"].items():
+        print(f"{name:20} median of the rounds' ratios to none: "
+              f"{out['paired_against_none_median'][name]:.3f}  "
+              f"within noise ({out['noise']:.3f}): {'yes' if verdict else 'no'}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "checkpoint_speed.json").write_text(json.dumps(out, indent=2) + "\n")
 
