@@ -28,7 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from compare import PARTITIONS, _free_port, _read, _span_rate  # noqa: E402
+import compare  # noqa: E402
+from compare import (  # noqa: E402
+    PARTITIONS,
+    _delete_run_topics,
+    _free_port,
+    _new_prefix,
+    _read,
+    _span_rate,
+)
 
 
 def main() -> None:
@@ -44,12 +52,13 @@ def main() -> None:
 
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
     broker = LocalBroker.start_unless_running(settings)
-    prefix = f"prof{uuid.uuid4().hex[:6]}."
+    prefix = _new_prefix("prof")
+    app_id = f"prof-{uuid.uuid4().hex[:8]}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RIVERBED_")},
         "RIVERBED_BROKER": settings.bootstrap,
         "RIVERBED_TOPIC_PREFIX": prefix,
-        "RIVERBED_APP_ID": f"prof-{uuid.uuid4().hex[:8]}",
+        "RIVERBED_APP_ID": app_id,
         "RIVERBED_PARTITIONS": str(PARTITIONS),
         "RIVERBED_WEB_PORT": str(_free_port()),
         "RIVERBED_LOG_LEVEL": "warning",
@@ -89,6 +98,9 @@ def main() -> None:
             )
             pstats.Stats(str(stats_file), stream=buf).sort_stats("tottime").print_stats(args.top)
     finally:
+        # The run's topics, and Faust's assignor topic named after the app
+        compare._PREFIXES.append(f"{app_id}-__assignor-")
+        asyncio.run(_delete_run_topics(settings.bootstrap))
         if broker is not None:
             broker.stop()
     report = buf.getvalue()
