@@ -1,12 +1,13 @@
 """The forked capture (RIVERBED_CHECKPOINT_CAPTURE=fork): the child's pickles are the
 learners' state at the fork; a failed child fails the checkpoint; the learner's undo
-journal keeps what it handled while the child pickled; auto forks for large learners
-and for those whose size is not known yet."""
+journal keeps what it handled while the child pickled; auto forks for learners whose
+size is not known yet, and otherwise takes the capture measured to hold the loop less."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import pickle
 import threading
 
@@ -14,7 +15,7 @@ import pytest
 from river import datasets
 
 from riverbed import models
-from riverbed.checkpoint.capture import CaptureFailed, CaptureThread, fork_capture
+from riverbed.checkpoint.capture import CaptureFailed, CaptureThread, collapse_heap, fork_capture
 from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec
 from riverbed.learning.learner import PartitionLearner
 from riverbed.learning.state import Learners
@@ -99,14 +100,7 @@ def _has_dict(obj: object) -> bool:
                for r in gc.get_referents(obj))  # fmt: skip
 
 
-@pytest.mark.parametrize(("sizes", "forks"), [
-    ((4_000, 4_000), False),          # every last snapshot small: inline, then copied
-    ((4_000, 0), True),               # one learner's size not known yet
-    ((4_000, 300_000), True),         # one large learner
-])  # fmt: skip
-def test_auto_forks_unless_every_learner_is_known_small(
-    sizes: tuple[int, int], forks: bool
-) -> None:
+def _checkpointer(sizes: tuple[int, ...]) -> tuple[Checkpointer, Learners]:
     learners = Learners(models.spec("logreg"))
     for p, size in enumerate(sizes):
         learners.get(p).snapshot_bytes = size
@@ -117,4 +111,75 @@ def test_auto_forks_unless_every_learner_is_known_small(
     cp = Checkpointer(learners, SnapshotCodec(b"k" * 32), send=send, topics=("e", "l"),
                       every=10**9, interval=10**9)  # fmt: skip
     assert cp.capture == "auto"
-    assert cp._forks(learners.get(p) for p in range(2)) is forks
+    return cp, learners
+
+
+@pytest.mark.parametrize(("sizes", "forks"), [
+    ((4_000, 4_000), False),          # small in all: inline is tried (and measured)
+    ((4_000, 0), True),               # one learner's size not known yet
+    ((4_000, 300_000), True),         # too large to try inline
+    ((13_000, 13_000), True),         # two logreg snapshots: past the trial's bytes
+])  # fmt: skip
+def test_auto_before_any_inline_capture(sizes: tuple[int, int], forks: bool) -> None:
+    cp, learners = _checkpointer(sizes)
+    try:
+        assert cp._forks(learners.get(p) for p in range(2)) is forks
+    finally:
+        cp.close()
+
+
+@pytest.mark.parametrize(("inline_rate", "fork_seconds", "forks"), [
+    (0.1e-6, 0.004, False),           # 26 KB at 0.1 µs a byte: 2.6 ms inline < 4 ms fork
+    (0.2e-6, 0.004, True),            # 5.2 ms inline > 4 ms fork
+    (0.2e-6, None, True),             # never forked: the trial's bound decides
+])  # fmt: skip
+def test_auto_takes_the_capture_measured_cheaper(
+    inline_rate: float, fork_seconds: float | None, forks: bool
+) -> None:
+    cp, learners = _checkpointer((13_000, 13_000))
+    try:
+        cp._inline_rate = inline_rate
+        assert cp._thread is not None
+        cp._thread.fork_seconds = fork_seconds
+        assert cp._forks(learners.get(p) for p in range(2)) is forks
+    finally:
+        cp.close()
+
+
+def test_both_captures_are_measured() -> None:
+    """A forked capture leaves its fork's time; an inline one its cost a byte."""
+    cp, learners = _checkpointer((0,))
+    try:
+        cp.note(0, 1)  # one learner changed, never checkpointed: forked
+        asyncio.run(cp.checkpoint())
+        assert cp.written == 1 and cp._thread is not None
+        assert cp._thread.fork_seconds is not None and cp._thread.fork_seconds > 0
+        assert 0 < learners.get(0).snapshot_bytes <= 16 * 1024
+        assert cp._inline_rate is None
+        assert cp.describe()["last_capture"] == "fork"
+        assert cp.describe()["last_capture_loop_seconds"] == round(cp._thread.fork_seconds, 6)
+        cp.note(0, 1)  # changed since: the next one is inline (small, never tried)
+        asyncio.run(cp.checkpoint())
+        assert cp.written == 2
+        assert cp._inline_rate is not None and cp._inline_rate > 0
+        assert cp.describe()["last_capture"] == "inline"
+        assert cp.describe()["last_capture_loop_seconds"] > 0
+    finally:
+        cp.close()
+
+
+def _anon_huge_bytes() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        rollup = f.read()
+    return int(rollup.split("AnonHugePages:")[1].split()[0]) * 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="Linux only")
+def test_collapse_heap_backs_the_heap_with_huge_pages() -> None:
+    """What a fork copies shrinks: the dense anonymous memory is 2 MiB pages after it."""
+    done = collapse_heap()
+    if done == 0:
+        pytest.skip("this kernel refuses MADV_COLLAPSE (Linux < 6.1, or THP off)")
+    assert done % (2 << 20) == 0
+    # Other threads may split a page by writing to it meanwhile; most stay.
+    assert _anon_huge_bytes() >= done // 2
