@@ -59,10 +59,15 @@ MANIFEST = b"manifest"
 CHUNK = b"chunk"
 # Read once: importlib.metadata reads the distributions' files on every call (0.5 ms).
 _VERSIONS = {name: version(name) for name in ("riverbed", "river")}
-# Learners up to this snapshot size are copied after a checkpoint (app/learning/inline.py): the
-# copy costs ~0.1-0.4 µs a byte with the loop held (0.9 ms for logreg's 4 KB, 18 ms
-# for a 230 KB Hoeffding tree, 65 ms for 170 KB of half-space trees).
+# With RIVERBED_CHECKPOINT_CAPTURE=inline, learners up to this snapshot size are copied
+# after a checkpoint (app/learning/inline.py): the copy costs ~0.1-0.4 µs a byte with the
+# loop held (0.9 ms for logreg's 4 KB, 18 ms for a 230 KB Hoeffding tree, 65 ms for
+# 170 KB of half-space trees).
 INLINE_MAX_BYTES = 64 * 1024
+# auto's first inline capture, which measures what pickling and copying cost a byte of
+# this worker's learners, is tried up to this many bytes of snapshots in all (a few ms:
+# the cost is 0.03-0.2 µs a byte from hoeffding to hst, 0.11 for logreg).
+INLINE_TRIAL_BYTES = 16 * 1024
 KIND_HEADER = "riverbed.snapshot"
 GENERATION_HEADER = "riverbed.snapshot.generation"
 
@@ -362,9 +367,12 @@ class Checkpointer:
         self.codec = codec
         # RIVERBED_CHECKPOINT_CAPTURE: pickle the learners in the worker (inline), in
         # a forked child that holds the loop only for the fork (fork,
-        # app/checkpoint/capture.py), or inline while every learner's last snapshot
-        # was small enough to be copied afterwards, else forked (auto).
+        # app/checkpoint/capture.py), or whichever of the two held the loop less, as
+        # measured (auto, see _forks).
         self.capture = capture if hasattr(os, "fork") else "inline"
+        # auto: the loop's seconds per snapshot byte of the last inline capture
+        # (pickle, scan, copy), None until one was made.
+        self._inline_rate: float | None = None
         self._thread: CaptureThread | None = None
         if self.capture != "inline":
             self._thread = CaptureThread()
@@ -382,6 +390,10 @@ class Checkpointer:
         self.written = 0
         self.bytes_written = 0
         self.last_seconds = 0.0
+        # How the last capture was made ("fork" or "inline") and how long it held the
+        # event loop: the fork call, or the pickles and copies.
+        self.last_capture: str | None = None
+        self.last_capture_loop_seconds = 0.0
         self.on_failure = on_failure
         self.failed: BaseException | None = None
 
@@ -492,6 +504,7 @@ class Checkpointer:
         if self._forks(learners[p] for p in captured):
             size = await self._fork_capture(learners, captured, records)
         else:
+            began = time.perf_counter()
             for p in sorted(captured):
                 learner = learners[p]
                 blob, encoded = self.codec.encode_pickled(learner)
@@ -502,13 +515,18 @@ class Checkpointer:
                 records += encoded
                 learner_size = len(blob)
                 size += learner_size
-                # Pickling slowed every object of the learner for good (app/learning/inline.py). A
-                # small learner carries on as an equal copy that is as fast as new; a large
-                # one (trees) keeps its objects, as the copy would hold the loop too long.
-                if learner_size <= INLINE_MAX_BYTES:
+                # Pickling slowed every object of the learner for good (app/learning/inline.py).
+                # The learner carries on as an equal copy that is as fast as new; with
+                # RIVERBED_CHECKPOINT_CAPTURE=inline a large one (trees) keeps its objects,
+                # as the copy would hold the loop too long (auto forks for those).
+                if self.capture == "auto" or learner_size <= INLINE_MAX_BYTES:
                     learner = learner.rebuilt()
                     self.learners.replace(p, learner)
                 learner.checkpointed(blob)
+            held = time.perf_counter() - began
+            self.last_capture, self.last_capture_loop_seconds = "inline", held
+            if self.capture == "auto" and size:
+                self._inline_rate = held / size
         self._last = time.monotonic()
         # 1. the predictions and dead letters of those records are in Kafka. Most of
         # the deliveries are done by now (at 5,000 events/s, ~1,600 record batches
@@ -552,14 +570,23 @@ class Checkpointer:
     def _forks(self, learners: Iterable[PartitionLearner]) -> bool:
         """Whether this checkpoint forks (see ``capture``).
 
-        Inline, a learner is pickled with the loop held and then copied (the copy is
-        as fast as new; app/learning/inline.py): under 2 ms for a learner up to
-        INLINE_MAX_BYTES, less than a fork costs (~3 ms). A learner whose size is not
-        known yet (its first checkpoint) or is larger is captured in a child.
+        auto takes whichever capture held the loop less when last measured: the fork
+        (its cost is set by the process's memory, ~4-5 ms for a worker) or pickling
+        and copying the learners inline (set by their size and kind: 0.03-0.2 µs a
+        byte, so ~1.5 ms for one ``logreg`` learner, 6 ms for four, 35 ms for four
+        ``hoeffding`` trees). A learner whose size is not known yet (its first
+        checkpoint) is forked; inline is first tried, and measured, on snapshots of
+        up to INLINE_TRIAL_BYTES in all.
         """
         if self.capture != "auto":
             return self.capture == "fork"
-        return any(not 0 < lr.snapshot_bytes <= INLINE_MAX_BYTES for lr in learners)
+        sizes = [lr.snapshot_bytes for lr in learners]
+        if any(size <= 0 for size in sizes):
+            return True
+        fork = self._thread.fork_seconds if self._thread is not None else None
+        if self._inline_rate is None or fork is None:
+            return sum(sizes) > INLINE_TRIAL_BYTES
+        return self._inline_rate * sum(sizes) > fork
 
     async def _fork_capture(
         self,
@@ -585,6 +612,9 @@ class Checkpointer:
                                           lineups[p], sha256)  # fmt: skip
 
         blobs = await fork_capture(taken, thread=self._thread, encode=encode)
+        self.last_capture = "fork"
+        if self._thread is not None and self._thread.fork_seconds is not None:
+            self.last_capture_loop_seconds = self._thread.fork_seconds
         size = 0
         for p, learner in taken.items():
             blob = blobs[p].blob
@@ -611,5 +641,7 @@ class Checkpointer:
             "snapshots_written": self.written,
             "snapshot_bytes_written": self.bytes_written,
             "last_checkpoint_seconds": round(self.last_seconds, 6),
+            "last_capture": self.last_capture,
+            "last_capture_loop_seconds": round(self.last_capture_loop_seconds, 6),
             "records_since_checkpoint": self._since,
         }

@@ -43,7 +43,8 @@ logger = logging.getLogger("riverbed.supervisor")
 CHILD_TIMEOUT_S = 5.0
 PAGE = Path(__file__).resolve().parent.parent / "serving" / "static" / "index.html"
 # /models fields that are not counts: the largest, not the sum, describes the machine.
-MAXIMA = frozenset({"last_checkpoint_seconds", "recovery_seconds", "snapshot_age_s"})
+MAXIMA = frozenset({"last_checkpoint_seconds", "last_capture_loop_seconds", "recovery_seconds",
+                    "snapshot_age_s"})  # fmt: skip
 FORWARD_HEADERS = ("Authorization", "Content-Type", "Accept")
 
 
