@@ -482,24 +482,31 @@ def _peak_rss_of(pid: int) -> float:
     return kb / 1024
 
 
-# The mean time the last riverbed worker took to handle one fetch (its
+# The mean time each riverbed worker took to handle one fetch (its
 # riverbed_batch_processing_seconds), read from its /metrics before it stopped.
 FETCH_SECONDS: list[float] = []
+# The last riverbed worker's unlabelled samples from /metrics, read before it stopped.
+LAST_METRICS: dict[str, float] = {}
 
 
-def _mean_fetch_seconds(port: int) -> float | None:
+def _scrape(port: int) -> dict[str, float]:
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    for family in text_string_to_metric_families(text):
-        if family.name == "riverbed_batch_processing_seconds":
-            got = {s.name: s.value for s in family.samples if not s.labels.get("le")}
-            count = got.get("riverbed_batch_processing_seconds_count", 0)
-            return got["riverbed_batch_processing_seconds_sum"] / count if count else None
-    return None
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+def _mean_fetch_seconds(samples: dict[str, float]) -> float | None:
+    count = samples.get("riverbed_batch_processing_seconds_count", 0)
+    return samples["riverbed_batch_processing_seconds_sum"] / count if count else None
 
 
 def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
@@ -508,7 +515,9 @@ def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
     try:
         asyncio.run(_wait_written(bootstrap, prefix + "predictions", n, ready_port=port))
         rss = _peak_rss_of(proc.pid)
-        fetch = _mean_fetch_seconds(port)
+        LAST_METRICS.clear()
+        LAST_METRICS.update(_scrape(port))
+        fetch = _mean_fetch_seconds(LAST_METRICS)
         if fetch is not None:
             FETCH_SECONDS.append(fetch)
     finally:
