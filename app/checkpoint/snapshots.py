@@ -370,8 +370,11 @@ class Checkpointer:
         # app/checkpoint/capture.py), or whichever of the two held the loop less, as
         # measured (auto, see _forks).
         self.capture = capture if hasattr(os, "fork") else "inline"
-        # auto: the loop's seconds per snapshot byte of the last inline capture
-        # (pickle, scan, copy), None until one was made.
+        # auto: the least each capture has held the loop, None until one was made: a
+        # fork's seconds, and an inline capture's seconds a snapshot byte (pickle, scan,
+        # copy). The least, as a preempted or collected capture measures high once and
+        # the capture not taken is not measured again.
+        self._fork_floor: float | None = None
         self._inline_rate: float | None = None
         self._thread: CaptureThread | None = None
         if self.capture != "inline":
@@ -526,7 +529,8 @@ class Checkpointer:
             held = time.perf_counter() - began
             self.last_capture, self.last_capture_loop_seconds = "inline", held
             if self.capture == "auto" and size:
-                self._inline_rate = held / size
+                rate = held / size
+                self._inline_rate = min(rate, self._inline_rate or rate)
         self._last = time.monotonic()
         # 1. the predictions and dead letters of those records are in Kafka. Most of
         # the deliveries are done by now (at 5,000 events/s, ~1,600 record batches
@@ -570,7 +574,7 @@ class Checkpointer:
     def _forks(self, learners: Iterable[PartitionLearner]) -> bool:
         """Whether this checkpoint forks (see ``capture``).
 
-        auto takes whichever capture held the loop less when last measured: the fork
+        auto takes the capture that has held the loop less, at its least: the fork
         (its cost is set by the process's memory, ~4-5 ms for a worker) or pickling
         and copying the learners inline (set by their size and kind: 0.03-0.2 µs a
         byte, so ~1.5 ms for one ``logreg`` learner, 6 ms for four, 35 ms for four
@@ -583,10 +587,9 @@ class Checkpointer:
         sizes = [lr.snapshot_bytes for lr in learners]
         if any(size <= 0 for size in sizes):
             return True
-        fork = self._thread.fork_seconds if self._thread is not None else None
-        if self._inline_rate is None or fork is None:
+        if self._inline_rate is None or self._fork_floor is None:
             return sum(sizes) > INLINE_TRIAL_BYTES
-        return self._inline_rate * sum(sizes) > fork
+        return self._inline_rate * sum(sizes) > self._fork_floor
 
     async def _fork_capture(
         self,
@@ -613,8 +616,10 @@ class Checkpointer:
 
         blobs = await fork_capture(taken, thread=self._thread, encode=encode)
         self.last_capture = "fork"
-        if self._thread is not None and self._thread.fork_seconds is not None:
-            self.last_capture_loop_seconds = self._thread.fork_seconds
+        held = self._thread.fork_seconds if self._thread is not None else None
+        if held is not None:
+            self.last_capture_loop_seconds = held
+            self._fork_floor = min(held, self._fork_floor or held)
         size = 0
         for p, learner in taken.items():
             blob = blobs[p].blob

@@ -10,6 +10,7 @@ import hashlib
 import os
 import pickle
 import threading
+import time
 
 import pytest
 from river import datasets
@@ -139,14 +140,13 @@ def test_auto_takes_the_capture_measured_cheaper(
     cp, learners = _checkpointer((13_000, 13_000))
     try:
         cp._inline_rate = inline_rate
-        assert cp._thread is not None
-        cp._thread.fork_seconds = fork_seconds
+        cp._fork_floor = fork_seconds
         assert cp._forks(learners.get(p) for p in range(2)) is forks
     finally:
         cp.close()
 
 
-def test_both_captures_are_measured() -> None:
+def test_both_captures_are_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     """A forked capture leaves its fork's time; an inline one its cost a byte."""
     cp, learners = _checkpointer((0,))
     try:
@@ -164,6 +164,21 @@ def test_both_captures_are_measured() -> None:
         assert cp._inline_rate is not None and cp._inline_rate > 0
         assert cp.describe()["last_capture"] == "inline"
         assert cp.describe()["last_capture_loop_seconds"] > 0
+        # A slow one (preempted, a collection) does not raise the estimate
+        rate = cp._inline_rate
+        cp.note(0, 1)
+        cp._fork_floor = 1.0  # inline again
+        real = PartitionLearner.rebuilt
+
+        def slow(self: PartitionLearner) -> PartitionLearner:
+            time.sleep(0.05)  # the capture was preempted
+            return real(self)
+
+        monkeypatch.setattr(PartitionLearner, "rebuilt", slow)
+        asyncio.run(cp.checkpoint())
+        assert cp.failed is None
+        assert cp.describe()["last_capture_loop_seconds"] >= 0.05
+        assert cp._inline_rate == rate
     finally:
         cp.close()
 
