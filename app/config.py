@@ -537,8 +537,9 @@ SPECS: tuple[_Spec, ...] = (
         "auto",
         _choice("auto", "inline", "fork"),
         "How a checkpoint captures the learners: pickle them in the worker (inline), in "
-        "a forked child that holds the loop only for the fork (fork; POSIX), or inline "
-        "while every learner's last snapshot was at most 64 KiB, else forked (auto).",
+        "a forked child that holds the loop only for the fork (fork; POSIX), or the one "
+        "of the two measured to hold the loop less, forked while a learner's size is not "
+        "known yet (auto).",
     ),
     _Spec(
         "snapshot_key",
