@@ -422,6 +422,11 @@ class Checkpointer:
         if self.due():
             await self.checkpoint()
 
+    def busy(self) -> bool:
+        """Whether a checkpoint is under way or asked for (its awaits need turns of the
+        loop)."""
+        return self._lock.locked() or (self._task is not None and not self._task.done())
+
     def request(self) -> asyncio.Task[None] | None:
         """Start a checkpoint in the background unless one is running; return its task."""
         if self._task is None or self._task.done():
