@@ -65,9 +65,13 @@ _VERSIONS = {name: version(name) for name in ("riverbed", "river")}
 # 170 KB of half-space trees).
 INLINE_MAX_BYTES = 64 * 1024
 # auto's first inline capture, which measures what pickling and copying cost a byte of
-# this worker's learners, is tried up to this many bytes of snapshots in all (a few ms:
-# the cost is 0.03-0.2 µs a byte from hoeffding to hst, 0.11 for logreg).
-INLINE_TRIAL_BYTES = 16 * 1024
+# this worker's learners, is tried up to this many bytes of snapshots in all (the cost
+# is 0.03-0.2 µs a byte from hoeffding to hst, 0.11 for logreg: 2-13 ms once). Not
+# less: a fork costs the worker more than the loop time it is compared by (the child's
+# CPU, copy-on-write faults), and with two logreg partitions per worker, each worker
+# forking instead of trying inline cut two workers on 2 cores from 71-73k to 54-60k
+# events/s (16 KiB, session 9).
+INLINE_TRIAL_BYTES = 64 * 1024
 KIND_HEADER = "riverbed.snapshot"
 GENERATION_HEADER = "riverbed.snapshot.generation"
 
