@@ -34,7 +34,7 @@ import signal
 import struct
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,7 +213,7 @@ def collapse_heap() -> int:
     and one for each 2 MiB page. Most of a worker's ~120 MB of anonymous memory is the
     heap its imports made (River's scipy and scikit-learn alone ~80 MB), read but not
     written afterwards. With it collapsed, the fork of a ``hoeffding`` worker held the
-    loop 4.0-4.3 ms at the median instead of 4.9-5.5 (docs/performance.md); resident
+    loop 3.7-4.1 ms at the median instead of 4.3-5.2 (docs/performance.md); resident
     memory stayed the same. A 2 MiB page the worker writes after a fork is split back
     (Linux copies only the 4 KiB written, since 5.8). Where the call is refused (an
     older kernel, no transparent huge pages, a seccomp filter) nothing changes.
@@ -247,13 +247,12 @@ class CaptureThread:
         global _heap_collapsed  # noqa: PLW0603 - once a process
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riverbed-capture")
         self.executor.submit(int).result()  # the thread is up before the first capture
-        self.collapsed: Future[int] | None = None
         # What the last fork held the loop (seconds): Checkpointer's auto compares it
         # with what pickling and copying inline would.
         self.fork_seconds: float | None = None
         if not _heap_collapsed:
             _heap_collapsed = True
-            self.collapsed = self.executor.submit(collapse_heap)
+            self.executor.submit(collapse_heap)  # a no-op where refused
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
