@@ -236,13 +236,19 @@ def _instance_id(value: str) -> str:
 
 
 def _metric_name(value: str) -> str:
-    from riverbed.models import METRICS
+    from riverbed.learning.quality import choose
 
     v = value.strip().lower()
-    if v and v not in METRICS:
-        msg = f"{value!r} is not one of {', '.join(METRICS)}"
-        raise ValueError(msg)
+    if v:
+        choose(v)
     return v
+
+
+def _threshold(value: str) -> str:
+    from riverbed.learning.threshold import parse_threshold
+
+    parse_threshold(value)
+    return value.strip().lower()
 
 
 def _non_negative_int(value: str) -> int:
@@ -438,12 +444,51 @@ SPECS: tuple[_Spec, ...] = (
         "before its partition goes live (replay), or start it fresh (fresh).",
     ),
     _Spec(
+        "promotion_min_positives",
+        "30",
+        _non_negative_int,
+        "Events of the rarer class the promotion window must hold before a promotion "
+        "(a test on fewer positives says little).",
+    ),
+    _Spec(
         "metric",
         "",
         _metric_name,
         "Prequential metric: accuracy, balanced_accuracy, f1, precision, recall, mcc, "
-        "rocauc, logloss (classifiers), mae, rmse, mse, r2 (regressors); empty: accuracy, "
-        "mae, or rocauc (anomaly) by the model's task.",
+        "rocauc (exact), prauc (average precision), recall_at_fpr:<f>, "
+        "precision_at_recall:<r>, logloss (classifiers), mae, rmse, mse, r2 (regressors); "
+        "empty: accuracy, mae, or rocauc (anomaly) by the model's task.",
+    ),
+    _Spec(
+        "threshold",
+        "",
+        _threshold,
+        "Binary classifiers' decision: the positive class's probability above which "
+        "y_pred is positive (a number; empty: the argmax, i.e. 0.5), or a target set on "
+        "the rolling window: fpr:0.01, recall:0.8, alert_rate:0.005.",
+    ),
+    _Spec(
+        "label_maturity",
+        "auto",
+        _choice("auto", "on", "off"),
+        "on: a label is learned when its event is mature (RIVERBED_LABEL_DEFAULT_AFTER of "
+        "stream time), in event order, early or by absence; auto: on whenever "
+        "RIVERBED_LABEL_DEFAULT is set.",
+    ),
+    _Spec(
+        "min_labels",
+        "100",
+        _non_negative_int,
+        "Labels the champion learns before its predictions carry a decision (until then "
+        '"warming": true and y_pred null), with maturity or a threshold.',
+    ),
+    _Spec(
+        "join_idle",
+        "0",
+        _non_negative_float,
+        "Seconds a partition's events (or labels) wait for the other topic's partition "
+        "when it has nothing buffered and is caught up (Kafka Streams' max.task.idle.ms); "
+        "0: wait only for records already on the brokers.",
     ),
     _Spec(
         "metric_window",
@@ -637,6 +682,11 @@ class Settings:
     shadow_predictions: bool
     promotion: str
     promotion_window: int
+    promotion_min_positives: int
+    threshold: str
+    label_maturity: str
+    min_labels: int
+    join_idle: float
     warmup: str
     metric: str
     metric_window: int
@@ -719,6 +769,23 @@ class Settings:
                 f"than RIVERBED_PENDING_TTL={self.pending_ttl:g}, or events expire first"
             )
             raise ConfigError(msg)
+        if self.label_maturity == "on" and self.label_default is None:
+            msg = (
+                "RIVERBED_LABEL_MATURITY=on needs RIVERBED_LABEL_DEFAULT and "
+                "RIVERBED_LABEL_DEFAULT_AFTER: an event is mature that long after its time"
+            )
+            raise ConfigError(msg)
+        if self.promotion == "auto" and self.metric:
+            from riverbed.learning.quality import choose
+
+            if choose(self.metric).test is None:
+                msg = (
+                    f"RIVERBED_METRIC={self.metric} has no paired test riverbed can decide a "
+                    "promotion by (accuracy: McNemar; rocauc: DeLong; logloss, mae, mse, "
+                    "rmse: paired z); with RIVERBED_PROMOTION=auto choose one of those, or "
+                    "RIVERBED_PROMOTION=none"
+                )
+                raise ConfigError(msg)
         names = {self.topic_names()[n] for n in ("events", "labels", "predictions")}
         if len(names) < 3:
             msg = (
@@ -726,6 +793,13 @@ class Settings:
                 "must be three different topics"
             )
             raise ConfigError(msg)
+
+    @property
+    def maturity(self) -> bool:
+        """RIVERBED_LABEL_MATURITY resolved: on, or auto with a label default."""
+        if self.label_maturity == "auto":
+            return self.label_default is not None
+        return self.label_maturity == "on"
 
     @property
     def bootstrap(self) -> str:

@@ -39,14 +39,12 @@ from river import anomaly, base, forest, linear_model, metrics, tree
 from riverbed.models.features import MixedScaler
 
 __all__ = [
-    "METRICS",
     "ModelSpec",
     "UnknownModel",
     "available",
     "build",
     "final_step",
     "lineup",
-    "metric",
     "spec",
 ]
 
@@ -202,53 +200,6 @@ _METRIC_OF: dict[Task, Callable[[], Any]] = {
     "regression": metrics.MAE,
     "anomaly": metrics.ROCAUC,
 }
-
-
-# RIVERBED_METRIC: River's prequential metrics by name, and the tasks each suits.
-# Probability-based ones (rocauc, logloss) are given the predicted probabilities
-# (their ``requires_labels`` is False), as progressive_val_score does.
-METRICS: dict[str, tuple[Callable[[], Any], frozenset[Task]]] = {
-    "accuracy": (metrics.Accuracy, frozenset({"classification"})),
-    "balanced_accuracy": (metrics.BalancedAccuracy, frozenset({"classification"})),
-    "f1": (metrics.F1, frozenset({"classification"})),
-    "precision": (metrics.Precision, frozenset({"classification"})),
-    "recall": (metrics.Recall, frozenset({"classification"})),
-    "mcc": (metrics.MCC, frozenset({"classification"})),
-    "rocauc": (metrics.ROCAUC, frozenset({"classification", "anomaly"})),
-    "logloss": (metrics.LogLoss, frozenset({"classification"})),
-    "mae": (metrics.MAE, frozenset({"regression"})),
-    "rmse": (metrics.RMSE, frozenset({"regression"})),
-    "mse": (metrics.MSE, frozenset({"regression"})),
-    "r2": (metrics.R2, frozenset({"regression"})),
-}
-
-
-def metric(name: str, task: Task) -> Callable[[], Any]:
-    """The factory of metric ``name`` for a ``task`` model ("" or None: the task's default).
-
-    Examples
-    --------
-    >>> metric("rocauc", "classification")()
-    ROCAUC: 0.00%
-    >>> metric("", "regression")()
-    MAE: 0.
-    >>> metric("mae", "classification")
-    Traceback (most recent call last):
-    ...
-    ValueError: 'mae' does not score classification models; use one of accuracy, ...
-
-    """
-    if not name:
-        return _METRIC_OF[task]
-    if name not in METRICS:
-        msg = f"{name!r} is not one of {', '.join(METRICS)}"
-        raise ValueError(msg)
-    factory, tasks = METRICS[name]
-    if task not in tasks:
-        fits = ", ".join(n for n, (_f, t) in METRICS.items() if task in t)
-        msg = f"{name!r} does not score {task} models; use one of {fits}"
-        raise ValueError(msg)
-    return factory
 
 
 def spec(name: str) -> ModelSpec:

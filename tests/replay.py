@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from riverbed import models
+from riverbed.learning import quality
 
 
 def _normalise(value: Any) -> Any:
@@ -37,7 +38,9 @@ def replay(
     """
     spec = models.spec(model_name)
     model = spec.build()
-    metric = spec.metric()
+    # The metric riverbed reports for the task (the exact ROC AUC for anomaly models:
+    # River's own ROCAUC is a 10-threshold approximation).
+    metric = quality.choose("", spec.task).make()
     wants_label = getattr(metric, "requires_labels", True)
     preds: list[dict[str, Any]] = []
     remembered: list[tuple[dict[str, Any], Any]] = []

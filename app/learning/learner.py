@@ -31,12 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from river import base, drift, utils
+from river import base, drift
 
-from riverbed import models
 from riverbed.exceptions import InvalidRecord, ModelError
+from riverbed.learning import quality
 from riverbed.learning.guard import finite_prediction, huge, huge_value, nonfinite
 from riverbed.learning.inline import inline_copy
+from riverbed.learning.judgment import PairedTest
+from riverbed.learning.promotion import SIGNIFICANCE, Decided, Duel, decision_of
+from riverbed.learning.threshold import Threshold, parse_threshold
 from riverbed.models import ModelSpec, final_step
 from riverbed.records import Event, FieldMapping, Label, Value
 
@@ -97,6 +100,9 @@ class _Pending:
     ts_ms: int
     size: int = 0  # bytes of the event record (counted against pending_max_bytes)
     shadow: tuple[Any, ...] | None = None  # the challengers' y_pred, in their order
+    # RIVERBED_LABEL_MATURITY: the label that came for it (inline, early or on time),
+    # learned when the event is mature; None: none yet (the default applies then).
+    label: Value | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,10 @@ class LearnerSettings:
     lineup: tuple[ModelSpec, ...] = ()
     shadow_predictions: bool = False  # RIVERBED_SHADOW_PREDICTIONS: keep their predictions
     promotion_window: int = 0  # RIVERBED_PROMOTION=auto: its window; 0: no promotion
+    promotion_min_positives: int = 30  # RIVERBED_PROMOTION_MIN_POSITIVES
+    threshold: str = ""  # RIVERBED_THRESHOLD ("": the argmax)
+    label_maturity: bool = False  # RIVERBED_LABEL_MATURITY (resolved: on or off)
+    min_labels: int = 100  # RIVERBED_MIN_LABELS: "warming" until the champion learned them
 
     def fields(self) -> dict[str, Any]:
         """The settings as keyword arguments (shallow: the mapping stays an object)."""
@@ -152,15 +162,14 @@ _NOT_PICKLED = (
     "shadow_predictions",
     "shadows",
     "promotion_window",
+    "promotion_min_positives",
+    "threshold",
+    "label_maturity",
+    "min_labels",
     "_lineup_specs",
     "_base",
     "_journal",
 )
-
-
-def _rolling(metric: Any, window: int) -> Any:
-    """River's rolling version of ``metric`` over the last ``window`` updates (None: 0)."""
-    return utils.Rolling(type(metric), window_size=window) if window else None
 
 
 def _skipped(entry: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -193,6 +202,7 @@ MODEL_FIELDS = (
     "_argmax_proba",
     "_has_proba",
     "learned_by_model",
+    "decider",
 )
 
 
@@ -212,16 +222,30 @@ class ModelHolder:
     _argmax_proba: bool
     _has_proba: bool
     learned_by_model: int
+    decider: Threshold | None  # RIVERBED_THRESHOLD's rule, for a binary classifier
+
+
+def _decider(threshold: str, window: int, task: str) -> Threshold | None:
+    """A fresh decision rule for RIVERBED_THRESHOLD (None: the argmax)."""
+    parsed = parse_threshold(threshold) if task == "classification" else None
+    return Threshold(*parsed, window=window) if parsed else None
 
 
 def _model_state(
-    holder: ModelHolder, spec: ModelSpec, metric: str, window: int, detector: str
+    holder: ModelHolder,
+    spec: ModelSpec,
+    metric: str,
+    window: int,
+    detector: str,
+    threshold: str = "",
 ) -> None:
     """Give ``holder`` a fresh model of ``spec`` and its metric, window and detector."""
     holder.spec = spec
     holder.model = spec.build()
-    holder.metric = models.metric(metric, spec.task)()
-    holder.rolling = _rolling(holder.metric, window)
+    choice = quality.choose(metric, spec.task)
+    holder.metric = choice.make()
+    holder.rolling = choice.rolling(window)
+    holder.decider = _decider(threshold, window, spec.task)
     holder.detector = make_detector(detector) if spec.task != "anomaly" else None
     holder.drifts = 0
     holder._error_sum = 0.0  # prequential error since the last drift detection
@@ -258,114 +282,23 @@ def _predict_with(holder: ModelHolder, x: dict[str, Value]) -> tuple[Any, dict[A
 
 
 def _quality(holder: ModelHolder, window: int) -> dict[str, Any]:
-    """A candidate's entry of ``/models``: metric, rolling metric, learned, drifts."""
-    name = type(holder.metric).__name__
+    """A candidate's entry of ``/models``: metric, rolling metric, learned, drifts,
+    and its decision threshold (RIVERBED_THRESHOLD) with what it realised."""
+    name = quality.metric_label(holder.metric)
     rolling = None
     if holder.rolling is not None:
-        # ROCAUC answers a numpy float: not JSON
-        rolling = {"name": name, "value": float(holder.rolling.get()), "window": window}
-    return {
-        "metric": {"name": name, "value": float(holder.metric.get())},
+        value = quality.metric_value(holder.rolling)
+        rolling = {"name": name, "value": value, "window": window}
+    out = {
+        "metric": {"name": name, "value": quality.metric_value(holder.metric)},
         "rolling": rolling,
         "learned": holder.learned_by_model,
         "drifts": holder.drifts,
     }
-
-
-# Significance of a promotion: 5% (two-sided). McNemar's chi-square with one degree of
-# freedom (continuity-corrected) for classifiers; a paired z-test on the differences of
-# absolute errors for regressors (n >= 30, the normal approximation of the t-test).
-CHI2_1DF_5PCT = 3.841
-Z_5PCT = 1.96
-MIN_PAIRS = 30
-
-
-class Duel:
-    """A challenger against the champion on the same labelled events: the paired
-    outcomes of the last ``window`` of them, kept as running counts.
-
-    ``d`` per event: for a classifier, champion wrong (1/0) minus challenger wrong;
-    for a regressor, champion's absolute error minus the challenger's. A positive mean
-    favours the challenger.
-
-    Examples
-    --------
-    >>> duel = Duel(100, "classification")
-    >>> for i in range(100):
-    ...     duel.add(champion_error=float(i % 3 == 0), challenger_error=float(i % 10 == 0))
-    >>> duel.b, duel.c, round(duel.statistic(), 2), duel.significant()
-    (6, 30, 14.69, True)
-
-    """
-
-    def __init__(self, window: int, task: str) -> None:
-        self.window = window
-        self.task = task
-        self.pairs: deque[tuple[float, float]] = deque()  # (champion, challenger) errors
-        self.errors = [0.0, 0.0]  # their sums over the window
-        self.b = 0  # classifier: champion right, challenger wrong
-        self.c = 0  # classifier: champion wrong, challenger right
-        self.sum = 0.0  # regressor: sum of d
-        self.sq = 0.0  # regressor: sum of d squared
-
-    def _count(self, d: float, sign: int) -> None:
-        if self.task == "regression":
-            self.sum += sign * d
-            self.sq += sign * d * d
-        elif d < 0:
-            self.b += sign
-        elif d > 0:
-            self.c += sign
-
-    def add(self, *, champion_error: float, challenger_error: float) -> None:
-        self.pairs.append((champion_error, challenger_error))
-        self._count(champion_error - challenger_error, 1)
-        self.errors[0] += champion_error
-        self.errors[1] += challenger_error
-        if len(self.pairs) > self.window:
-            old_champion, old_challenger = self.pairs.popleft()
-            self._count(old_champion - old_challenger, -1)
-            self.errors[0] -= old_champion
-            self.errors[1] -= old_challenger
-
-    def mean_errors(self) -> tuple[float, float]:
-        """The champion's and the challenger's mean error over the window (error rate
-        for a classifier, mean absolute error for a regressor)."""
-        n = len(self.pairs) or 1
-        return self.errors[0] / n, self.errors[1] / n
-
-    def statistic(self) -> float:
-        """McNemar's chi-square (classifier) or the paired z (regressor)."""
-        if self.task != "regression":
-            n = self.b + self.c
-            return (abs(self.b - self.c) - 1) ** 2 / n if n else 0.0
-        n = len(self.pairs)
-        if n < 2:
-            return 0.0
-        mean = self.sum / n
-        var = max((self.sq - n * mean * mean) / (n - 1), 0.0)
-        return mean / math.sqrt(var / n) if var > 0 else (math.inf if mean > 0 else 0.0)
-
-    def significant(self) -> bool:
-        """Whether the challenger is better at 5%, on a full window."""
-        if len(self.pairs) < min(self.window, MIN_PAIRS) or len(self.pairs) < self.window:
-            return False
-        if self.task != "regression":
-            return self.c > self.b and self.statistic() > CHI2_1DF_5PCT
-        return self.sum > 0 and self.statistic() > Z_5PCT
-
-    @property
-    def test(self) -> str:
-        return "McNemar" if self.task != "regression" else "paired z on absolute errors"
-
-
-def _error(task: str, y: Value, pred: Any) -> float | None:
-    """One prediction's error (0/1 for a classifier, absolute for a regressor)."""
-    if pred is None or pred == {}:
-        return None
-    if isinstance(pred, dict):
-        pred = max(pred, key=pred.__getitem__)
-    return abs(float(y) - float(pred)) if task == "regression" else float(y != pred)
+    decider = getattr(holder, "decider", None)
+    if decider is not None:
+        out["threshold"] = decider.describe()
+    return out
 
 
 class Candidate(ModelHolder):
@@ -373,21 +306,50 @@ class Candidate(ModelHolder):
     every label exactly as the champion does, with its own metric, rolling window and
     drift detector; only the champion's predictions are published."""
 
-    def __init__(self, spec: ModelSpec, *, metric: str, window: int, detector: str) -> None:
-        _model_state(self, spec, metric, window, detector)
+    def __init__(
+        self, spec: ModelSpec, *, metric: str, window: int, detector: str, threshold: str = ""
+    ) -> None:
+        _model_state(self, spec, metric, window, detector, threshold)
 
     @property
     def name(self) -> str:
         return str(self.spec.name)
 
-    def metric_name_differs(self, metric: str, window: int) -> bool:
-        """Whether this candidate's metric is not ``metric``'s class (or its window)."""
-        factory = models.metric(metric, self.spec.task)
-        rolling_window = getattr(self.rolling, "window_size", 0) if self.rolling else 0
-        return type(self.metric) is not factory or rolling_window != window
-
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"learned_by_model": 0, **state})
+        self.__dict__.update({"learned_by_model": 0, "decider": None, **state})
+
+
+def _metric_differs(holder: ModelHolder, metric: str, window: int) -> bool:
+    """Whether ``holder``'s metric is not RIVERBED_METRIC's ``metric`` (or its window)."""
+    fresh = quality.choose(metric, holder.spec.task).make()
+    mine = holder.metric
+    rolling_window = getattr(holder.rolling, "window_size", 0) if holder.rolling else 0
+    return (
+        type(mine) is not type(fresh)
+        or quality.metric_label(mine) != quality.metric_label(fresh)
+        or rolling_window != window
+    )
+
+
+def _shown(threshold: float | None) -> float | None:
+    """A threshold for JSON (an infinite one, "alert on everything/nothing", as None)."""
+    return threshold if threshold is None or math.isfinite(threshold) else None
+
+
+def _same_duel(duel: Any, fresh: Duel) -> bool:
+    """Whether a snapshot's duel is judged as ``fresh`` is (window, metric, minimum)."""
+    return (
+        getattr(duel, "choice", None) == fresh.choice
+        and getattr(duel, "window", None) == fresh.window
+        and getattr(duel, "min_positives", None) == fresh.min_positives
+    )
+
+
+def _threshold_differs(holder: ModelHolder, threshold: str) -> bool:
+    """Whether ``holder``'s decision rule is not RIVERBED_THRESHOLD's."""
+    parsed = parse_threshold(threshold) if holder.spec.task == "classification" else None
+    mine = holder.decider
+    return (mine.rule, mine.target) != parsed if mine is not None else parsed is not None
 
 
 class PartitionLearner(ModelHolder):
@@ -441,8 +403,16 @@ class PartitionLearner(ModelHolder):
         lineup: tuple[ModelSpec, ...] = (),
         shadow_predictions: bool = False,
         promotion_window: int = 0,
+        promotion_min_positives: int = 30,
+        threshold: str = "",
+        label_maturity: bool = False,
+        min_labels: int = 100,
     ) -> None:
         challengers = [c for c in lineup if c.name != spec.name]
+        self.threshold = threshold
+        self.label_maturity = label_maturity
+        self.min_labels = min_labels
+        self._kafka_clock = True  # the last event had no time of its own (maturity)
         self.mapping = mapping or FieldMapping()
         self.label_default = label_default
         self.label_default_after_ms = label_default_after_ms
@@ -459,9 +429,11 @@ class PartitionLearner(ModelHolder):
         self.metric_window = metric_window
         self.drift_detector = drift_detector
         self.drift_reset = drift_reset
-        _model_state(self, spec, metric, metric_window, drift_detector)  # the champion's
+        _model_state(self, spec, metric, metric_window, drift_detector, threshold)  # champion's
         self.challengers: list[Candidate] = [
-            Candidate(c, metric=metric, window=metric_window, detector=drift_detector)
+            Candidate(
+                c, metric=metric, window=metric_window, detector=drift_detector, threshold=threshold
+            )  # fmt: skip
             for c in challengers
         ]
         # The candidates' names as configured (RIVERBED_MODEL): what snapshots are of.
@@ -470,7 +442,8 @@ class PartitionLearner(ModelHolder):
         # Auto promotion (RIVERBED_PROMOTION=auto: the window; 0: never): each challenger's
         # duel with the champion over the last promotion_window labelled events.
         self.promotion_window = promotion_window
-        self.duels = [Duel(promotion_window or 1, spec.task) for _ in challengers]
+        self.promotion_min_positives = promotion_min_positives
+        self.duels = [self._new_duel() for _ in challengers]
         self._since_promotion = 0
         self.promotions = 0
         self.shadow_predictions = shadow_predictions
@@ -684,6 +657,18 @@ class PartitionLearner(ModelHolder):
             lineup=self._lineup_specs,
             shadow_predictions=self.shadow_predictions,
             promotion_window=self.promotion_window,
+            promotion_min_positives=self.promotion_min_positives,
+            threshold=self.threshold,
+            label_maturity=self.label_maturity,
+            min_labels=self.min_labels,
+        )
+
+    def _new_duel(self) -> Duel:
+        """A challenger's duel with the champion, judged by the chosen metric."""
+        return Duel(
+            self.promotion_window or 1,
+            quality.choose(self.metric_name, self.spec.task),
+            min_positives=self.promotion_min_positives,
         )
 
     def configure(self, settings: LearnerSettings) -> None:
@@ -709,6 +694,12 @@ class PartitionLearner(ModelHolder):
         self.mapping = settings.mapping
         self.label_default = settings.label_default
         self.label_default_after_ms = settings.label_default_after_ms
+        self.promotion_min_positives = settings.promotion_min_positives
+        self.label_maturity = settings.label_maturity
+        self.min_labels = settings.min_labels
+        if _threshold_differs(self, settings.threshold):
+            self.decider = _decider(settings.threshold, settings.metric_window, self.task)
+        self.threshold = settings.threshold
         if settings.metric != self.metric_name:
             # A snapshot made with another RIVERBED_METRIC: the chosen one starts now.
             logger.warning(
@@ -719,12 +710,16 @@ class PartitionLearner(ModelHolder):
                 self.metric_name or "the default",
             )
             self.metric_name = settings.metric
-            self.metric = models.metric(settings.metric, self.task)()
-            self.rolling = _rolling(self.metric, settings.metric_window)
-        elif settings.metric_window != (self.rolling.window_size if self.rolling else 0):
+            self.metric = quality.choose(settings.metric, self.task).make()
+            self.rolling = quality.choose(settings.metric, self.task).rolling(
+                settings.metric_window
+            )
+        elif _metric_differs(self, settings.metric, settings.metric_window):
             # The window is a setting, not state: a snapshot keeps the rolling metric
-            # itself, and only a different window starts a new one.
-            self.rolling = _rolling(self.metric, settings.metric_window)
+            # itself, and only a different window (or an older kind) starts a new one.
+            self.rolling = quality.choose(settings.metric, self.task).rolling(
+                settings.metric_window
+            )
         self.metric_window = settings.metric_window
         self.shadow_predictions = settings.shadow_predictions
         self._set_candidates(settings)
@@ -754,7 +749,7 @@ class PartitionLearner(ModelHolder):
                 logger.warning("partition %d: candidate %s is new; it starts fresh",
                                self.partition, spec.name)  # fmt: skip
                 c = Candidate(spec, metric=self.metric_name, window=self.metric_window,
-                              detector=self.drift_detector)  # fmt: skip
+                              detector=self.drift_detector, threshold=self.threshold)  # fmt: skip
             kept.append(c)
         for name in have:
             if name not in wanted:
@@ -767,18 +762,21 @@ class PartitionLearner(ModelHolder):
                 if waiting.shadow is not None:
                     by_name = dict(zip(old, waiting.shadow, strict=False))
                     waiting.shadow = tuple(by_name.get(c.name) for c in kept)
+        choice = quality.choose(self.metric_name, self.task)
         for c in kept:
-            if c.metric_name_differs(self.metric_name, self.metric_window):
-                c.metric = models.metric(self.metric_name, self.task)()
-                c.rolling = _rolling(c.metric, self.metric_window)
+            if _metric_differs(c, self.metric_name, self.metric_window):
+                c.metric = choice.make()
+                c.rolling = choice.rolling(self.metric_window)
+            if _threshold_differs(c, self.threshold):
+                c.decider = _decider(self.threshold, self.metric_window, self.task)
         duels = {c.name: d for c, d in zip(self.challengers, self.duels, strict=False)}
-        window = settings.promotion_window
+        self.promotion_window = settings.promotion_window
+        fresh = self._new_duel()
         self.duels = [
-            duels[c.name] if c.name in duels and duels[c.name].window == (window or 1)
-            else Duel(window or 1, self.task)
+            d if (d := duels.get(c.name)) is not None and _same_duel(d, fresh)
+            else self._new_duel()
             for c in kept
         ]  # fmt: skip
-        self.promotion_window = window
         self.challengers = kept
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -802,6 +800,8 @@ class PartitionLearner(ModelHolder):
             "promotions": 0,
             "shadows": [],
             "learned_by_model": state.get("learned", 0),
+            "decider": None,
+            "_kafka_clock": True,
         }
         self.__dict__.update({**defaults, **state})
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
@@ -815,6 +815,8 @@ class PartitionLearner(ModelHolder):
                 waiting.size = 0
             if not hasattr(waiting, "shadow"):
                 waiting.shadow = None
+            if not hasattr(waiting, "label"):
+                waiting.label = None
 
     def rebuilt(self) -> PartitionLearner:
         """The same learner, with the per-event objects' attributes inline again.
@@ -862,7 +864,10 @@ class PartitionLearner(ModelHolder):
                     room -= 1
                     kept[name] = v
             x = kept
-        return self._predict(x)
+        y_pred, proba = self._predict(x)
+        if self.decider is not None and proba is not None:
+            y_pred = self.decider.decide(proba, record=False).y_pred
+        return y_pred, proba
 
     # The champion's prediction: the shared function itself, so no extra call frame.
     _predict = _predict_with
@@ -872,17 +877,26 @@ class PartitionLearner(ModelHolder):
     ) -> tuple[Any, ...]:
         """Each challenger's prediction of ``x`` (what its metric is updated with);
         with RIVERBED_SHADOW_PREDICTIONS, their prediction records too."""
-        preds = []
+        preds: list[Any] = []
         for c in self.challengers:
             y_pred, proba = _predict_with(c, x)
-            preds.append(y_pred if c._metric_wants_label or proba is None else proba)
+            if c.decider is not None and proba is not None:
+                decided = c.decider.decide(proba)
+                y_pred = decided.y_pred
+                preds.append(decided)
+            else:
+                preds.append(y_pred if c._metric_wants_label or proba is None else proba)
             if self.shadow_predictions:
                 rec: dict[str, Any] = {"id": event.id, "y_pred": y_pred}
                 if proba is not None:
                     rec["proba"] = proba
+                if c.decider is not None:
+                    rec["threshold"] = _shown(c.decider.value)
                 if event.y is not None:
                     rec["y"] = event.y
                 rec.update(model=c.name, partition=self.partition, offset=offset)
+                if event.fields:
+                    rec.update(event.fields)
                 self.shadows.append(rec)
         return tuple(preds)
 
@@ -903,6 +917,9 @@ class PartitionLearner(ModelHolder):
         bounds too small for the wait, the model would never learn a default."""
         rid, gone = self.pending.popitem(last=False)
         self.pending_bytes -= gone.size
+        if gone.label is not None:  # maturity: its label came; learned sooner than due
+            self._learn_default(rid, gone, gone.label, defaulted=False)
+            return
         if self.label_default is not None:
             self._warn_once(
                 "default_early",
@@ -960,9 +977,10 @@ class PartitionLearner(ModelHolder):
             early.popitem(last=False)
             self.labels[LabelOutcome.ORPHAN] += 1
 
-    def _default_labels(self, cutoff_ms: int) -> None:
+    def _default_labels(self, cutoff_ms: int, *, inclusive: bool = False) -> None:
         """Labels by absence: learn the events that waited since before ``cutoff_ms``
-        with ``label_default``, as if that label had come (metric, model, drift).
+        (or at it, ``inclusive``) with ``label_default``, as if that label had come
+        (metric, model, drift); with maturity, those whose label came learn it instead.
 
         Stream time (record timestamps) decides, so a replay defaults exactly what the
         live run defaulted, and a snapshot holds the result: exactly once. A label
@@ -974,14 +992,20 @@ class PartitionLearner(ModelHolder):
         pending = self.pending
         while pending:
             rid, first = next(iter(pending.items()))
-            if first.ts_ms >= cutoff_ms:
+            if first.ts_ms > cutoff_ms or (first.ts_ms == cutoff_ms and not inclusive):
                 break
             del pending[rid]
             self.pending_bytes -= first.size
-            self._learn_default(rid, first, y)
+            if first.label is not None:
+                self._learn_default(rid, first, first.label, defaulted=False)
+            else:
+                self._learn_default(rid, first, y)
 
-    def _learn_default(self, rid: str, waiting: _Pending, y: Value) -> None:
-        """Learn a waiting event with the default label, as a label record would."""
+    def _learn_default(
+        self, rid: str, waiting: _Pending, y: Value, *, defaulted: bool = True
+    ) -> None:
+        """Learn a waiting event with the default label, as a label record would (or,
+        with maturity, with the label that came for it: not ``defaulted``)."""
         try:
             if waiting.y_pred is not None and waiting.y_pred != {}:
                 self._score(y, waiting.y_pred)
@@ -999,7 +1023,8 @@ class PartitionLearner(ModelHolder):
         if waiting.x is not None:
             self.learned += 1
             self.learned_by_model += 1
-        self.labels[LabelOutcome.DEFAULTED] += 1
+        if defaulted:
+            self.labels[LabelOutcome.DEFAULTED] += 1
         self._watch(y, waiting.y_pred, topic="labels", offset=self.last_label_offset)
         self._challengers_watch(
             y, waiting.shadow, topic="labels", offset=self.last_label_offset,
@@ -1008,8 +1033,15 @@ class PartitionLearner(ModelHolder):
         self._finish(rid, learned=True)
 
     def _score(self, y: Value, y_pred: Any, holder: Any = None) -> None:
-        """Update a candidate's cumulative metric and rolling window with one label."""
+        """Update a candidate's cumulative metric and rolling window with one label
+        (and, under RIVERBED_THRESHOLD, its decision rule)."""
         h: ModelHolder = self if holder is None else holder
+        if type(y_pred) is Decided:
+            if h.decider is not None:
+                h.decider.scored(y, y_pred)
+            y_pred = y_pred.y_pred if h._metric_wants_label else y_pred.proba
+            if y_pred is None:  # no decision yet: nothing for a label-based metric
+                return
         h.metric.update(y, y_pred)
         if h.rolling is not None:
             h.rolling.update(y, y_pred)
@@ -1046,38 +1078,24 @@ class PartitionLearner(ModelHolder):
             self._watch(y, pred, topic=topic, offset=offset, holder=c)
         if not self.promotion_window or self.task == "anomaly":
             return
-        champion_error = _error(self.task, y, champion_pred)
-        if champion_error is None:
+        if champion_pred is None or champion_pred == {}:
             return
         self._since_promotion += 1
         best = None
         for i, (duel, pred) in enumerate(zip(self.duels, preds, strict=False)):
-            err = _error(self.task, y, pred)
-            if err is None:
+            duel.add(y, champion=champion_pred, challenger=pred)
+            if self._since_promotion < self.promotion_window or not duel.due():
                 continue
-            duel.add(champion_error=champion_error, challenger_error=err)
-            if self._since_promotion >= self.promotion_window and duel.significant():
-                challenger = self.challengers[i]
-                if self._beats(challenger) and (
-                    best is None or duel.statistic() > self.duels[best].statistic()
-                ):
-                    best = i
+            verdict = duel.verdict()
+            if verdict is not None and duel.favours_challenger(verdict):
+                if best is None or verdict.statistic > best[1].statistic:
+                    best = (i, verdict)
         if best is not None:
-            self._promote(best, topic=topic, offset=offset)
+            self._promote(best[0], best[1], topic=topic, offset=offset)
 
-    def _windowed(self, holder: ModelHolder) -> Any:
-        return holder.rolling if holder.rolling is not None else holder.metric
-
-    def _beats(self, challenger: ModelHolder) -> bool:
-        """Whether the challenger's (rolling) metric is better than the champion's."""
-        mine, theirs = self._windowed(self).get(), self._windowed(challenger).get()
-        better = theirs > mine if self.metric.bigger_is_better else theirs < mine
-        return bool(better)
-
-    def _promote(self, i: int, *, topic: str, offset: int) -> None:
+    def _promote(self, i: int, verdict: PairedTest, *, topic: str, offset: int) -> None:
         """Challenger ``i`` becomes the champion; the champion becomes challenger ``i``."""
         c, duel = self.challengers[i], self.duels[i]
-        before, after = self._windowed(self).get(), self._windowed(c).get()
         old = self.spec.name
         for name in MODEL_FIELDS:
             mine, theirs = getattr(self, name), getattr(c, name)
@@ -1092,8 +1110,8 @@ class PartitionLearner(ModelHolder):
                 waiting.shadow = tuple(shadow)
         self.promotions += 1
         self._since_promotion = 0
-        self.duels = [Duel(self.promotion_window, self.task) for _ in self.challengers]
-        champion_error, challenger_error = duel.mean_errors()
+        self.duels = [self._new_duel() for _ in self.challengers]
+        champion_value, challenger_value = verdict.values
         self.drift_events.append(
             {
                 "type": "promotion",
@@ -1103,16 +1121,22 @@ class PartitionLearner(ModelHolder):
                 "events_offset": self.last_offset,
                 "from": old,
                 "to": self.spec.name,
+                # The chosen metric over the window that decided (accuracy for McNemar,
+                # ROC AUC for DeLong, the mean per-event loss for a paired z).
                 "metric": {
-                    "name": type(self.metric).__name__,
-                    "from_value": float(before),
-                    "to_value": float(after),
+                    "name": duel.choice.name,
+                    "from_value": champion_value,
+                    "to_value": challenger_value,
+                    "over": "mean loss" if duel.choice.test == "paired_z" else duel.choice.name,
                 },
                 "window": self.promotion_window,
-                # Over the promotion window itself (the metric's values above are over
-                # RIVERBED_METRIC_WINDOW): error rate, or mean absolute error.
-                "window_errors": {"from": champion_error, "to": challenger_error},
-                "test": f"{duel.test}, statistic {duel.statistic():.2f}, 5%",
+                "rarer_class": duel.rarer_class_count() if duel.classes else None,
+                "test": {
+                    "name": verdict.name,
+                    "statistic": verdict.statistic,
+                    "p_value": verdict.p_value,
+                    "significance": SIGNIFICANCE,
+                },
             }
         )
 
@@ -1122,8 +1146,10 @@ class PartitionLearner(ModelHolder):
         detector = h.detector
         if detector is None or y_pred is None or y_pred == {}:
             return
-        if isinstance(y_pred, dict):  # probabilities: their argmax is the prediction
-            y_pred = max(y_pred, key=y_pred.__getitem__)
+        if isinstance(y_pred, dict | Decided):  # its decision, or the argmax of a proba
+            y_pred = decision_of(y_pred)
+            if y_pred is None:
+                return
         error = abs(float(y) - float(y_pred)) if self.task == "regression" else float(y != y_pred)
         # The mean error since the last detection, kept here: reading the detector's
         # own estimate before every update cost more than the update itself.
@@ -1150,7 +1176,10 @@ class PartitionLearner(ModelHolder):
                 "detector": self.drift_detector,
                 "error_before": before,
                 "error_after": getattr(detector, "estimation", None),
-                "metric": {"name": type(h.metric).__name__, "value": h.metric.get()},
+                "metric": {
+                    "name": quality.metric_label(h.metric),
+                    "value": quality.metric_value(h.metric),
+                },
                 "action": "reset" if self.drift_reset else "none",
             }
         )
@@ -1217,10 +1246,17 @@ class PartitionLearner(ModelHolder):
                 self.last_offset,
                 offset,
             )
+        mature_later = self.label_maturity and self.task != "anomaly"
+        if mature_later:
+            # Stream time: the event's own time where the record has one (so a replay
+            # of history matures as the live stream did), else its Kafka timestamp.
+            self._kafka_clock = event.ts is None
+            ts_ms = ts_ms if event.ts is None else int(event.ts)
         if self.label_default_after_ms and self.pending:
             # Labels by absence come due before this event is predicted, as a label
-            # record would have: the default "arrived" when the wait ran out.
-            self._default_labels(ts_ms - self.label_default_after_ms)
+            # record would have: the default "arrived" when the wait ran out. With
+            # maturity, every event due by now (inclusive, as River's simulate_qa).
+            self._default_labels(ts_ms - self.label_default_after_ms, inclusive=mature_later)
         x = event.x
         if not self.features.issuperset(x):
             x = self._known_features(x)
@@ -1234,6 +1270,12 @@ class PartitionLearner(ModelHolder):
         except Exception as exc:
             raise ModelError(PREDICT, exc) from exc
         by = self.spec.name  # the champion that predicts (a promotion may follow the learn)
+        decider = self.decider
+        if decider is not None and proba is not None:
+            metric_pred: Any = decider.decide(proba)
+            y_pred = metric_pred.y_pred
+        else:
+            metric_pred = y_pred if self._metric_wants_label or proba is None else proba
         y = event.y
         joined_early = False
         if y is not None:
@@ -1242,15 +1284,18 @@ class PartitionLearner(ModelHolder):
             early = self.early.pop(event.id, None)
             if early is not None:
                 y, joined_early = early[0], True
-        metric_pred = y_pred if self._metric_wants_label or proba is None else proba
-        learns = self.task == "anomaly" or y is not None
+        # With maturity the label waits with its event until the event is mature.
+        learns = self.task == "anomaly" or (y is not None and not mature_later)
         if learns:
             try:
                 # Like progressive_val_score: no metric update for a model with no opinion.
                 if y is not None and metric_pred is not None and metric_pred != {}:
-                    self.metric.update(y, metric_pred)  # _score, inline on the hot path
-                    if self.rolling is not None:
-                        self.rolling.update(y, metric_pred)
+                    if decider is not None:
+                        self._score(y, metric_pred)
+                    else:
+                        self.metric.update(y, metric_pred)  # _score, inline on the hot path
+                        if self.rolling is not None:
+                            self.rolling.update(y, metric_pred)
                 if self.task == "anomaly":
                     self.model.learn_one(x)  # unsupervised: every event teaches it
                 else:
@@ -1265,19 +1310,19 @@ class PartitionLearner(ModelHolder):
                 raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
             self.learned += 1
             self.learned_by_model += 1
-        if joined_early:
+        if joined_early and not mature_later:
             # Remembered so a duplicate label is "late". Inline-labelled ids are not
             # remembered (a snapshot would carry them all): a stray label for one waits
             # as early and ends an orphan; either way it is never learned twice.
             self._finish(event.id, learned=True)
-        if y is None:
+        if y is None or mature_later:
             self._expire(ts_ms)
             pending = self.pending
             gone = pending.pop(event.id, None)  # the same id again: the newer waits
             if gone is not None:
                 self.pending_bytes -= gone.size
             pending[event.id] = _Pending(
-                None if self.task == "anomaly" else x, metric_pred, ts_ms, size, shadow
+                None if self.task == "anomaly" else x, metric_pred, ts_ms, size, shadow, y
             )
             self.pending_bytes += size
             if len(pending) > self.pending_max:
@@ -1290,7 +1335,7 @@ class PartitionLearner(ModelHolder):
                     "oldest are given up (counted as expired)",
                     self.pending_max_bytes,
                 )
-        if y is not None:
+        if y is not None and learns:
             self._watch(y, metric_pred, topic="events", offset=offset)
             if shadow is not None:
                 self._challengers_watch(
@@ -1307,6 +1352,15 @@ class PartitionLearner(ModelHolder):
         out: dict[str, Any] = {"id": event.id, "y_pred": y_pred}
         if proba is not None:
             out["proba"] = proba
+        if decider is not None:
+            out["threshold"] = _shown(decider.value)
+        if (mature_later or decider is not None) and (
+            self.learned_by_model < self.min_labels or y_pred is None
+        ):
+            # RIVERBED_MIN_LABELS: too few labels learned (or no threshold yet) for a
+            # decision anyone should act on; the probabilities are still given.
+            out["y_pred"] = None
+            out["warming"] = True
         if event.y is not None:
             out["y"] = event.y
         out["model"] = by
@@ -1333,6 +1387,10 @@ class PartitionLearner(ModelHolder):
             return LabelOutcome.REPLAYED
         self._check_label(label.y)
         self.last_label_offset = offset
+        if self.label_maturity and self.task != "anomaly":
+            outcome = self._attach(label, ts_ms, elsewhere)
+            self._journal.append(("l", None if source else label, offset, ts_ms, source, 0))
+            return outcome
         self._expire(ts_ms)
         pending = self.pending.pop(label.id, None)
         if pending is None:
@@ -1343,11 +1401,7 @@ class PartitionLearner(ModelHolder):
                 outcome = LabelOutcome.MISROUTED
             else:
                 outcome = LabelOutcome.EARLY
-                self.early[label.id] = (label.y, ts_ms)
-                self.early.move_to_end(label.id)
-                if len(self.early) > self.pending_max:
-                    self.early.popitem(last=False)
-                    self.labels[LabelOutcome.ORPHAN] += 1
+                self._keep_early(label, ts_ms)
         else:
             self.pending_bytes -= pending.size
             try:
@@ -1379,11 +1433,45 @@ class PartitionLearner(ModelHolder):
         self._journal.append(("l", None if source else label, offset, ts_ms, source, 0))
         return outcome
 
+    def _attach(self, label: Label, ts_ms: int, elsewhere: Callable[[str], bool] | None) -> str:
+        """RIVERBED_LABEL_MATURITY: a label waits with its event until the event is
+        mature, and is learned then, in event order. Events due before the label's time
+        mature first (on the Kafka clock: labels carry no event time), so a label counts
+        only if it came by its event's due time, whatever the order it was fetched in."""
+        if getattr(self, "_kafka_clock", True):
+            self._expire(ts_ms)
+        waiting = self.pending.get(label.id)
+        if waiting is not None:
+            if waiting.label is not None:
+                outcome = LabelOutcome.LATE  # a second label: the first one counts
+            else:
+                waiting.label = label.y
+                outcome = LabelOutcome.JOINED
+        else:
+            finished = self._finished.get(label.id)
+            if finished is not None:
+                outcome = LabelOutcome.LATE if finished else LabelOutcome.ORPHAN
+            elif elsewhere is not None and elsewhere(label.id):
+                outcome = LabelOutcome.MISROUTED
+            else:
+                outcome = LabelOutcome.EARLY
+                self._keep_early(label, ts_ms)
+        self.labels[outcome] += 1
+        return outcome
+
+    def _keep_early(self, label: Label, ts_ms: int) -> None:
+        """A label before its event: it waits (as many as events may)."""
+        self.early[label.id] = (label.y, ts_ms)
+        self.early.move_to_end(label.id)
+        if len(self.early) > self.pending_max:
+            self.early.popitem(last=False)
+            self.labels[LabelOutcome.ORPHAN] += 1
+
     # -- reporting -------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """The partition's entry of ``/models``."""
-        quality = _quality(self, self.metric_window)
-        value, rolling = quality["metric"]["value"], quality["rolling"]
+        mine = _quality(self, self.metric_window)
+        value, rolling = mine["metric"]["value"], mine["rolling"]
         return {
             "events": self.events,
             "learned": self.learned,
@@ -1399,9 +1487,12 @@ class PartitionLearner(ModelHolder):
             "rollbacks": self.rollbacks,
             "snapshot_bytes": self.snapshot_bytes,
             "drift_detector": self.drift_detector,
-            "metric": {"name": type(self.metric).__name__, "value": value},
+            "metric": {"name": quality.metric_label(self.metric), "value": value},
             "rolling": rolling,
             "champion": self.spec.name,
+            "label_maturity": self.label_maturity,
+            "warming": (self.label_maturity or self.decider is not None)
+            and self.learned_by_model < self.min_labels,
             "candidates": {
                 h.spec.name: _quality(h, self.metric_window) for h in (self, *self.challengers)
             },

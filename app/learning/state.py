@@ -14,6 +14,7 @@ from typing import Any
 from riverbed import models
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
+from riverbed.learning import quality
 from riverbed.learning.learner import LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
 from riverbed.records import FieldMapping
@@ -48,10 +49,21 @@ def check_picklable(spec: ModelSpec) -> None:
         raise ConfigError(msg) from exc
 
 
+def _checked_threshold(threshold: str, spec: ModelSpec) -> str:
+    """``RIVERBED_THRESHOLD``, refused at start-up for a model that is not a classifier."""
+    if threshold and spec.task != "classification":
+        msg = (
+            f"RIVERBED_THRESHOLD={threshold} decides between classes, but "
+            f"RIVERBED_MODEL={spec.name} is a {spec.task} model"
+        )
+        raise ConfigError(msg)
+    return threshold
+
+
 def _checked_metric(name: str, spec: ModelSpec) -> str:
     """``RIVERBED_METRIC``, refused at start-up when it cannot score the model's task."""
     try:
-        models.metric(name, spec.task)
+        quality.choose(name, spec.task)
     except ValueError as exc:
         msg = f"RIVERBED_METRIC={name}: {exc} (RIVERBED_MODEL={spec.name})"
         raise ConfigError(msg) from None
@@ -108,6 +120,10 @@ class Learners:
             lineup=tuple(models.lineup(settings.model)),
             shadow_predictions=settings.shadow_predictions,
             promotion_window=settings.promotion_window if settings.promotion == "auto" else 0,
+            promotion_min_positives=settings.promotion_min_positives,
+            threshold=_checked_threshold(settings.threshold, spec),
+            label_maturity=settings.maturity,
+            min_labels=settings.min_labels,
         )
 
     def get(self, partition: int) -> PartitionLearner:

@@ -287,11 +287,12 @@ class Processor:
         for drift in events:
             if drift["type"] == "promotion":
                 logger.warning(
-                    "partition %d: %s replaces %s as champion at %s offset %d (%s %s -> %s "
-                    "over the last %d labels; %s)",
+                    "partition %d: %s replaces %s as champion at %s offset %d (%s %.4g -> "
+                    "%.4g over the last %d labels; %s statistic %.3g, p=%.3g)",
                     partition, drift["to"], drift["from"], drift["topic"], drift["offset"],
-                    drift["metric"]["name"], drift["metric"]["from_value"],
-                    drift["metric"]["to_value"], drift["window"], drift["test"],
+                    drift["metric"]["over"], drift["metric"]["from_value"],
+                    drift["metric"]["to_value"], drift["window"], drift["test"]["name"],
+                    drift["test"]["statistic"], drift["test"]["p_value"],
                 )  # fmt: skip
             else:
                 logger.info(

@@ -8,6 +8,7 @@ from river import datasets, evaluate, metrics
 from river.datasets import synth
 
 from riverbed import models
+from riverbed.learning.judgment import PairedTest
 from riverbed.learning.learner import LabelOutcome, PartitionLearner
 from riverbed.records import Event, Label
 
@@ -74,7 +75,7 @@ def test_a_significantly_better_challenger_is_promoted_and_published() -> None:
     p = promotions[0]
     assert (p["from"], p["to"], p["window"]) == ("logreg", "hoeffding", 300)
     assert p["metric"]["to_value"] > p["metric"]["from_value"]
-    assert "McNemar" in p["test"]
+    assert p["test"]["name"] == "McNemar" and p["test"]["p_value"] < 0.05
     doc = two.describe()
     assert doc["champion"] == "hoeffding" and doc["promotions"] == 1
     # Both keep learning every label, whichever is champion.
@@ -102,7 +103,7 @@ def test_a_pending_event_keeps_each_candidates_prediction_through_a_promotion() 
     two.process_event(Event("w", {"f": 1.0}), offset=0, ts_ms=0)
     waiting = two.pending["w"]
     before = (waiting.y_pred, waiting.shadow)
-    two._promote(0, topic="events", offset=0)
+    two._promote(0, PairedTest("McNemar", 5.0, 0.01, (0.5, 0.6)), topic="events", offset=0)
     assert (waiting.shadow[0], (waiting.y_pred,)) == (before[0], before[1])
     assert two.process_label(Label("w", True), offset=0, ts_ms=1) == LabelOutcome.JOINED
 

@@ -7,6 +7,7 @@ import pytest
 from river import datasets, evaluate
 
 from riverbed import models
+from riverbed.learning import quality
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.learning.learner import LabelOutcome, PartitionLearner
 from riverbed.records import Event, Label
@@ -34,7 +35,7 @@ def test_metric_equals_progressive_val_score(name: str, dataset: type) -> None:
     for i, (x, y) in enumerate(dataset()):
         learner.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
     expected = evaluate.progressive_val_score(
-        dataset(), models.build(name), models.spec(name).metric()
+        dataset(), models.build(name), quality.choose("", models.spec(name).task).make()
     )
     assert learner.metric.get() == expected.get()
     assert learner.learned == learner.events
@@ -141,7 +142,7 @@ def test_anomaly_learns_every_event_and_scores_on_labels() -> None:
     for i, (x, y) in enumerate(itertools.islice(datasets.Phishing(), 100)):
         learner.process_event(Event(str(i), x, y if i % 2 else None), offset=i, ts_ms=i)
     assert learner.learned == 100
-    assert learner.metric.__class__.__name__ == "ROCAUC"
+    assert quality.metric_label(learner.metric) == "ROCAUC"
 
 
 def test_an_early_label_joins_its_event_after_the_prediction() -> None:

@@ -10,6 +10,8 @@ from river import datasets, evaluate, metrics, utils
 from riverbed import models
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
+from riverbed.learning import quality
+from riverbed.learning.judgment import ExactROCAUC
 from riverbed.learning.learner import LearnerSettings, PartitionLearner
 from riverbed.learning.state import Learners
 from riverbed.records import Event
@@ -23,15 +25,17 @@ def run(metric: str, window: int) -> PartitionLearner:
     return learner
 
 
-@pytest.mark.parametrize(("name", "river_metric"), [("rocauc", metrics.ROCAUC),
-                                                    ("f1", metrics.F1),
-                                                    ("logloss", metrics.LogLoss)])  # fmt: skip
-def test_the_metric_is_what_progressive_val_score_reports(name: str, river_metric: type) -> None:
+@pytest.mark.parametrize(("name", "offline_metric", "shown"),
+                         [("rocauc", ExactROCAUC, "ROCAUC"), ("f1", metrics.F1, "F1"),
+                          ("logloss", metrics.LogLoss, "LogLoss")])  # fmt: skip
+def test_the_metric_is_what_progressive_val_score_reports(
+    name: str, offline_metric: type, shown: str
+) -> None:
     learner = run(name, 0)
     offline = evaluate.progressive_val_score(datasets.Phishing(), models.build("logreg"),
-                                             river_metric())  # fmt: skip
+                                             offline_metric())  # fmt: skip
     assert learner.metric.get() == offline.get()
-    assert learner.describe()["metric"]["name"] == river_metric.__name__
+    assert learner.describe()["metric"]["name"] == shown
     assert learner.describe()["rolling"] is None
 
 
@@ -61,5 +65,5 @@ def test_a_snapshot_with_another_metric_switches_to_the_configured_one() -> None
     learner = run("", 50)
     assert type(learner.metric).__name__ == "Accuracy"
     learner.configure(LearnerSettings(metric="rocauc", metric_window=10))
-    assert type(learner.metric).__name__ == "ROCAUC" and learner.metric_window == 10
+    assert quality.metric_label(learner.metric) == "ROCAUC" and learner.metric_window == 10
     assert learner.describe()["rolling"]["window"] == 10

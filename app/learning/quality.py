@@ -1,0 +1,202 @@
+"""RIVERBED_METRIC: which metric a name means, its rolling window, and how two
+candidates are compared on it.
+
+River's prequential metrics serve where they are exact (accuracy, F1, log loss, MAE,
+...). For ranking quality River offers only approximations (``ROCAUC`` with 10
+thresholds, ``RollingROCAUC`` truncating ties, ``RollingPRAUC`` that is not average
+precision), so ``rocauc``, ``prauc``, ``recall_at_fpr:<f>`` and
+``precision_at_recall:<r>`` are riverbed's exact ones (:mod:`riverbed.learning.judgment`).
+
+Each metric names the paired test a promotion uses on it (``RIVERBED_PROMOTION=auto``):
+McNemar's on 0/1 errors for accuracy, DeLong's for ROC AUC, a paired z on per-event
+losses for log loss and the regression errors. The others (F1, MCC, PR AUC, ...) have
+no per-event decomposition a simple paired test fits; auto promotion refuses them at
+start-up rather than deciding by another metric than the one chosen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from river import metrics, utils
+
+from riverbed.learning.judgment import (
+    AveragePrecision,
+    ExactROCAUC,
+    PrecisionAtRecall,
+    RecallAtFPR,
+    log_loss,
+)
+
+__all__ = ["METRICS", "MetricChoice", "choose", "metric_value", "names"]
+
+CLASSIFICATION = frozenset({"classification"})
+REGRESSION = frozenset({"regression"})
+
+
+def _abs_error(y: Any, pred: Any) -> float:
+    return abs(float(y) - float(pred))
+
+
+def _squared_error(y: Any, pred: Any) -> float:
+    return (float(y) - float(pred)) ** 2
+
+
+def _log_loss(y: Any, proba: Any) -> float:
+    """River's LogLoss of one event: ``-ln p(y)`` of a binary classifier's proba."""
+    p_true = proba.get(True, 0.0) if isinstance(proba, dict) else float(proba)
+    return log_loss(y == True, p_true)  # noqa: E712 - True and 1 are the positive class
+
+
+@dataclass(frozen=True)
+class MetricChoice:
+    """A metric RIVERBED_METRIC may name.
+
+    ``test`` is the promotion's paired test on it (None: none fits; refused with auto
+    promotion), ``loss`` the per-event loss a paired z compares.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    tasks: frozenset[str]
+    test: str | None = None
+    loss: Callable[[Any, Any], float] | None = None
+    exact: bool = False  # riverbed's own: takes ``window=`` for its rolling version
+    arg: float | None = None  # recall_at_fpr:<f> and precision_at_recall:<r>
+
+    def make(self) -> Any:
+        """The cumulative metric."""
+        if self.arg is not None:
+            return self.factory(self.arg)
+        return self.factory()
+
+    def rolling(self, window: int) -> Any:
+        """The metric over the last ``window`` labelled events (None for 0)."""
+        if not window:
+            return None
+        if self.exact:
+            if self.arg is not None:
+                return self.factory(self.arg, window=window)
+            return self.factory(window=window)
+        return utils.Rolling(self.factory, window_size=window)
+
+
+METRICS: dict[str, MetricChoice] = {
+    m.name: m
+    for m in (
+        MetricChoice("accuracy", metrics.Accuracy, CLASSIFICATION, test="mcnemar"),
+        MetricChoice("balanced_accuracy", metrics.BalancedAccuracy, CLASSIFICATION),
+        MetricChoice("f1", metrics.F1, CLASSIFICATION),
+        MetricChoice("precision", metrics.Precision, CLASSIFICATION),
+        MetricChoice("recall", metrics.Recall, CLASSIFICATION),
+        MetricChoice("mcc", metrics.MCC, CLASSIFICATION),
+        MetricChoice(
+            "rocauc",
+            ExactROCAUC,
+            frozenset({"classification", "anomaly"}),
+            test="delong",
+            exact=True,
+        ),  # fmt: skip
+        MetricChoice(
+            "prauc", AveragePrecision, frozenset({"classification", "anomaly"}), exact=True
+        ),  # fmt: skip
+        MetricChoice("logloss", metrics.LogLoss, CLASSIFICATION, test="paired_z", loss=_log_loss),
+        MetricChoice("mae", metrics.MAE, REGRESSION, test="paired_z", loss=_abs_error),
+        MetricChoice("rmse", metrics.RMSE, REGRESSION, test="paired_z", loss=_squared_error),
+        MetricChoice("mse", metrics.MSE, REGRESSION, test="paired_z", loss=_squared_error),
+        MetricChoice("r2", metrics.R2, REGRESSION),
+    )
+}
+PARAMETRIC: dict[str, tuple[Callable[..., Any], str]] = {
+    "recall_at_fpr": (RecallAtFPR, "a false-positive rate"),
+    "precision_at_recall": (PrecisionAtRecall, "a recall"),
+}
+DEFAULTS = {"classification": "accuracy", "regression": "mae", "anomaly": "rocauc"}
+
+
+def names() -> str:
+    """Every name RIVERBED_METRIC takes, for messages and help."""
+    return ", ".join([*METRICS, *(f"{p}:<0..1>" for p in PARAMETRIC)])
+
+
+def choose(name: str, task: str | None = None) -> MetricChoice:
+    """The metric ``name`` ("": the task's default), checked against ``task``.
+
+    Examples
+    --------
+    >>> choose("rocauc", "classification").make()
+    ROCAUC: n/a
+    >>> choose("recall_at_fpr:0.01").make()
+    RecallAtFPR(0.01): n/a
+    >>> choose("", "regression").name
+    'mae'
+    >>> choose("mae", "classification")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'mae' does not score classification models; use one of accuracy, ...
+
+    """
+    name = (name or DEFAULTS.get(task or "", "")).strip().lower()
+    kind, _, arg = name.partition(":")
+    if kind in PARAMETRIC:
+        factory, what = PARAMETRIC[kind]
+        try:
+            value = float(arg)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < 1:
+            msg = f"{name!r} needs {what} between 0 and 1, e.g. {kind}:0.01"
+            raise ValueError(msg)
+        choice = MetricChoice(name, factory, CLASSIFICATION | {"anomaly"}, exact=True, arg=value)
+    elif name in METRICS:
+        choice = METRICS[name]
+    else:
+        msg = f"{name!r} is not one of {names()}"
+        raise ValueError(msg)
+    if task is not None and task not in choice.tasks:
+        fits = ", ".join(n for n, m in METRICS.items() if task in m.tasks)
+        msg = f"{name!r} does not score {task} models; use one of {fits}"
+        raise ValueError(msg)
+    return choice
+
+
+def metric_value(metric: Any) -> float | None:
+    """A metric's value for JSON and Prometheus: None when undefined (nan, or no event
+    yet), never -0.0.
+
+    Examples
+    --------
+    >>> metric_value(choose("rocauc").make()) is None, metric_value(metrics.MAE())
+    (True, None)
+
+    """
+    if metric is None:
+        return None
+    value = float(metric.get())
+    if math.isnan(value) or not _has_events(metric):
+        return None
+    return value + 0.0  # -0.0 + 0.0 is 0.0
+
+
+def _has_events(metric: Any) -> bool:
+    """Whether a River metric has seen an update (its value before one means nothing)."""
+    if isinstance(metric, utils.Rolling):
+        return len(getattr(metric, "window", ())) > 0
+    cm = getattr(metric, "cm", None)
+    if cm is not None:
+        return bool(cm.n_samples)
+    for attr in ("_mean", "_y_var"):  # MAE, RMSE, LogLoss, ...; R2 (its Var's mean)
+        inner = getattr(metric, attr, None)
+        inner = getattr(inner, "mean", inner)
+        if inner is not None and hasattr(inner, "n"):
+            return bool(inner.n)
+    return True
+
+
+def metric_label(metric: Any) -> str:
+    """A metric's name for ``/models`` and records: River's class name, or the exact
+    metric's own (``ROCAUC``, ``RecallAtFPR(0.01)``)."""
+    return str(getattr(metric, "name", None) or type(metric).__name__)
