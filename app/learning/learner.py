@@ -26,7 +26,7 @@ import logging
 import math
 import pickle
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

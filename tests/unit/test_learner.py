@@ -7,8 +7,8 @@ import pytest
 from river import datasets, evaluate
 
 from riverbed import models
-from riverbed.learning import quality
 from riverbed.exceptions import InvalidRecord, ModelError
+from riverbed.learning import quality
 from riverbed.learning.learner import LabelOutcome, PartitionLearner
 from riverbed.records import Event, Label
 from tests.replay import comparable, replay
