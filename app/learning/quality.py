@@ -99,10 +99,10 @@ METRICS: dict[str, MetricChoice] = {
             frozenset({"classification", "anomaly"}),
             test="delong",
             exact=True,
-        ),  # fmt: skip
+        ),
         MetricChoice(
             "prauc", AveragePrecision, frozenset({"classification", "anomaly"}), exact=True
-        ),  # fmt: skip
+        ),
         MetricChoice("logloss", metrics.LogLoss, CLASSIFICATION, test="paired_z", loss=_log_loss),
         MetricChoice("mae", metrics.MAE, REGRESSION, test="paired_z", loss=_abs_error),
         MetricChoice("rmse", metrics.RMSE, REGRESSION, test="paired_z", loss=_squared_error),
