@@ -98,7 +98,7 @@ class Duel:
             return
         self.pairs.append((y, a, b))
         self.added += 1
-        if self.choice.test != "paired_z" or "regression" not in self.choice.tasks:
+        if "regression" not in self.choice.tasks:
             self.classes[y] += 1
         if len(self.pairs) > self.window:
             old = self.pairs.popleft()[0]
@@ -138,10 +138,8 @@ class Duel:
     def favours_challenger(self, verdict: PairedTest) -> bool:
         """A significantly better challenger: better over the window, p < 5%."""
         champion, challenger = verdict.values
-        if self.choice.test == "paired_z":  # losses: smaller is better
-            better = challenger < champion
-        else:
-            better = challenger > champion
+        # Losses (paired z): smaller is better; accuracy and AUC: bigger.
+        better = challenger < champion if self.choice.test == "paired_z" else challenger > champion
         return bool(better and verdict.statistic > 0 and verdict.p_value < SIGNIFICANCE)
 
     def means(self) -> tuple[float, float]:
