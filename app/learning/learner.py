@@ -433,7 +433,7 @@ class PartitionLearner(ModelHolder):
         self.challengers: list[Candidate] = [
             Candidate(
                 c, metric=metric, window=metric_window, detector=drift_detector, threshold=threshold
-            )  # fmt: skip
+            )
             for c in challengers
         ]
         # The candidates' names as configured (RIVERBED_MODEL): what snapshots are of.
@@ -1087,9 +1087,10 @@ class PartitionLearner(ModelHolder):
             if self._since_promotion < self.promotion_window or not duel.due():
                 continue
             verdict = duel.verdict()
-            if verdict is not None and duel.favours_challenger(verdict):
-                if best is None or verdict.statistic > best[1].statistic:
-                    best = (i, verdict)
+            if verdict is None or not duel.favours_challenger(verdict):
+                continue
+            if best is None or verdict.statistic > best[1].statistic:
+                best = (i, verdict)
         if best is not None:
             self._promote(best[0], best[1], topic=topic, offset=offset)
 
