@@ -26,6 +26,7 @@ from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec, load_key
 from riverbed.config import PROJECT_ROOT, Settings
 from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
+from riverbed.kafka.join import Joiner
 from riverbed.kafka.topics import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DLQ_HEADROOM_BYTES,
@@ -81,8 +82,10 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     # Fetches reach the agent whole through this channel (app/kafka/intake.py); the
     # transport must be ours before anything asks for Faust's.
     fetches: faust.ChannelT = app.channel(maxsize=FETCHES_QUEUED)
+    joiner = Joiner(names.events, names.labels, lag=lambda _t, _p: None,
+                    idle_s=settings.join_idle)  # the consumer gives it the lags  # fmt: skip
     intake = Intake(fetches, {names.events, names.labels}, on_drained=checkpointer.checkpoint,
-                    committable=checkpointer.committable)  # fmt: skip
+                    committable=checkpointer.committable, joiner=joiner)  # fmt: skip
     recovery = Recovery(learners, codec, names, group=settings.app_id, bootstrap=settings.bootstrap,
                         checkpointer=checkpointer, client=settings.kafka_client(),
                         warmup=settings.warmup)  # fmt: skip

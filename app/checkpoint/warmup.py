@@ -6,7 +6,7 @@ carry years of history. With ``RIVERBED_WARMUP=replay`` (the default) the recove
 replays the events and labels Kafka still retains, up to the snapshot's offsets, into
 the new candidates alone, before the partition goes live (``/ready`` is 503 until
 then); the kept candidates carry on from the snapshot untouched. Events and labels
-are merged by record timestamp, the order a live worker mostly sees them in. The
+are merged as a live worker merges them (app/kafka/join.py). The
 replay is deterministic, so a crash before the next snapshot repeats it exactly: each
 candidate learns each retained record once.
 """
@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from riverbed.exceptions import InvalidRecord, ModelError
+from riverbed.kafka.join import merged
 from riverbed.learning.learner import MODEL_FIELDS, Candidate, PartitionLearner
 from riverbed.models import ModelSpec
 
@@ -87,11 +88,10 @@ async def warm_up(
     )  # fmt: skip
     decode_event = settings.mapping.event_decoder()
     decode_label = settings.mapping.label_decoder()
-    merged = sorted(
-        [(r.timestamp, 0, r.offset, r) for r in events]
-        + [(r.timestamp, 1, r.offset, r) for r in labels]
-    )
-    for done, (_ts, kind, offset, r) in enumerate(merged, 1):
+    # The live worker's order (app/kafka/join.py), so the warmed model is the one a
+    # worker that had the candidate from the start would hold.
+    for done, (is_label, r) in enumerate(merged(events, labels), 1):
+        kind, offset = int(is_label), r.offset
         try:
             if kind == 0:
                 event = decode_event(r.value, r.key, len(r.value or b""))
@@ -103,8 +103,9 @@ async def warm_up(
             # A dead letter of the live run: left out here too.
             warm.skip(offset, label=kind == 1)
         if done % PROGRESS_EVERY == 0:
+            total = len(events) + len(labels)
             logger.info("partition %d: warming up %s: %d of %d records", p,
-                        ", ".join(s.name for s in new), done, len(merged))  # fmt: skip
+                        ", ".join(s.name for s in new), done, total)  # fmt: skip
         warm.drift_events.clear()
     # The warm learner's champion and challengers become the learner's challengers.
     champion = object.__new__(Candidate)

@@ -28,6 +28,7 @@ __all__ = [
     "Private",
     "channel_queues",
     "check",
+    "fetch_lag",
     "producer_of",
     "set_fetch_max_wait",
 ]
@@ -107,6 +108,10 @@ PRIVATE: tuple[Private, ...] = (
             "attribute", "the fetcher, whose wait is paced"),
     Private("aiokafka", "aiokafka.consumer.fetcher:Fetcher", "_fetch_max_wait_ms",
             "attribute", "read into every FetchRequest"),
+    # -- aiokafka: a partition's lag without an await (app/kafka/join.py) ---------------
+    Private("aiokafka", "aiokafka.consumer.consumer:AIOKafkaConsumer", "_subscription",
+            "attribute", "its assignment's per-partition high watermark and position; "
+            "position() is a coroutine, read for every fetch the joiner holds"),
 )  # fmt: skip
 
 
@@ -163,6 +168,17 @@ def set_fetch_max_wait(consumer: Any, ms: int) -> None:
         consumer._fetch_max_wait_ms = ms
     else:
         consumer._fetcher._fetch_max_wait_ms = ms
+
+
+def fetch_lag(consumer: Any, tp: Any) -> int | None:
+    """An aiokafka consumer's lag on ``tp``: the last fetch response's high watermark
+    minus the position (the next offset to hand out); None while either is unknown."""
+    subscription = consumer._subscription.subscription
+    assignment = None if subscription is None else subscription.assignment
+    state = None if assignment is None else assignment.state_value(tp)
+    if state is None or state.highwater is None or not state.has_valid_position:
+        return None
+    return max(0, state.highwater - state.position)
 
 
 def channel_queues(channel: Any) -> list[Any]:

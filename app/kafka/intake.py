@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from riverbed.kafka import compat
+from riverbed.kafka.join import Joiner
 
 __all__ = ["Fetch", "Intake"]
 
@@ -95,9 +96,14 @@ class Intake:
         *,
         on_drained: Callable[[], Awaitable[Any]],
         committable: Callable[[str, int], int | None],
+        joiner: Joiner | None = None,
     ) -> None:
         self.channel = channel
         self.topics = frozenset(topics)
+        # Where the agent's records wait for the other topic (app/kafka/join.py); the
+        # consumer gives it the lag of each partition. Without one (tests of the
+        # hand-off alone), records go through as fetched.
+        self.joiner = joiner
         self.on_drained = on_drained
         self.committable = committable
         self.epoch = 0
@@ -146,7 +152,19 @@ class Intake:
                 "last checkpoint covers",
                 DRAIN_TIMEOUT_S,
             )
+        self.forget()
         await self.on_drained()
+
+    def forget(self) -> None:
+        """Drop the records waiting in the joiner: after a rebalance or a seek the
+        consumer fetches them again from where the learners resume."""
+        if self.joiner is not None:
+            self.joiner.clear()
+
+    def holding(self) -> bool:
+        """Whether records wait in the joiner for the other topic (the consumer then
+        ticks the agent with empty fetches, so an idle wait ends without new records)."""
+        return self.joiner is not None and self.joiner.holding()
 
     # -- the agent side -----------------------------------------------------------------
     def attach(self) -> None:
@@ -170,4 +188,7 @@ class Intake:
         self._idle.set()
 
     def describe(self) -> dict[str, Any]:
-        return {"fetches": self.fetches}
+        out: dict[str, Any] = {"fetches": self.fetches}
+        if self.joiner is not None:
+            out["join"] = self.joiner.describe()
+        return out

@@ -183,6 +183,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         track_end_offset = self.app.monitor.track_tp_end_offset
         buffered = self._buffered_partitions
         pace = cast(BatchConsumerThread, self._thread).pace
+        if intake.joiner is not None:
+            intake.joiner.lag = self._source_lag
         busy = True  # the consumer starts with the short wait
         try:
             while not (consumer_stopped() or fetcher_stopped()):
@@ -192,6 +194,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     busy = not busy
                     pace(busy)
                 await asyncio.sleep(0)  # a turn for others (mode's sleep(0): a task, ~40 µs)
+                if not records and intake.holding() and self.flow_active:
+                    # Records wait for the other topic: a tick lets the agent look
+                    # again (a lag now known, or RIVERBED_JOIN_IDLE run out).
+                    deliver_nowait({})
                 if not records or self.should_stop or not self.flow_active:
                     if records and not self.flow_active:
                         # As Faust's getmany: records fetched across a flow stop are
@@ -230,6 +236,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
+    def _source_lag(self, topic: str, partition: int) -> int | None:
+        """Records of a source partition on the broker not handed out yet (None: not
+        known yet, before the partition's first fetch response)."""
+        consumer = cast(BatchConsumerThread, self._thread)._consumer
+        return None if consumer is None else compat.fetch_lag(consumer, TP(topic, partition))
+
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         # Faust commits only partitions it has seen acks for; ours are never acked
         # message by message, so their assigned partitions are always candidates (and
@@ -258,6 +270,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         their learners resume (app/checkpoint/recovery.py): a learner restored from a snapshot older
         than the commit reads the records after it again."""
         await super().perform_seek()
+        self.intake.forget()  # what waited in the joiner is fetched again from here
         recovery = cast(BatchTransport, self.transport).recovery
         if recovery is None:
             return

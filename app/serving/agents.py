@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -110,8 +110,18 @@ def register(
     checkpointing = checkpointer.busy
     clock = time.perf_counter
 
+    joiner = intake.joiner
+
     async def handle_fetch(fetch: Fetch, producer: RecordProducer) -> None:
-        for tp, records in fetch.records.items():
+        runs: Iterable[tuple[TP, Sequence[Any]]] = fetch.records.items()
+        if joiner is not None:
+            # A partition's events and labels in one order that depends only on the
+            # records (app/kafka/join.py): some may wait for the other topic's fetch.
+            for tp, records in fetch.records.items():
+                if await installed(tp):
+                    joiner.add(tp, records)
+            runs = joiner.ready()
+        for tp, records in runs:
             if not await installed(tp):
                 continue
             p = tp.partition
