@@ -82,8 +82,9 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     # Fetches reach the agent whole through this channel (app/kafka/intake.py); the
     # transport must be ours before anything asks for Faust's.
     fetches: faust.ChannelT = app.channel(maxsize=FETCHES_QUEUED)
-    joiner = Joiner(names.events, names.labels, lag=lambda _t, _p: None,
-                    idle_s=settings.join_idle)  # the consumer gives it the lags  # fmt: skip
+    # The consumer gives the joiner its offsets when it starts fetching.
+    joiner = Joiner(names.events, names.labels, offsets=lambda _t, _p: None,
+                    idle_s=settings.join_idle)  # fmt: skip
     intake = Intake(fetches, {names.events, names.labels}, on_drained=checkpointer.checkpoint,
                     committable=checkpointer.committable, joiner=joiner)  # fmt: skip
     recovery = Recovery(learners, codec, names, group=settings.app_id, bootstrap=settings.bootstrap,

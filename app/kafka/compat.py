@@ -28,7 +28,7 @@ __all__ = [
     "Private",
     "channel_queues",
     "check",
-    "fetch_lag",
+    "fetch_offsets",
     "producer_of",
     "set_fetch_max_wait",
 ]
@@ -170,15 +170,16 @@ def set_fetch_max_wait(consumer: Any, ms: int) -> None:
         consumer._fetcher._fetch_max_wait_ms = ms
 
 
-def fetch_lag(consumer: Any, tp: Any) -> int | None:
-    """An aiokafka consumer's lag on ``tp``: the last fetch response's high watermark
-    minus the position (the next offset to hand out); None while either is unknown."""
+def fetch_offsets(consumer: Any, tp: Any) -> tuple[int, int] | None:
+    """An aiokafka consumer's ``(high watermark of the last fetch response, position)``
+    of ``tp`` (the position: the next offset it hands out); None while either is
+    unknown (before the partition's first fetch response, or its offset reset)."""
     subscription = consumer._subscription.subscription
     assignment = None if subscription is None else subscription.assignment
     state = None if assignment is None else assignment.state_value(tp)
     if state is None or state.highwater is None or not state.has_valid_position:
         return None
-    return max(0, state.highwater - state.position)
+    return state.highwater, state.position
 
 
 def channel_queues(channel: Any) -> list[Any]:

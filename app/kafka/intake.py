@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -108,6 +109,11 @@ class Intake:
         self.committable = committable
         self.epoch = 0
         self.fetches = 0
+        # Fetches queued for the agent, per (topic, partition) they hold records of: a
+        # partition the consumer has read to its end may still have records on the way
+        # to the joiner, which must wait for them.
+        self._queued: Counter[tuple[str, int]] = Counter()
+        self._arriving: set[tuple[str, int]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._attached = asyncio.Event()
@@ -119,7 +125,12 @@ class Intake:
         # A channel drops values while no agent iterates it (before start, or while a
         # crashed agent restarts); nothing may be dropped, so wait for one.
         await self._attached.wait()
-        await self.channel.put(fetch)
+        self._queue(fetch, 1)
+        try:
+            await self.channel.put(fetch)
+        except BaseException:  # cancelled (a flow stop): it never reached the agent
+            self._queue(fetch, -1)
+            raise
 
     def deliver_nowait(self, records: Mapping[Any, Sequence[Any]]) -> bool:
         """Queue one fetch if that needs no wait (agent attached, room); else False.
@@ -137,13 +148,32 @@ class Intake:
         if not queues or any(q.full() for q in queues):
             return False
         fetch = Fetch(records, self.epoch)
+        self._queue(fetch, len(queues))
         for q in queues:
             q.put_nowait(fetch)
         return True
 
+    def _queue(self, fetch: Fetch, n: int) -> None:
+        for tp in fetch.records:
+            self._queued[(tp[0], tp[1])] += n  # a TopicPartition (or a test's tuple)
+
+    def arriving(self, records: Mapping[Any, Sequence[Any]]) -> None:
+        """The consumer has just been handed ``records``; until :meth:`arrived`, their
+        partitions count as in transit (the queueing is one await away)."""
+        self._arriving = {(tp[0], tp[1]) for tp in records}
+
+    def arrived(self) -> None:
+        self._arriving = set()
+
+    def in_transit(self, topic: str, partition: int) -> bool:
+        """Whether records of this partition are on their way to the agent: handed
+        out by the consumer, or in a fetch queued for the agent."""
+        key = (topic, partition)
+        return self._queued[key] > 0 or key in self._arriving
+
     async def drain(self) -> None:
         """Stop handing out older fetches, let the batch in hand finish, checkpoint."""
-        self.epoch += 1
+        self.epoch += 1  # the batch in hand finishes; the joiner's records wait no more
         try:
             await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT_S)
         except TimeoutError:
@@ -156,8 +186,11 @@ class Intake:
         await self.on_drained()
 
     def forget(self) -> None:
-        """Drop the records waiting in the joiner: after a rebalance or a seek the
-        consumer fetches them again from where the learners resume."""
+        """Drop the records waiting in the joiner and the fetches queued for the agent
+        (a new epoch): after a rebalance or a seek the consumer fetches them again from
+        where the learners resume, and a record fetched before the seek must not be
+        merged with the other topic's records fetched after it."""
+        self.epoch += 1
         if self.joiner is not None:
             self.joiner.clear()
 
@@ -177,6 +210,7 @@ class Intake:
 
     def begin(self, fetch: Fetch) -> bool:
         """The agent starts on ``fetch``; False if it is stale and must be skipped."""
+        self._queue(fetch, -1)
         if fetch.epoch != self.epoch:
             return False
         self._idle.clear()

@@ -77,9 +77,12 @@ class Joiner:
     ----------
     events, labels
         The two topics' names.
-    lag
-        ``lag(topic, partition)``: records on the broker not fetched yet (None: not
-        known yet).
+    offsets
+        ``offsets(topic, partition)``: the consumer's ``(high watermark, position)``
+        (None: not known yet).
+    in_transit
+        ``in_transit(topic, partition)``: whether records the consumer handed out are
+        still on their way here.
     idle_s
         ``RIVERBED_JOIN_IDLE``: how long a side waits for a caught-up other side.
 
@@ -87,12 +90,12 @@ class Joiner:
     --------
     >>> from collections import namedtuple
     >>> R, TP = namedtuple("R", "offset timestamp"), namedtuple("TP", "topic partition")
-    >>> lags = {"lb": 1}
-    >>> j = Joiner("ev", "lb", lag=lambda t, p: lags.get(t, 0), idle_s=0)
+    >>> ends = {"ev": (2, 2), "lb": (1, 0)}  # the label is still on the broker
+    >>> j = Joiner("ev", "lb", offsets=lambda t, p: ends[t], idle_s=0)
     >>> j.add(TP("ev", 0), [R(0, 10), R(1, 30)])
-    >>> list(j.ready())  # labels still on the broker: the events wait for them
+    >>> list(j.ready())  # the events wait for it
     []
-    >>> j.add(TP("lb", 0), [R(0, 20)]); lags["lb"] = 0
+    >>> ends["lb"] = (1, 1); j.add(TP("lb", 0), [R(0, 20)])
     >>> [(tp.topic, [r.offset for r in run]) for tp, run in j.ready()]
     [('ev', [0]), ('lb', [0]), ('ev', [1])]
 
@@ -103,17 +106,21 @@ class Joiner:
         events: str,
         labels: str,
         *,
-        lag: Callable[[str, int], int | None],
+        offsets: Callable[[str, int], tuple[int, int] | None],
+        in_transit: Callable[[str, int], bool] = lambda _t, _p: False,
         idle_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.events = events
         self.labels = labels
-        self.lag = lag
+        self.offsets = offsets
+        self.in_transit = in_transit
         self.idle_s = idle_s
         self.clock = clock
         self._pairs: dict[int, _Pair] = {}
         self._tps: dict[tuple[str, int], Any] = {}
+        self._seen: dict[tuple[str, int], int] = {}  # the offset after the last one added
+        self._generation = 0  # bumped by clear(): a hand-out under way stops
         self.enforced = 0  # runs let go while the other side's lag stayed unknown
 
     def add(self, tp: Any, records: Sequence[Any]) -> None:
@@ -123,12 +130,31 @@ class Joiner:
             pair = self._pairs[tp.partition] = _Pair()
         self._tps[(tp.topic, tp.partition)] = tp
         (pair.labels if tp.topic == self.labels else pair.events).extend(records)
+        if records:
+            self._seen[(tp.topic, tp.partition)] = records[-1].offset + 1
+
+    def lag(self, topic: str, p: int) -> int | None:
+        """Records of a partition not here yet: on the broker, or handed out by the
+        consumer and on their way (None: not known yet)."""
+        if self.in_transit(topic, p):
+            return None
+        known = self.offsets(topic, p)
+        if known is None:
+            return None
+        highwater, position = known
+        seen = self._seen.get((topic, p))
+        if seen is not None and position > seen:
+            return position - seen  # handed out, not added: still on the way
+        return max(0, highwater - position)
 
     def ready(self) -> Iterator[tuple[Any, list[Any]]]:
         """``(tp, records)`` runs that may be handled now, in the join's order."""
-        for p, pair in list(self._pairs.items()):  # a seek may clear them meanwhile
+        generation = self._generation
+        for p, pair in list(self._pairs.items()):
             ev, lb = pair.events, pair.labels
-            while ev or lb:
+            # Between two runs the agent awaits; a seek meanwhile drops what is buffered
+            # (it is fetched again), and the rest of this hand-out with it.
+            while (ev or lb) and generation == self._generation:
                 if ev and lb:
                     pair.held_since = None
                     if lb[0].timestamp <= ev[0].timestamp:
@@ -184,6 +210,8 @@ class Joiner:
     def clear(self) -> None:
         """Drop every buffered record (a rebalance or seek: they are fetched again)."""
         self._pairs.clear()
+        self._seen.clear()
+        self._generation += 1
 
     def describe(self) -> dict[str, Any]:
         held = sum(len(pr.events) + len(pr.labels) for pr in self._pairs.values())

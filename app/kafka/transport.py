@@ -184,12 +184,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
         buffered = self._buffered_partitions
         pace = cast(BatchConsumerThread, self._thread).pace
         if intake.joiner is not None:
-            intake.joiner.lag = self._source_lag
+            intake.joiner.offsets = self._source_offsets
+            intake.joiner.in_transit = intake.in_transit
         busy = True  # the consumer starts with the short wait
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records, active = await self._wait_next_records(1.0)
+                # Handed out by aiokafka (its positions moved past them) but not with
+                # the agent yet: the joiner must not take their partitions as read.
+                intake.arriving(records or {})
                 if bool(records) is not busy:  # none for a second, or flowing again
                     busy = not busy
                     pace(busy)
@@ -203,6 +207,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         # As Faust's getmany: records fetched across a flow stop are
                         # dropped; go back to the committed offsets.
                         await self.perform_seek()
+                    intake.arrived()
                     continue
                 batch: dict[Any, Any] = {}
                 for tp, recs in records.items():
@@ -219,6 +224,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                             )
                 if batch and not deliver_nowait(batch):
                     await self.wait_first(deliver(batch), self.suspend_flow.wait())
+                intake.arrived()
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -236,11 +242,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    def _source_lag(self, topic: str, partition: int) -> int | None:
-        """Records of a source partition on the broker not handed out yet (None: not
-        known yet, before the partition's first fetch response)."""
+    def _source_offsets(self, topic: str, partition: int) -> tuple[int, int] | None:
+        """``(high watermark, position)`` of a source partition (app/kafka/join.py)."""
         consumer = cast(BatchConsumerThread, self._thread)._consumer
-        return None if consumer is None else compat.fetch_lag(consumer, TP(topic, partition))
+        return None if consumer is None else compat.fetch_offsets(consumer, TP(topic, partition))
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         # Faust commits only partitions it has seen acks for; ours are never acked

@@ -1131,6 +1131,7 @@ class PartitionLearner(ModelHolder):
                     "over": "mean loss" if duel.choice.test == "paired_z" else duel.choice.name,
                 },
                 "window": self.promotion_window,
+                "labelled": self.learned,  # the window: the labelled events up to here
                 "rarer_class": duel.rarer_class_count() if duel.classes else None,
                 "test": {
                     "name": verdict.name,

@@ -56,6 +56,10 @@ MAPPING = {
     "prediction_fields": "txn_id,merchant.id",
     "label_default": "false",
     "label_default_after": str(DEFAULT_AFTER_S),
+    # Inline labels learned at once, as fetched, and labels by absence on the Kafka
+    # clock: the tests below check that path (maturity, the default with a label
+    # default, is tests/integration/test_judgment.py's).
+    "label_maturity": "off",
 }
 
 
