@@ -42,7 +42,22 @@ WINDOW = 500
 DRIFT_AT = 5000  # where the synthetic stream switches concept (``--dataset drift``)
 WHERE_KEPT = 200_000  # (partition, offset) -> stream index entries kept for the events
 EVENT_WAIT_S = 3.0  # how long an event waits for its prediction to place it in the stream
-PERCENT = {"Accuracy", "BalancedAccuracy", "ROCAUC", "F1", "Precision", "Recall"}
+PERCENT = {
+    "Accuracy",
+    "BalancedAccuracy",
+    "ROCAUC",
+    "PRAUC",
+    "F1",
+    "Precision",
+    "Recall",
+    "accuracy",
+    "balanced_accuracy",
+    "rocauc",
+    "prauc",
+    "f1",
+    "precision",
+    "recall",
+}
 
 
 @dataclass
@@ -185,7 +200,7 @@ def _event_line(m: dict[str, Any], index: int | None, drift_at: int | None) -> s
             f"      ★ promotion: {m['to']} replaces {m['from']} as champion, {at}; "
             f"{metric['name']} {_fmt(metric['name'], metric['from_value'])} → "
             f"{_fmt(metric['name'], metric['to_value'])} over the last {m['window']:,} "
-            f"labels ({m['test']})"
+            f"labels ({m['test']['name']}, p={m['test']['p_value']:.2g})"
         )
     role = "champion" if m.get("champion", True) else "challenger"
     return f"      ▲ drift detected by {m.get('model', '?')}'s detector ({role}), {at}"

@@ -4,13 +4,13 @@ metric equals its offline run, the published predictions are the champion's."""
 
 from __future__ import annotations
 
+import math
 import signal
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from typing import Any
 
 import orjson
 import pytest
-from river import metrics, utils
 
 from riverbed import models
 from tests.helpers import wait_for
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 N = 8000
 WINDOW = 400
-CHI2 = 3.841  # McNemar, 1 degree of freedom, 5%
+LOOK_EVERY = WINDOW // 50  # the duel is looked at every 1/50 of its window
+MIN_POSITIVES = 30  # RIVERBED_PROMOTION_MIN_POSITIVES' default
 STREAM = ("--dataset", "drift", "--drift-at", "3000", "--limit", str(N), "--id-prefix", "d")
 SETTINGS = {
     "partitions": 2,
@@ -36,14 +37,15 @@ SETTINGS = {
 
 
 def offline(steps: list[tuple[dict[str, Any], Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Both candidates in plain River, the promotion rule written out independently:
-    returns each event's published prediction (with the champion's name) and the
-    promotions (index, from, to)."""
+    """Both candidates in plain River, the promotion rule written out independently
+    (McNemar's test on the window's paired 0/1 errors, exact below 25 discordant
+    pairs, looked at every 1/50 of the window once a window has passed since the last
+    promotion): returns each event's published prediction (with the champion's name)
+    and the promotions (index, from, to)."""
     cands = {n: models.build(n) for n in ("logreg", "hoeffding")}
-    rolling = {n: utils.Rolling(metrics.Accuracy, window_size=WINDOW) for n in cands}
     champion, challenger = "logreg", "hoeffding"
-    pairs: deque[tuple[float, float]] = deque(maxlen=WINDOW)
-    since = 0
+    pairs: deque[tuple[Any, float, float]] = deque(maxlen=WINDOW)
+    since = added = 0
     out, promotions = [], []
     for i, (x, y) in enumerate(steps):
         preds = {}
@@ -53,30 +55,32 @@ def offline(steps: list[tuple[dict[str, Any], Any]]) -> tuple[list[dict[str, Any
         y_pred, proba = preds[champion]
         out.append({"model": champion, **comparable({"y_pred": _json(y_pred),
                                                       "proba": _json(proba)})})  # fmt: skip
-        for n, m in cands.items():
-            if preds[n][0] is not None:
-                rolling[n].update(y, preds[n][0])
+        for m in cands.values():
             m.learn_one(x, y)
         if preds[champion][0] is None:
             continue
         since += 1
         if preds[challenger][0] is None:
             continue
-        pairs.append((float(preds[champion][0] != y), float(preds[challenger][0] != y)))
-        b = sum(1 for a, c in pairs if a < c)
-        c_ = sum(1 for a, c in pairs if a > c)
-        stat = (abs(b - c_) - 1) ** 2 / (b + c_) if b + c_ else 0.0
-        if (
-            since >= WINDOW
-            and len(pairs) == WINDOW
-            and c_ > b
-            and stat > CHI2
-            and rolling[challenger].get() > rolling[champion].get()
-        ):
+        pairs.append((y, float(preds[champion][0] != y), float(preds[challenger][0] != y)))
+        added += 1
+        if since < WINDOW or added % LOOK_EVERY or len(pairs) < WINDOW:
+            continue
+        classes = Counter(y for y, _a, _c in pairs)
+        if len(classes) < 2 or min(classes.values()) < MIN_POSITIVES:
+            continue
+        b = sum(1 for _y, a, c in pairs if a < c)  # champion right, challenger wrong
+        c_ = sum(1 for _y, a, c in pairs if a > c)
+        if b + c_ >= 25:
+            p_value = math.erfc(math.sqrt(max(abs(b - c_) - 1, 0) ** 2 / (b + c_) / 2))
+        else:
+            tail = sum(math.comb(b + c_, k) for k in range(min(b, c_) + 1))
+            p_value = min(1.0, 2 * tail / 2 ** (b + c_))
+        if c_ > b and p_value < 0.05:
             promotions.append((i, champion, challenger))
             champion, challenger = challenger, champion
             pairs.clear()
-            since = 0
+            since = added = 0
     return out, promotions
 
 
