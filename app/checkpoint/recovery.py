@@ -296,7 +296,8 @@ class Recovery:
                 new = missing_candidates(learner, self.learners.settings.lineup)
                 if new:
                     self.warmups.append(await warm_up(
-                        learner, new, events_topic=names.events, labels_topic=names.labels,
+                        learner, new, settings=self.learners.settings,
+                        events_topic=names.events, labels_topic=names.labels,
                         bootstrap=self.bootstrap, client=self.client,
                     ))  # fmt: skip
             if learner is not None:

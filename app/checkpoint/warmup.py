@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.kafka.join import merged
-from riverbed.learning.learner import MODEL_FIELDS, Candidate, PartitionLearner
+from riverbed.learning.learner import MODEL_FIELDS, Candidate, LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
 
 __all__ = ["missing_candidates", "warm_up"]
@@ -68,16 +68,18 @@ async def warm_up(
     learner: PartitionLearner,
     new: list[ModelSpec],
     *,
+    settings: LearnerSettings,
     events_topic: str,
     labels_topic: str,
     bootstrap: str,
     client: dict[str, Any],
 ) -> dict[str, Any]:
     """Give ``learner`` the ``new`` candidates, trained on the retained records up to
-    its offsets. Returns what was done (for ``/models`` and the log)."""
+    its offsets, with the worker's ``settings`` (the restored learner has none yet: it
+    is configured when installed, after this). Returns what was done (for ``/models``
+    and the log)."""
     t0 = time.monotonic()
     p = learner.partition
-    settings = learner.settings
     events = await _read(bootstrap, client, events_topic, p, learner.last_offset)
     labels = await _read(bootstrap, client, labels_topic, p, learner.last_label_offset)
     warm = PartitionLearner(
@@ -120,6 +122,9 @@ async def warm_up(
         )
         waiting.shadow = (*(waiting.shadow or (None,) * len(learner.challengers)), *preds)
     learner.challengers.extend(added)
+    # An undo rebuilds from the base: make it the warmed state, not the snapshot's,
+    # which lacks the new candidates (they would start fresh again).
+    learner._rebase()
     seconds = time.monotonic() - t0
     logger.warning(
         "partition %d: new candidates %s warmed up on %d retained events and %d labels "
