@@ -102,12 +102,12 @@ def _restored_and_warmed(
             },
             True,
             True,
-        ),  # fmt: skip
+        ),
         (
             {"label_default": False, "label_default_after_ms": 5000, "label_maturity": True},
             False,
             False,
-        ),  # fmt: skip
+        ),
         ({"metric_window": 500}, False, True),
     ],
     ids=["own layout", "labels by absence, maturity", "metric window"],
