@@ -362,6 +362,12 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("label_id", "id", _id_path, "Dotted path of a label record's id; @key: the record key."),
     _Spec("label_value", "y", _path, "Dotted path of a label record's label."),
     _Spec(
+        "max_depth",
+        "32",
+        _positive_int,
+        "Levels of objects an event may nest (the record is 1); deeper is a dead letter.",
+    ),
+    _Spec(
         "prediction_fields",
         "",
         _paths,
@@ -670,6 +676,7 @@ class Settings:
     label_id: str
     label_value: str
     prediction_fields: tuple[str, ...]
+    max_depth: int
     label_default: Any
     label_default_after: float
     model: str

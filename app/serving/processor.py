@@ -134,6 +134,9 @@ class Processor:
                 except (InvalidRecord, ModelError) as exc:
                     learner.skip(r.offset, label=True)
                     extra.append(self._failed(topic, partition, r, exc))
+                except Exception as exc:  # one record never stops a worker
+                    learner.skip(r.offset, label=True)
+                    extra.append(self._crashed(topic, partition, r, exc, "process"))
             if learner.drift_events:
                 self._drain_drifts(learner.drift_events, partition)
             if learner.culprits:
@@ -178,6 +181,10 @@ class Processor:
                 learner.skip(offset)
                 extra.append(self._failed(topic, partition, r, exc))
                 continue
+            except Exception as exc:  # one record never stops a worker
+                learner.skip(offset)
+                extra.append(self._crashed(topic, partition, r, exc, "process"))
+                continue
             if pred is None:
                 continue
             now = clock()
@@ -189,7 +196,10 @@ class Processor:
                 pred.update(event.fields)
             since = event.ts if event.ts is not None else r.timestamp
             observe(now - since / 1000)  # clock skew may make it negative: clipped below
-            append((r.key, encode(pred), ts))
+            try:
+                append((r.key, encode(pred), ts))
+            except Exception as exc:  # learned, but no prediction to send
+                extra.append(self._crashed(topic, partition, r, exc, "encode"))
         if learner.shadows:
             self._drain_shadows(learner.shadows, partition)
         if self.metrics is not None:
@@ -273,6 +283,21 @@ class Processor:
         return self._dead_letter(
             topic, partition, r.offset, r.key, r.value, r.headers,
             stage=exc.stage, reason=reason, error=error,
+        )  # fmt: skip
+
+    def _crashed(
+        self, topic: str, partition: int, r: SourceRecord, exc: Exception, stage: str
+    ) -> Outgoing:
+        """A record on which riverbed itself raised: a dead letter naming the error, and
+        the traceback in the log (a bug to report), never a stopped worker."""
+        logger.exception(
+            "%s at %s[%d]@%d while handling it: dead-lettered", type(exc).__name__, topic,
+            partition, r.offset, exc_info=exc,
+        )  # fmt: skip
+        reason = f"{type(exc).__name__}: {exc}"
+        return self._dead_letter(
+            topic, partition, r.offset, r.key, r.value, r.headers,
+            stage=stage, reason=reason, error=exc,
         )  # fmt: skip
 
     def _drain_shadows(self, shadows: list[dict[str, Any]], partition: int) -> None:

@@ -33,6 +33,9 @@ BAD_EVENTS: list[tuple[bytes | None, str, str]] = [
     (b'{"id":"m2","x":{"a":[1,2]}}', "validate", '"x.a" must be'),
     (b'{"id":"m3","x":{"a":1},"y":{"k":1}}', "validate", '"y" must be'),
     (b'{"id":"big","x":{"a":"' + b"z" * 3000 + b'"}}', "deserialize", "RIVERBED_MAX_RECORD_BYTES"),
+    # Nested past RIVERBED_MAX_DEPTH (32): a dead letter, never a recursion that stops
+    # the worker (tests/unit/test_records.py sends 1,000 levels).
+    (b'{"id":"deep","x":' + b'{"a":' * 40 + b"1" + b"}" * 41, "validate", "nested deeper than 32"),
 ]
 BAD_LABELS: list[tuple[bytes | None, str, str]] = [
     (b'{"id":"g1"}', "validate", '"y" is missing'),

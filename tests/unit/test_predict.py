@@ -107,3 +107,10 @@ def test_the_token_is_checked_first() -> None:
     p.learners.install(0)
     status, body, _ = handle(p, {"partition": "0"}, b'{"x": {"f": 1}}', Authorization="Bearer t0k")
     assert status == 200 and b'"offset":-1' in body
+
+
+def test_a_body_nested_past_the_limit_is_a_400_naming_it() -> None:
+    body = b'{"x": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1001
+    with pytest.raises(HTTPProblem) as problem:
+        predictor().parse(body, "k")
+    assert problem.value.status == 400 and "RIVERBED_MAX_DEPTH" in problem.value.reason

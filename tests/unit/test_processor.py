@@ -118,3 +118,28 @@ def test_latency_is_observed_per_prediction_in_the_histogram() -> None:
     text = generate_latest(proc.metrics.registry).decode()
     assert 'riverbed_end_to_end_latency_seconds_count{partition="3"} 50.0' in text
     assert len(proc.metrics.recent_latency[3]) == 50
+
+
+def test_any_error_while_handling_a_record_dead_letters_it_and_the_rest_go_on() -> None:
+    proc = _processor()
+    records = _records(4)
+    decode = proc.decode_event
+
+    def fragile(value: bytes | None, key: bytes | None, max_bytes: int) -> object:
+        if key == b"k1":  # a bug of riverbed's, or of a library under it
+            msg = "no such field"
+            raise KeyError(msg)
+        return decode(value, key, max_bytes)
+
+    proc.decode_event = fragile  # type: ignore[method-assign]
+    out = proc.handle_many(NAMES.events, 0, records)
+    assert [orjson.loads(v)["offset"] for _, v, _ in out] == [0, 2, 3]
+    (dead,) = proc.extra
+    headers = dict(dead.headers or [])
+    assert headers["riverbed.stage"] == b"process" and dead.value == records[1].value
+    assert headers["riverbed.error.type"] == b"KeyError"
+    assert (
+        headers["riverbed.error"].startswith(b"KeyError: ")
+        and b"no such field" in dead.headers[4][1]
+    )
+    assert proc.learners.get(0).last_offset == 3

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from riverbed.exceptions import InvalidRecord
-from riverbed.records import decode_event, decode_label
+from riverbed.records import FieldMapping, decode_event, decode_label
 
 MAX = 10_000
 
@@ -54,3 +54,47 @@ def test_null_label_means_no_label() -> None:
 def test_bad_labels(raw: bytes) -> None:
     with pytest.raises(InvalidRecord):
         decode_label(raw, MAX)
+
+
+def _nested(levels: int) -> bytes:
+    """An event whose features nest ``levels`` objects deep (written out: orjson's
+    own encoder stops at 254)."""
+    return b'{"id": "deep", "x": ' + b'{"a": ' * levels + b"1" + b"}" * (levels + 1)
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        None,
+        FieldMapping(features=("*",)),
+        FieldMapping(features=("x",), prediction_fields=("x.a",)),
+        FieldMapping(features=("x.a",)),
+    ],
+    ids=["default", "every field", "a prediction field", "a path"],
+)
+def test_a_record_nested_1000_deep_is_a_bad_record_not_a_recursion(
+    mapping: FieldMapping | None,
+) -> None:
+    decode = mapping.event_decoder() if mapping else FieldMapping().event_decoder()
+    with pytest.raises(InvalidRecord, match=r"nested deeper than 32 levels \(RIVERBED_MAX_DEPTH\)"):
+        decode(_nested(1000), None, 10**7)
+    assert decode(_nested(31), None, 10**7).x  # 32 levels, the record and "x" counted
+    with pytest.raises(InvalidRecord):
+        decode(_nested(32), None, 10**7)
+
+
+def test_the_depth_limit_is_a_setting() -> None:
+    shallow = FieldMapping(max_depth=4).event_decoder()
+    assert shallow(_nested(3), None, 1000).x == {"a.a.a": 1}
+    with pytest.raises(InvalidRecord, match="deeper than 4 levels"):
+        shallow(_nested(4), None, 1000)
+
+
+def test_a_prediction_field_is_bounded_too() -> None:
+    deep = b'{"a": ' * 40 + b"1" + b"}" * 40
+    m = FieldMapping(features=("f",), prediction_fields=("meta",))
+    with pytest.raises(InvalidRecord, match='"meta" is nested deeper'):
+        m.event(b'{"id": "a", "f": 1, "meta": ' + deep + b"}", None, 10**6)
+    assert m.event(b'{"id": "a", "f": 1, "meta": {"k": [1, 2]}}', None, 1000).fields == {
+        "meta": {"k": [1, 2]}
+    }
