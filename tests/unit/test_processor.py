@@ -138,8 +138,5 @@ def test_any_error_while_handling_a_record_dead_letters_it_and_the_rest_go_on() 
     headers = dict(dead.headers or [])
     assert headers["riverbed.stage"] == b"process" and dead.value == records[1].value
     assert headers["riverbed.error.type"] == b"KeyError"
-    assert (
-        headers["riverbed.error"].startswith(b"KeyError: ")
-        and b"no such field" in dead.headers[4][1]
-    )
+    assert headers["riverbed.error"] == b"KeyError: 'no such field'"
     assert proc.learners.get(0).last_offset == 3
