@@ -362,6 +362,18 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("label_id", "id", _id_path, "Dotted path of a label record's id; @key: the record key."),
     _Spec("label_value", "y", _path, "Dotted path of a label record's label."),
     _Spec(
+        "predict_max_bytes",
+        "4194304",
+        _positive_int,
+        "Largest POST /predict body (bytes); larger is a 413.",
+    ),
+    _Spec(
+        "predict_max_records",
+        "1000",
+        _positive_int,
+        "Most records in one POST /predict body; more is a 413.",
+    ),
+    _Spec(
         "max_depth",
         "32",
         _positive_int,
@@ -677,6 +689,8 @@ class Settings:
     label_value: str
     prediction_fields: tuple[str, ...]
     max_depth: int
+    predict_max_bytes: int
+    predict_max_records: int
     label_default: Any
     label_default_after: float
     model: str

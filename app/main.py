@@ -123,7 +123,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         learners, learners.settings.mapping, events_topic=names.events,
         partitions=layout[names.events] if layout else settings.partitions,
         url=settings.advertised_url, token=settings.http_token,
-        max_record_bytes=settings.max_record_bytes, batch_max=settings.batch_max, model=spec.name,
+        max_bytes=settings.predict_max_bytes, max_records=settings.predict_max_records,
+        model=spec.name,
     )  # fmt: skip
 
     def document() -> dict[str, Any]:

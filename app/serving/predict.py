@@ -18,6 +18,7 @@ reads a learner at a fetch boundary, never half-way through one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, cast
@@ -54,6 +55,9 @@ def key_partition(key: str, partitions: int) -> int:
 
     """
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+ANSWER_SLICE = 64  # records of a /predict body answered between two turns of the loop
 
 
 class HTTPProblem(Exception):
@@ -93,8 +97,8 @@ class Predictor:
         events_topic: str,
         url: str,
         token: str,
-        max_record_bytes: int,
-        batch_max: int,
+        max_bytes: int,
+        max_records: int,
         model: str,
     ) -> None:
         self.learners = learners
@@ -103,8 +107,12 @@ class Predictor:
         self.events_topic = events_topic
         self.url = url.rstrip("/")
         self.token = token
-        self.max_body = max_record_bytes * batch_max
-        self.batch_max = batch_max
+        # RIVERBED_PREDICT_MAX_BYTES and _RECORDS: a body is read, parsed and answered
+        # on the worker's loop, so its size bounds the memory and the loop's hold (the
+        # records' bounds allowed 1 GB: a 213 MB body held a loop 8.4 s, past the
+        # session timeout).
+        self.max_body = max_bytes
+        self.batch_max = max_records
         self.model = model
         self.requests = 0
         self.forwarded = 0
@@ -139,7 +147,7 @@ class Predictor:
         if not records:
             raise HTTPProblem(400, "an empty list: send one record or a list of them")
         if len(records) > self.batch_max:
-            msg = f"{len(records)} records, above RIVERBED_BATCH_MAX={self.batch_max}"
+            msg = f"{len(records)} records, above RIVERBED_PREDICT_MAX_RECORDS={self.batch_max}"
             raise HTTPProblem(413, msg)
         kb = key.encode() if key is not None else None
         events = []
@@ -194,7 +202,11 @@ class Predictor:
                                       {"Retry-After": RETRY_AFTER_S})  # fmt: skip
                 events, many = self.parse(body, query.get("key"))
                 self.requests += 1
-                answers = self.answer(partition, events)
+                answers = []
+                for start in range(0, len(events), ANSWER_SLICE):
+                    if start:
+                        await asyncio.sleep(0)  # the stream and heartbeats go on meanwhile
+                    answers += self.answer(partition, events[start : start + ANSWER_SLICE])
                 return 200, encode(answers if many else answers[0]), {}
             return await self._forward(app, request, partition, body)
         except HTTPProblem as problem:
@@ -203,16 +215,19 @@ class Predictor:
     async def _body(self, request: web.Request) -> bytes:
         """The body, refused with 413 past ``RIVERBED_MAX_RECORD_BYTES`` x the batch bound."""
         if request.content_length is not None and request.content_length > self.max_body:
-            raise HTTPProblem(413, f"the body is over {self.max_body} bytes")
+            raise HTTPProblem(413, self._too_big())
         chunks, size = [], 0
         while chunk := await request.content.read(65536):
             size += len(chunk)
             if size > self.max_body:
-                raise HTTPProblem(413, f"the body is over {self.max_body} bytes")
+                raise HTTPProblem(413, self._too_big())
             chunks.append(chunk)
         if not size:
             raise HTTPProblem(400, "no body: send one event record or a JSON list of them")
         return b"".join(chunks)
+
+    def _too_big(self) -> str:
+        return f"the body is over {self.max_body} bytes (RIVERBED_PREDICT_MAX_BYTES)"
 
     async def _forward(
         self, app: AppT, request: web.Request, partition: int, body: bytes

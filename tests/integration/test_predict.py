@@ -128,8 +128,8 @@ def test_any_worker_answers_for_any_partition(kafka: str, names: Names, start_wo
 def test_the_token_sizes_and_bad_requests_are_refused_clearly(
     kafka: str, names: Names, start_worker: Any
 ) -> None:
-    worker = start_worker(partitions=PARTITIONS, http_token="s3cret-token", max_record_bytes=2000,
-                          batch_max=4)  # fmt: skip
+    worker = start_worker(partitions=PARTITIONS, http_token="s3cret-token",
+                          predict_max_bytes=8000, predict_max_records=4, max_depth=4)  # fmt: skip
     body = {"x": PROBES[0]}
     assert post(worker, "?partition=0", body)[0] == 401
     status, got, headers = post(worker, "?partition=0", body, token="wrong")
@@ -141,8 +141,9 @@ def test_the_token_sizes_and_bad_requests_are_refused_clearly(
         ("?partition=9", body, None, 400, "partitions 0..3"),
         ("?partition=0", None, b'{"x": ', 400, "not valid JSON"),
         ("?partition=0", {"x": {"f": [1]}}, None, 400, '"x.f" must be'),
-        ("?partition=0", [body] * 5, None, 413, "RIVERBED_BATCH_MAX=4"),
+        ("?partition=0", [body] * 5, None, 413, "RIVERBED_PREDICT_MAX_RECORDS=4"),
         ("?partition=0", {"x": {"f": "z" * 9000}}, None, 413, "over 8000 bytes"),
+        ("?partition=0", {"x": {"a": {"a": {"a": {"a": {"a": 1}}}}}}, None, 400, "nested deeper"),
     ]
     for query, payload, raw, code, reason in cases:
         status, got, _ = post(worker, query, payload, token="s3cret-token", raw=raw)

@@ -20,7 +20,7 @@ def predictor(
     learners = Learners(models.spec("logreg"))
     return Predictor(learners, mapping or FieldMapping(), partitions=partitions,
                      events_topic="ev", url="http://127.0.0.1:7000", token=token,
-                     max_record_bytes=100, batch_max=3, model="logreg")  # fmt: skip
+                     max_bytes=300, max_records=3, model="logreg")  # fmt: skip
 
 
 def test_keys_go_where_kafkas_default_partitioner_puts_them() -> None:
@@ -49,7 +49,7 @@ def test_records_are_mapped_like_events_with_the_id_optional() -> None:
     assert not many and events[0].id == ""
     with pytest.raises(HTTPProblem, match="record 1: no features"):
         predictor(mapping=m).parse(b'[{"amount": 3}, {"b": 1}]', None)
-    with pytest.raises(HTTPProblem, match="above RIVERBED_BATCH_MAX=3") as exc:
+    with pytest.raises(HTTPProblem, match="above RIVERBED_PREDICT_MAX_RECORDS=3") as exc:
         predictor().parse(b"[{}, {}, {}, {}]", None)
     assert exc.value.status == 413
 
