@@ -198,10 +198,41 @@ def _at(obj: dict[str, Any], parts: tuple[str, ...]) -> Any:
     return obj.get(".".join(parts), _MISSING) if len(parts) > 1 else _MISSING
 
 
-# Dotted names made before, by prefix (bounded: a stream of ever new keys only
-# rebuilds them).
+# Dotted names made before, by prefix. Bounded in entries per prefix and in bytes over
+# all prefixes: a stream of ever new keys, or of ever new nested prefixes (3 x 150k
+# events shaped {"x": {"k<random>": {"v": 1}}} took a worker from 166 to 382 MB),
+# only rebuilds them.
 _NAMES: dict[str, dict[str, str]] = {}
 _NAMES_MAX = 100_000
+NAMES_MAX_BYTES = 16 * 1024 * 1024
+_ENTRY_BYTES = 160  # beyond the characters: a dict slot and a str object, measured ~150
+
+
+class _NameCache:
+    """What ``_NAMES`` holds (an estimate in bytes) and how often it was dropped."""
+
+    bytes = 0
+    resets = 0
+
+
+def name_cache() -> dict[str, int]:
+    """``{"bytes", "resets"}`` of the dotted-name cache (``riverbed_name_cache_*``)."""
+    return {"bytes": _NameCache.bytes, "resets": _NameCache.resets}
+
+
+def _names_of(prefix: str) -> dict[str, str]:
+    """The names cached under ``prefix``, a fresh dict when new (or the cache full)."""
+    names = _NAMES.get(prefix)
+    if names is None or len(names) > _NAMES_MAX or _NameCache.bytes > NAMES_MAX_BYTES:
+        if _NameCache.bytes > NAMES_MAX_BYTES:
+            _NAMES.clear()
+            _NameCache.bytes = 0
+            _NameCache.resets += 1
+        elif names is not None:
+            _NameCache.bytes -= sum(len(k) + len(v) + _ENTRY_BYTES for k, v in names.items())
+        names = _NAMES[prefix] = {}
+        _NameCache.bytes += len(prefix) + _ENTRY_BYTES
+    return names
 
 
 def _flatten(
@@ -224,15 +255,14 @@ def _flatten(
         where = f"{shown}{prefix[:-1]}" if prefix else shown.rstrip(".") or "the record"
         msg = f'"{where[:200]}" is nested deeper than {max_depth} levels (RIVERBED_MAX_DEPTH)'
         raise InvalidRecord(msg)
-    names = _NAMES.get(prefix)
-    if names is None or len(names) > _NAMES_MAX:
-        names = _NAMES[prefix] = {}
+    names = _names_of(prefix)
     for name, v in obj.items():
         # The same str object for a name every time: its hash is computed once, not
         # in every dict of the model, and orjson hands the same key objects back.
         path = names.get(name)
         if path is None:
             path = names[name] = f"{prefix}{name}" if prefix else name
+            _NameCache.bytes += len(name) + len(path) + _ENTRY_BYTES
         if path in skip:
             continue
         t = type(v)

@@ -253,5 +253,17 @@ class _LearnerCollector(Collector):
         gaps.add_metric([], len(doc.get("learning_gaps", [])))
         up = GaugeMetricFamily("riverbed_ready", "1 when every assigned partition is restored.")
         up.add_metric([], 1.0 if doc.get("ready") else 0.0)
+        cache = doc.get("name_cache", {})
+        names = GaugeMetricFamily(
+            "riverbed_name_cache_bytes",
+            "Bytes (estimated) of the cache of dotted feature names built from input keys.",
+        )
+        names.add_metric([], cache.get("bytes", 0))
+        dropped = CounterMetricFamily(
+            "riverbed_name_cache_resets",
+            "Times the feature-name cache reached its budget and was dropped (keys that "
+            "keep changing: a stream of ever new feature names or nested prefixes).",
+        )
+        dropped.add_metric([], cache.get("resets", 0))
         yield from (family for _, family in per_partition)
-        yield from (labels, drifts, value, lag, dead, snaps, refused, gaps, up)
+        yield from (labels, drifts, value, lag, dead, snaps, refused, gaps, up, names, dropped)

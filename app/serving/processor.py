@@ -27,7 +27,7 @@ from riverbed.kafka.topics import TopicNames
 from riverbed.learning.learner import LEARN, NONFINITE_REASON, LabelOutcome, NonFiniteState
 from riverbed.learning.state import Learners
 from riverbed.protocols import SourceRecord
-from riverbed.records import encode
+from riverbed.records import encode, name_cache
 from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
@@ -389,4 +389,8 @@ class Processor:
 
     def describe(self) -> dict[str, Any]:
         """Counts across partitions, and the last drift and promotion records, for ``/models``."""
-        return {"dead_letters": dict(self.dead_letters), "recent_events": list(self.recent_events)}
+        return {
+            "dead_letters": dict(self.dead_letters),
+            "recent_events": list(self.recent_events),
+            "name_cache": name_cache(),
+        }

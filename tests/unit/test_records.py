@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from riverbed import records
 from riverbed.exceptions import InvalidRecord
 from riverbed.records import FieldMapping, decode_event, decode_label
 
@@ -98,3 +101,13 @@ def test_a_prediction_field_is_bounded_too() -> None:
     assert m.event(b'{"id": "a", "f": 1, "meta": {"k": [1, 2]}}', None, 1000).fields == {
         "meta": {"k": [1, 2]}
     }
+
+
+def test_ever_new_nested_prefixes_stay_within_the_name_cache_budget(monkeypatch: Any) -> None:
+    monkeypatch.setattr(records, "NAMES_MAX_BYTES", 200_000)
+    before = records.name_cache()["resets"]
+    for i in range(20_000):  # {"x": {"k<new>": {"v": 1}}}: a new prefix each time
+        raw = b'{"id": "a", "x": {"k%d": {"v": 1}}}' % i
+        assert decode_event(raw, 1000).x == {f"k{i}.v": 1}
+        assert records.name_cache()["bytes"] <= 200_000 + 1000
+    assert records.name_cache()["resets"] > before
