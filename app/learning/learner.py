@@ -738,6 +738,21 @@ class PartitionLearner(ModelHolder):
         self._lineup_specs = lineup
         self.lineup = tuple(s.name for s in lineup)
         wanted = list(self.lineup)
+        if self.spec.name not in wanted:
+            # The champion was taken out of RIVERBED_MODEL: the first configured
+            # candidate this learner has (else a fresh one of the first) takes over.
+            i = next((i for i, c in enumerate(self.challengers) if c.name in wanted), None)
+            if i is None:
+                self.challengers.append(Candidate(
+                    lineup[0], metric=self.metric_name, window=self.metric_window,
+                    detector=self.drift_detector, threshold=self.threshold,
+                ))  # fmt: skip
+                i = len(self.challengers) - 1
+            logger.warning(
+                "partition %d: the champion %s is no longer in RIVERBED_MODEL; %s takes "
+                "its place", self.partition, self.spec.name, self.challengers[i].name,
+            )  # fmt: skip
+            self._swap(i)
         have = {c.name: c for c in self.challengers}
         champion = self.spec.name
         kept = []
@@ -1094,21 +1109,26 @@ class PartitionLearner(ModelHolder):
         if best is not None:
             self._promote(best[0], best[1], topic=topic, offset=offset)
 
-    def _promote(self, i: int, verdict: PairedTest, *, topic: str, offset: int) -> None:
+    def _swap(self, i: int) -> None:
         """Challenger ``i`` becomes the champion; the champion becomes challenger ``i``."""
-        c, duel = self.challengers[i], self.duels[i]
-        old = self.spec.name
+        c = self.challengers[i]
         for name in MODEL_FIELDS:
             mine, theirs = getattr(self, name), getattr(c, name)
             setattr(self, name, theirs)
             setattr(c, name, mine)
         # Waiting events remember every candidate's prediction: swap them too, so a
-        # later label scores each model's own prediction.
+        # later label scores each model's own prediction (None: it made none).
         for waiting in self.pending.values():
-            if waiting.shadow is not None and i < len(waiting.shadow):
-                shadow = list(waiting.shadow)
-                waiting.y_pred, shadow[i] = shadow[i], waiting.y_pred
-                waiting.shadow = tuple(shadow)
+            shadow = list(waiting.shadow or ())
+            shadow += [None] * (i + 1 - len(shadow))
+            waiting.y_pred, shadow[i] = shadow[i], waiting.y_pred
+            waiting.shadow = tuple(shadow)
+
+    def _promote(self, i: int, verdict: PairedTest, *, topic: str, offset: int) -> None:
+        """Challenger ``i`` becomes the champion, as the duel decided; recorded."""
+        duel = self.duels[i]
+        old = self.spec.name
+        self._swap(i)
         self.promotions += 1
         self._since_promotion = 0
         self.duels = [self._new_duel() for _ in self.challengers]

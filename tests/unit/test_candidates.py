@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
+import pytest
 from river import datasets, evaluate, metrics
 from river.datasets import synth
 
@@ -115,3 +117,27 @@ def test_progressive_val_score_agrees_for_the_champion_alone() -> None:
     offline = evaluate.progressive_val_score(datasets.Phishing(), models.build("logreg"),
                                              metrics.Accuracy())  # fmt: skip
     assert two.metric.get() == offline.get()
+
+
+@pytest.mark.parametrize("now", ["hoeffding", "hoeffding,arf"])
+def test_a_champion_taken_out_of_the_lineup_gives_its_place_and_is_dropped(
+    now: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    two = learner("logreg,hoeffding")
+    for i, (x, y) in enumerate(synth.Agrawal(seed=3).take(200)):
+        two.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
+    hoeffding = two.challengers[0].model
+    lineup = tuple(models.lineup(now))
+    two.configure(dataclasses.replace(two.settings, lineup=lineup))
+    assert two.spec.name == "hoeffding" and two.model is hoeffding
+    assert "logreg" not in [c.name for c in two.challengers]
+    assert "no longer in RIVERBED_MODEL" in caplog.text
+
+
+def test_a_champion_replaced_by_a_new_model_starts_it_fresh() -> None:
+    one = learner("logreg")
+    for i, (x, y) in enumerate(synth.Agrawal(seed=3).take(50)):
+        one.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
+    one.configure(dataclasses.replace(one.settings, lineup=tuple(models.lineup("hoeffding"))))
+    assert one.spec.name == "hoeffding" and one.challengers == []
+    assert one.describe()["candidates"]["hoeffding"]["learned"] == 0
