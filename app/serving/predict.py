@@ -122,7 +122,7 @@ class Predictor:
         """The partition a request asks for (``?partition=P`` or ``?key=K``)."""
         if "partition" in query:
             raw = query["partition"]
-            if not raw.isdigit() or int(raw) >= self.partitions:
+            if not (raw.isascii() and raw.isdigit()) or int(raw) >= self.partitions:
                 msg = f"partition={raw!r}: the events topic has partitions 0..{self.partitions - 1}"
                 raise HTTPProblem(400, msg)
             return int(raw)

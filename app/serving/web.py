@@ -90,7 +90,7 @@ def register_model_export(app: faust.App, learners: Learners, token: str) -> Non
                 status=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        p = int(partition) if partition.isdigit() else -1
+        p = int(partition) if partition.isascii() and partition.isdigit() else -1
         if p not in learners.assigned:
             owned = sorted(learners.assigned)
             msg = f"partition {partition} is not this worker's; it owns {owned}"

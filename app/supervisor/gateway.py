@@ -46,6 +46,11 @@ PAGE = Path(__file__).resolve().parent.parent / "serving" / "static" / "index.ht
 MAXIMA = frozenset({"last_checkpoint_seconds", "last_capture_loop_seconds", "recovery_seconds",
                     "snapshot_age_s"})  # fmt: skip
 FORWARD_HEADERS = ("Authorization", "Content-Type", "Accept")
+# A child's answer headers the relay keeps (and every X-Riverbed-*: the model export's
+# offsets and model name, which the export alone would lose).
+RELAYED_HEADERS = frozenset(
+    ("Content-Type", "Retry-After", "WWW-Authenticate", "Content-Disposition")
+)
 
 
 def _combine(key: str, a: Any, b: Any) -> Any:
@@ -230,7 +235,7 @@ class Gateway:
                 request.method, self._url(child, request.path_qs), data=body, headers=headers
             ) as r:
                 keep = {k: v for k, v in r.headers.items()
-                        if k in ("Content-Type", "Retry-After", "WWW-Authenticate")}  # fmt: skip
+                        if k in RELAYED_HEADERS or k.startswith("X-Riverbed-")}  # fmt: skip
                 return web.Response(body=await r.read(), status=r.status, headers=keep)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._unavailable(f"worker slot {child.slot} did not answer: {exc!r}")

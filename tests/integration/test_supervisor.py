@@ -157,6 +157,14 @@ def test_sigterm_stops_every_child_with_final_snapshots_and_exits_0(
     # /predict through the supervisor's port is answered (by a child, or its owner).
     status, body = _post(machine.port, "?key=k-1", {"x": {"salary": 1.0}})
     assert status == 200 and body["partition"] in range(4)
+    # The model export through it keeps the child's headers (offsets, model, file name).
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{machine.port}/models/0/model",
+                                timeout=10) as r:  # fmt: skip
+        assert r.status == 200 and r.headers["X-Riverbed-Model"] == "logreg"
+        assert int(r.headers["X-Riverbed-Events-Offset"]) >= 0
+        assert "model-p0.pkl" in r.headers["Content-Disposition"]
     machine.proc.send_signal(signal.SIGTERM)
     assert machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S) == 0
     # Each child checkpointed and committed everything it handled.

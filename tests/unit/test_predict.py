@@ -114,3 +114,10 @@ def test_a_body_nested_past_the_limit_is_a_400_naming_it() -> None:
     with pytest.raises(HTTPProblem) as problem:
         predictor().parse(body, "k")
     assert problem.value.status == 400 and "RIVERBED_MAX_DEPTH" in problem.value.reason
+
+
+def test_a_partition_in_other_digits_is_a_400_not_a_500() -> None:
+    for raw in ("\u00b2", "\u0663", "1\u00b2"):  # superscript two, Arabic-Indic three
+        with pytest.raises(HTTPProblem) as problem:
+            predictor().partition_of({"partition": raw})
+        assert problem.value.status == 400
