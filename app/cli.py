@@ -537,6 +537,9 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             args_list = [*args_list, "--loglevel", settings.log_level]
         if settings.processes > 1:
             return _supervise(settings, args_list, loop)
+        from riverbed.supervisor.process import die_with_supervisor
+
+        die_with_supervisor()
         # Faust makes only the last directory of datadir; a new RIVERBED_DATA_DIR (or a
         # supervisor's slot-<i> under it) may need its parents too.
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -74,7 +75,34 @@ def child_env(settings: Settings, slot: int, environ: dict[str, str]) -> dict[st
         RIVERBED_GROUP_INSTANCE_ID=_instance_name(f"{base}-{slot}"),
         RIVERBED_DATA_DIR=os.path.join(settings.data_dir, f"slot-{slot}"),
     )
+    env[SUPERVISOR_ENV] = str(os.getpid())  # not a setting: the child dies with this pid
     return env
+
+
+# The supervisor's pid, in its children's environment (app/supervisor/process.py's
+# die_with_supervisor reads it). Not RIVERBED_-prefixed: settings refuse unknown names.
+SUPERVISOR_ENV = "_RIVERBED_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_supervisor(environ: Mapping[str, str] | None = None) -> None:
+    """In a supervised worker: be sent SIGTERM when the supervisor dies, even by kill -9
+    (Linux's PR_SET_PDEATHSIG), and exit at once if it is already gone.
+
+    A kill -9 of the supervisor left its children running under PID 1, consuming and
+    holding their ports, and a new supervisor's children then crash-looped on them.
+    """
+    env = os.environ if environ is None else environ
+    parent = env.get(SUPERVISOR_ENV)
+    if not parent:
+        return
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != int(parent):  # it died before the line above took effect
+        logger.error("the supervisor (pid %s) is gone; this worker stops", parent)
+        raise SystemExit(1)
 
 
 def _instance_name(name: str) -> str:

@@ -179,3 +179,24 @@ def _post(port: int, query: str, body: Any) -> tuple[int, Any]:
                                  data=orjson.dumps(body), method="POST")  # fmt: skip
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, orjson.loads(r.read())
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie waiting for init counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in state
+
+
+def test_children_die_with_a_supervisor_killed_9(supervised: Any) -> None:
+    machine = supervised(**SETTINGS)
+    pids = machine.pids()
+    assert len(pids) == PROCESSES
+    machine.proc.send_signal(signal.SIGKILL)
+    machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S)
+    # PR_SET_PDEATHSIG: each child is sent SIGTERM, stops as it would (final snapshots),
+    # and frees its port for the next supervisor.
+    wait_for(lambda: all(_gone(p) for p in pids.values()), timeout=SUPERVISOR_STOP_TIMEOUT_S,
+             what="the children of a killed supervisor to exit")  # fmt: skip
