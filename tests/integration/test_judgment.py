@@ -155,10 +155,12 @@ def test_labels_by_absence_are_decided_by_the_records_alone(
     stage(half, t0 + n * 10 + 60_000)
     ends = _ends(kafka, events, labels)
     assert sum(ends["events"].values()) == n
-    a = start_worker(**_app(names, events, labels, "a", **common))
-    b = start_worker(**_app(names, events, labels, "b", batch_max=37, **common))
-    c2 = start_worker(**c_settings)
+    # The three start together (each would wait ~6 s for its group alone).
+    a = start_worker(wait=False, **_app(names, events, labels, "a", **common))
+    b = start_worker(wait=False, **_app(names, events, labels, "b", batch_max=37, **common))
+    c2 = start_worker(wait=False, **c_settings)
     for w in (a, b, c2):
+        w.wait_ready()
         wait_for(lambda w=w: _done(w, ends), timeout=DONE_TIMEOUT_S, what="every record handled")
 
     # The split the timestamps say: the 2 s and the early labels in time, the rest by

@@ -85,7 +85,7 @@ def supervised(kafka: str, names: Names, output_dir: Path) -> Any:
         s.stop()
 
 
-def test_a_killed_child_is_restarted_with_its_partitions_and_the_other_is_undisturbed(
+def test_a_killed_child_is_restarted_and_all_die_with_a_killed_supervisor(
     supervised: Any, start_producer: Any, kafka: str, names: Names
 ) -> None:
     machine = supervised(**SETTINGS)
@@ -133,6 +133,15 @@ def test_a_killed_child_is_restarted_with_its_partitions_and_the_other_is_undist
     _, metrics = machine.get("/metrics")
     assert 'riverbed_worker_restarts_total{slot="0"} 1.0' in metrics
     assert re.search(r'riverbed_events_total\{partition="\d",slot="1"\}', metrics)
+
+    # Then the supervisor itself is killed -9: its children go too (PR_SET_PDEATHSIG;
+    # each is sent SIGTERM and stops as it would), freeing their ports.
+    children = machine.pids()
+    machine.proc.send_signal(signal.SIGKILL)
+    machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S)
+    wait_for(lambda: all(_gone(p) for p in children.values()),
+             timeout=SUPERVISOR_STOP_TIMEOUT_S,
+             what="the children of a killed supervisor to exit")  # fmt: skip
 
 
 def test_restarts_past_the_intensity_stop_the_supervisor_with_the_reason(
@@ -188,15 +197,3 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return "\nState:\tZ" in state
-
-
-def test_children_die_with_a_supervisor_killed_9(supervised: Any) -> None:
-    machine = supervised(**SETTINGS)
-    pids = machine.pids()
-    assert len(pids) == PROCESSES
-    machine.proc.send_signal(signal.SIGKILL)
-    machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S)
-    # PR_SET_PDEATHSIG: each child is sent SIGTERM, stops as it would (final snapshots),
-    # and frees its port for the next supervisor.
-    wait_for(lambda: all(_gone(p) for p in pids.values()), timeout=SUPERVISOR_STOP_TIMEOUT_S,
-             what="the children of a killed supervisor to exit")  # fmt: skip
