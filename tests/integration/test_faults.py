@@ -23,6 +23,7 @@ from tests.integration.helpers import (
     committed,
     consume,
     produce,
+    read_all,
     riverbed,
     riverbed_env,
     total,
@@ -120,8 +121,13 @@ def test_a_worker_stalled_past_its_session_restores_instead_of_keeping_a_stale_l
         if got_back:  # it was given back partitions the other worker learned further
             break
     assert got_back, f"the stalled worker never got an old partition back in {STALL_ATTEMPTS}"
-    assert producer.wait(RECV_TIMEOUT_S * 2) == 0
-    check_exactly_once(kafka, names, [first, second], n=n)
+    # The rest of the stream adds nothing to the case (it took ~35 s): stop the producer
+    # and check what it wrote.
+    producer.terminate()
+    producer.wait(RECV_TIMEOUT_S)
+    written = len(read_all(kafka, names.topic("events")))
+    assert 1500 < written <= n
+    check_exactly_once(kafka, names, [first, second], n=written)
     assert first.models()["restores"]["stale"] >= 1
     assert "is not current" in first.log.read_text()
 
