@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.fraud import exact_auc, learned_label, maturity_reference, payments
 from tests.helpers import wait_for
-from tests.integration.helpers import Names, read_all, total
+from tests.integration.helpers import Names, free_port, read_all, total
 
 WAIT_MS = 5000  # RIVERBED_LABEL_DEFAULT_AFTER
 PARTITIONS = 2
@@ -148,7 +148,11 @@ def test_labels_by_absence_are_decided_by_the_records_alone(
     # is on the topics; A and B read the whole backlog, B in tiny fetches. The merge
     # of each partition's records is the same either way.
     stage(t0 - 1000, half)
-    c_settings = _app(names, events, labels, "c", snapshot_every=3000, **common)
+    # Static membership: the restarted C takes its partitions back at once instead of
+    # waiting out the killed one's session. The same URL too: Faust's assignor asserts
+    # that the assignment a static member gets back names its own URL.
+    c_settings = _app(names, events, labels, "c", snapshot_every=3000, web_port=free_port(),
+                      group_instance_id=f"{names.uid}-c", **common)  # fmt: skip
     c = start_worker(**c_settings)
     wait_for(lambda: total(c, "events") >= 4000, timeout=DONE_TIMEOUT_S, what="C under way")
     c.stop(signal.SIGKILL)
