@@ -17,6 +17,13 @@ Events and labels are separate topics, fetched independently, so a label can be
 handled before its event. Such an early label waits (same bounds); when its event
 arrives, the event is predicted first and then learned with it, exactly as if the
 label had come inline, so the label never leaks into the prediction.
+
+With label maturity (``label_maturity``, RIVERBED_LABEL_MATURITY) every label waits
+with its event, inline, early or on time, until the event is ``label_default_after_ms``
+of stream time old, and is learned then, in event order, or the default is: River's
+``progressive_val_score`` with ``moment`` and ``delay``. Under RIVERBED_THRESHOLD a
+binary classifier's decision is its :class:`~riverbed.learning.threshold.Threshold`'s,
+and what a candidate remembers of an event is a :class:`~riverbed.learning.promotion.Decided`.
 """
 
 from __future__ import annotations

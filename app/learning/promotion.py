@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from riverbed.learning.judgment import PairedTest, delong, mcnemar, paired_z
 from riverbed.learning.quality import MetricChoice
 
@@ -141,10 +139,3 @@ class Duel:
         # Losses (paired z): smaller is better; accuracy and AUC: bigger.
         better = challenger < champion if self.choice.test == "paired_z" else challenger > champion
         return bool(better and verdict.statistic > 0 and verdict.p_value < SIGNIFICANCE)
-
-    def means(self) -> tuple[float, float]:
-        """The mean outcome of each (error rate, score or loss) over the window."""
-        if not self.pairs:
-            return (float("nan"), float("nan"))
-        arr = np.array([(a, b) for _y, a, b in self.pairs], dtype=float)
-        return float(arr[:, 0].mean()), float(arr[:, 1].mean())
