@@ -217,6 +217,11 @@ def _url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+def _urls(value: str) -> tuple[str, ...]:
+    """Comma-separated http(s)://host[:port] URLs (may be empty)."""
+    return tuple(_url(u) for u in value.split(",") if u.strip())
+
+
 def _processes(value: str) -> int:
     """A positive number of processes, or ``auto`` (the CPUs this process may use)."""
     if value.strip().lower() == "auto":
@@ -425,6 +430,13 @@ SPECS: tuple[_Spec, ...] = (
         _url,
         "URL other workers of the group reach this one at (forwarded /predict requests); "
         "empty: http://<web host>:<web port>.",
+    ),
+    _Spec(
+        "peer_urls",
+        "",
+        _urls,
+        "Advertised URLs of the group's other workers that /predict may forward the Bearer "
+        "token to, comma-separated; empty: only workers on this worker's own host.",
     ),
     _Spec(
         "http_token",
@@ -699,6 +711,7 @@ class Settings:
     web_host: str
     web_port: int
     web_advertised_url: str
+    peer_urls: tuple[str, ...]
     http_token: str = field(repr=False)
     shadow_predictions: bool
     promotion: str

@@ -122,7 +122,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     predictor = predict.Predictor(
         learners, learners.settings.mapping, events_topic=names.events,
         partitions=layout[names.events] if layout else settings.partitions,
-        url=settings.advertised_url, token=settings.http_token,
+        url=settings.advertised_url, token=settings.http_token, peers=settings.peer_urls,
         max_bytes=settings.predict_max_bytes, max_records=settings.predict_max_records,
         model=spec.name,
     )  # fmt: skip

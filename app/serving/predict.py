@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 import faust
@@ -97,6 +98,7 @@ class Predictor:
         events_topic: str,
         url: str,
         token: str,
+        peers: tuple[str, ...] = (),
         max_bytes: int,
         max_records: int,
         model: str,
@@ -107,6 +109,10 @@ class Predictor:
         self.events_topic = events_topic
         self.url = url.rstrip("/")
         self.token = token
+        # Where a request's Bearer token may be forwarded: RIVERBED_PEER_URLS, or else
+        # the workers on this worker's own host. A member of the group advertises any
+        # URL it likes; a rogue one would otherwise collect every forwarded token.
+        self.peers = frozenset(u.rstrip("/") for u in peers)
         # RIVERBED_PREDICT_MAX_BYTES and _RECORDS: a body is read, parsed and answered
         # on the worker's loop, so its size bounds the memory and the loop's hold (the
         # records' bounds allowed 1 GB: a 213 MB body held a loop 8.4 s, past the
@@ -226,6 +232,27 @@ class Predictor:
             raise HTTPProblem(400, "no body: send one event record or a JSON list of them")
         return b"".join(chunks)
 
+    def trusted(self, owner: str) -> bool:
+        """Whether a request's token may be forwarded to ``owner`` (an advertised URL).
+
+        Examples
+        --------
+        >>> from riverbed import models
+        >>> p = Predictor(Learners(models.spec("logreg")), FieldMapping(), partitions=1,
+        ...               events_topic="ev", url="http://10.0.0.5:6066", token="t",
+        ...               peers=("http://10.0.0.6:6066",), max_bytes=1, max_records=1,
+        ...               model="logreg")
+        >>> p.trusted("http://10.0.0.6:6066"), p.trusted("http://10.0.0.5:6068")
+        (True, True)
+        >>> p.trusted("http://10.0.0.7:6066"), p.trusted("http://10.0.0.6:9999")
+        (False, False)
+
+        """
+        owner = owner.rstrip("/")
+        if owner in self.peers:
+            return True
+        return urlsplit(owner).hostname == urlsplit(self.url).hostname
+
     def _too_big(self) -> str:
         return f"the body is over {self.max_body} bytes (RIVERBED_PREDICT_MAX_BYTES)"
 
@@ -241,6 +268,13 @@ class Predictor:
             raise moved
         headers = {"Content-Type": "application/json", FORWARDED: self.url}
         if "Authorization" in request.headers:
+            if not self.trusted(owner):
+                msg = (
+                    f"the owner of partition {partition} advertises {owner}, which is not in "
+                    "RIVERBED_PEER_URLS (nor on this worker's host): the token is not sent "
+                    "there; ask the owner directly, or list it in RIVERBED_PEER_URLS"
+                )
+                raise HTTPProblem(502, msg)
             headers["Authorization"] = request.headers["Authorization"]
         self.forwarded += 1
         try:

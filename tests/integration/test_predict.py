@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     Names,
     Worker,
     consume,
+    free_port,
     riverbed,
     riverbed_env,
     total,
@@ -100,7 +101,11 @@ def test_predict_equals_an_offline_replay_at_the_offset_it_names(
 
 def test_any_worker_answers_for_any_partition(kafka: str, names: Names, start_worker: Any) -> None:
     a = start_worker(partitions=PARTITIONS)
-    b = start_worker(partitions=PARTITIONS)
+    # b advertises itself under another host name than a's (127.0.0.1): reachable, but
+    # not a host a may send a request's token to.
+    port_b = free_port()
+    b = start_worker(partitions=PARTITIONS, web_port=port_b,
+                     web_advertised_url=f"http://localhost:{port_b}")  # fmt: skip
     wait_for(
         lambda: (
             len(a.models()["assigned"]) + len(b.models()["assigned"]) == PARTITIONS
@@ -123,6 +128,11 @@ def test_any_worker_answers_for_any_partition(kafka: str, names: Names, start_wo
     forwarded = a.models()["predict"]["forwarded"]
     assert forwarded > 0, "some keys live on the other worker"
     assert b.models()["predict"]["requests"] >= forwarded
+    # A token goes only where RIVERBED_PEER_URLS (or the same host) allows.
+    on_b = next(p for p, w in owned.items() if w is b)
+    status, got, _ = post(a, f"?partition={on_b}", {"x": PROBES[0]}, token="t")
+    assert status == 502 and "RIVERBED_PEER_URLS" in got["error"], got
+    assert post(b, f"?partition={on_b}", {"x": PROBES[0]}, token="t")[0] == 200
 
 
 def test_the_token_sizes_and_bad_requests_are_refused_clearly(
