@@ -1423,14 +1423,7 @@ class PartitionLearner(ModelHolder):
         self._expire(ts_ms)
         pending = self.pending.pop(label.id, None)
         if pending is None:
-            finished = self._finished.get(label.id)
-            if finished is not None:
-                outcome = LabelOutcome.LATE if finished else LabelOutcome.ORPHAN
-            elif elsewhere is not None and elsewhere(label.id):
-                outcome = LabelOutcome.MISROUTED
-            else:
-                outcome = LabelOutcome.EARLY
-                self._keep_early(label, ts_ms)
+            outcome = self._unmatched(label, ts_ms, elsewhere)
         else:
             self.pending_bytes -= pending.size
             try:
@@ -1467,26 +1460,29 @@ class PartitionLearner(ModelHolder):
         mature, and is learned then, in event order. Events due before the label's time
         mature first (on the Kafka clock: labels carry no event time), so a label counts
         only if it came by its event's due time, whatever the order it was fetched in."""
-        if getattr(self, "_kafka_clock", True):
+        if self._kafka_clock:
             self._expire(ts_ms)
         waiting = self.pending.get(label.id)
-        if waiting is not None:
-            if waiting.label is not None:
-                outcome = LabelOutcome.LATE  # a second label: the first one counts
-            else:
-                waiting.label = label.y
-                outcome = LabelOutcome.JOINED
+        if waiting is None:
+            outcome = self._unmatched(label, ts_ms, elsewhere)
+        elif waiting.label is not None:
+            outcome = LabelOutcome.LATE  # a second label: the first one counts
         else:
-            finished = self._finished.get(label.id)
-            if finished is not None:
-                outcome = LabelOutcome.LATE if finished else LabelOutcome.ORPHAN
-            elif elsewhere is not None and elsewhere(label.id):
-                outcome = LabelOutcome.MISROUTED
-            else:
-                outcome = LabelOutcome.EARLY
-                self._keep_early(label, ts_ms)
+            waiting.label = label.y
+            outcome = LabelOutcome.JOINED
         self.labels[outcome] += 1
         return outcome
+
+    def _unmatched(self, label: Label, ts_ms: int, elsewhere: Callable[[str], bool] | None) -> str:
+        """The outcome of a label whose event does not wait here: late (learned),
+        orphan (expired), misrouted (it waits in another partition), or early (kept)."""
+        finished = self._finished.get(label.id)
+        if finished is not None:
+            return LabelOutcome.LATE if finished else LabelOutcome.ORPHAN
+        if elsewhere is not None and elsewhere(label.id):
+            return LabelOutcome.MISROUTED
+        self._keep_early(label, ts_ms)
+        return LabelOutcome.EARLY
 
     def _keep_early(self, label: Label, ts_ms: int) -> None:
         """A label before its event: it waits (as many as events may)."""
