@@ -385,6 +385,13 @@ SPECS: tuple[_Spec, ...] = (
         "Levels of objects an event may nest (the record is 1); deeper is a dead letter.",
     ),
     _Spec(
+        "quarantine_after",
+        "2",
+        _positive_int,
+        "Worker processes that may die (a signal, the OOM killer) while handling one record "
+        "before the next start dead-letters it (stage quarantine) instead of handling it.",
+    ),
+    _Spec(
         "prediction_fields",
         "",
         _paths,
@@ -533,6 +540,19 @@ SPECS: tuple[_Spec, ...] = (
         _processes,
         "Worker processes on this machine under one supervisor (riverbed worker "
         "--processes); auto: one per CPU.",
+    ),
+    _Spec(
+        "restart_intensity",
+        "5",
+        _non_negative_int,
+        "With --processes: restarts of one slot within RIVERBED_RESTART_PERIOD after which "
+        "that slot stays down (the others go on; all down: the supervisor exits 1).",
+    ),
+    _Spec(
+        "restart_period",
+        "60",
+        _positive_float,
+        "Seconds over which RIVERBED_RESTART_INTENSITY counts a slot's restarts.",
     ),
     _Spec(
         "group_instance_id",
@@ -701,6 +721,9 @@ class Settings:
     label_value: str
     prediction_fields: tuple[str, ...]
     max_depth: int
+    restart_intensity: int
+    restart_period: float
+    quarantine_after: int
     predict_max_bytes: int
     predict_max_records: int
     label_default: Any

@@ -41,6 +41,7 @@ from riverbed.serving import agents, predict, web
 from riverbed.serving.metrics import RiverbedMetrics
 from riverbed.serving.processor import Processor
 from riverbed.serving.publisher import MetricsPublisher
+from riverbed.serving.quarantine import Quarantine
 
 __all__ = ["check_layout", "create_app"]
 
@@ -114,6 +115,11 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = {tp.partition for tp in args[0] if tp.topic == names.events}
         status.ready = False
+        if processor.quarantine is None:  # the last process's unfinished run, if any
+            processor.quarantine = Quarantine.open(
+                settings.data_dir, str(settings.web_port), after=settings.quarantine_after,
+                topics=(names.events, names.labels),
+            )  # fmt: skip
         await recovery.assign(assigned)  # raises (and Faust crashes the worker) on a wrong key
         status.ready = True
         logger.info("riverbed owns partitions %s (model %s; restore took %.2f s)",

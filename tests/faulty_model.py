@@ -61,3 +61,19 @@ def logreg_twin() -> Any:
     from riverbed import models
 
     return models.build("logreg")
+
+
+class Segfaults(linear_model.LogisticRegression):
+    """logreg whose ``learn_one`` ends the process with SIGSEGV on a record with a
+    ``poison`` feature, as a bug in a model's C extension would: no Python exception."""
+
+    def learn_one(self, x: dict[str, Any], y: Any, w: float = 1.0) -> None:
+        if "poison" in x:
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: SIGSEGV
+        super().learn_one(x, y, w)
+
+
+def segfaults_on_poison() -> Segfaults:
+    return Segfaults()

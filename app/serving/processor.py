@@ -29,6 +29,7 @@ from riverbed.learning.state import Learners
 from riverbed.protocols import SourceRecord
 from riverbed.records import encode, name_cache
 from riverbed.serving.metrics import RiverbedMetrics
+from riverbed.serving.quarantine import Quarantine
 
 __all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
 
@@ -38,6 +39,10 @@ DLQ_HEADER_PREFIX = "riverbed."
 DLQ_RECORD_OVERHEAD = 1024  # a record batch's framing around one dead letter
 RECENT_EVENTS = 50  # drift and promotion records kept for /models (the live page)
 Headers = Sequence[tuple[str, bytes]]
+
+
+class ProcessCrash(Exception):
+    """A record's dead letter after worker processes died handling it (quarantine)."""
 
 
 class Record(NamedTuple):
@@ -83,6 +88,7 @@ class Processor:
         max_record_bytes: int,
         metrics: RiverbedMetrics | None = None,
         dlq_max_bytes: int = 1_048_588,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.learners = learners
         self.metrics = metrics
@@ -98,9 +104,10 @@ class Processor:
         self.decode_event = mapping.event_decoder()
         self.decode_label = mapping.label_decoder()
         self._misrouted_logged = False
+        self.quarantine = quarantine
 
     def handle_many(
-        self, topic: str, partition: int, records: Iterable[SourceRecord]
+        self, topic: str, partition: int, records: Sequence[SourceRecord]
     ) -> list[tuple[bytes | None, bytes, int]]:
         """Process one partition's records of one topic, in offset order.
 
@@ -108,8 +115,55 @@ class Processor:
         in ms, ``key``, ``value``, ``headers``). Returns the predictions as
         ``(key, value, ts)`` for ``predictions[partition]``, ``ts`` being the epoch ms
         the prediction was made (its ``ts`` field, and its Kafka timestamp); dead
-        letters and drift events go to :attr:`extra`.
+        letters and drift events go to :attr:`extra`. With a :attr:`quarantine`, the
+        run is marked in flight while it is handled (``riverbed.serving.quarantine``).
         """
+        q = self.quarantine
+        if q is None or not records:
+            return self._handle_many(topic, partition, records)
+        first, last = records[0].offset, records[-1].offset
+        if q.crashes and q.suspect(topic, partition, first, last):
+            return self._one_at_a_time(q, topic, partition, records)
+        q.mark(topic, partition, first, last)
+        out = self._handle_many(topic, partition, records)
+        q.clear()  # not in a finally: an exception here already stopped the worker
+        return out
+
+    def _one_at_a_time(
+        self, q: Quarantine, topic: str, partition: int, records: Sequence[SourceRecord]
+    ) -> list[tuple[bytes | None, bytes, int]]:
+        """Records near a crash: each marked alone, and the culprit of enough crashes
+        dead-lettered (stage ``quarantine``) instead of handled."""
+        out: list[tuple[bytes | None, bytes, int]] = []
+        learner = self.learners.get(partition)
+        label = topic == self.topics.labels
+        for r in records:
+            handled = learner.last_label_offset if label else learner.last_offset
+            if r.offset > handled and q.quarantined(topic, partition, r.offset):
+                crashes = q.crashes_on(topic, partition, r.offset)
+                logger.error(
+                    "%s[%d]@%d was being handled when %d processes died: dead-lettered "
+                    "(stage quarantine), not learned", topic, partition, r.offset, crashes,
+                )  # fmt: skip
+                learner.skip(r.offset, label=label)
+                reason = (
+                    f"{crashes} worker processes died while handling this record "
+                    f"(RIVERBED_QUARANTINE_AFTER={q.after})"
+                )
+                self.extra.append(self._dead_letter(
+                    topic, partition, r.offset, r.key, r.value, r.headers,
+                    stage="quarantine", reason=reason, error=ProcessCrash(reason),
+                ))  # fmt: skip
+            else:
+                q.mark(topic, partition, r.offset, r.offset)
+                out.extend(self._handle_many(topic, partition, (r,)))
+                q.clear()
+            q.passed(topic, partition, r.offset)
+        return out
+
+    def _handle_many(
+        self, topic: str, partition: int, records: Iterable[SourceRecord]
+    ) -> list[tuple[bytes | None, bytes, int]]:
         learner = self.learners.get(partition)
         extra = self.extra
         out: list[tuple[bytes | None, bytes, int]] = []
@@ -393,4 +447,5 @@ class Processor:
             "dead_letters": dict(self.dead_letters),
             "recent_events": list(self.recent_events),
             "name_cache": name_cache(),
+            "crashes": self.quarantine.describe() if self.quarantine is not None else [],
         }

@@ -3,9 +3,12 @@
 Like an OTP one-for-one supervisor: each slot's child is a whole ``riverbed worker``
 process in the app's consumer group. A child that exits or is killed is started again
 after a backoff (0.5 s, doubling, capped; reset once a child has been up for a while).
-When restarts exceed the intensity (5 in 60 s by default) the supervisor gives up: it
-stops the other children gracefully and exits non-zero with the reason. A child that
-stops on a configuration error (exit status 2) is not restarted: it would fail alike.
+The intensity is per slot: a slot whose restarts exceed it (5 in 60 s by default,
+``RIVERBED_RESTART_INTENSITY`` and ``RIVERBED_RESTART_PERIOD``) stays down, logged,
+while the others go on (a record that crashes its process is quarantined by the worker
+itself, ``riverbed.serving.quarantine``); when every slot is down the supervisor exits
+non-zero with the reason. A child that stops on a configuration error (exit status 2)
+is not restarted: it would fail alike, and so would the others.
 On SIGTERM or SIGINT it stops every child gracefully (each checkpoints and commits)
 and exits 0.
 
@@ -28,7 +31,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -41,8 +44,6 @@ logger = logging.getLogger("riverbed.supervisor")
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0  # a child up this long starts its next backoff from the start again
-INTENSITY = 5  # restarts...
-PERIOD_S = 60.0  # ...within this window make the supervisor give up
 STOP_TIMEOUT_S = 60.0  # a child's graceful stop (final checkpoint) before SIGKILL
 CONFIG_ERROR = 2  # riverbed's exit status for a refused setting: restarting cannot help
 
@@ -121,6 +122,8 @@ class Child:
     restarts: int = 0
     backoff: float = BACKOFF_START_S
     exits: list[str] = field(default_factory=list)
+    recent: deque[float] = field(default_factory=deque)  # when its recent restarts happened
+    down: str | None = None  # why the slot was given up, if it was
 
     @property
     def pid(self) -> int | None:
@@ -159,19 +162,18 @@ class Supervisor:
         settings: Settings,
         args: Sequence[str],
         *,
-        intensity: int = INTENSITY,
-        period: float = PERIOD_S,
         environ: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.args = list(args)
-        self.intensity = intensity
-        self.period = period
+        self.intensity = settings.restart_intensity
+        self.period = settings.restart_period
         self.environ = dict(os.environ if environ is None else environ)
+        self.clock = clock
         self.children = [
             Child(slot, settings.web_port + 1 + slot) for slot in range(settings.processes)
         ]
-        self.restarts: deque[float] = deque()  # when each restart happened
         self.restarts_total = 0
         self.stopping = False
         self.failure: str | None = None
@@ -182,46 +184,81 @@ class Supervisor:
         child.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "riverbed", *self.args, env=env
         )
-        child.started = time.monotonic()
+        child.started = self.clock()
         logger.info("worker slot %d started (pid %d, port %d, group.instance.id %s)",
                     child.slot, child.process.pid, child.port,
                     env["RIVERBED_GROUP_INSTANCE_ID"])  # fmt: skip
 
     async def _watch(self, child: Child) -> None:
-        """Restart ``child`` whenever it ends, until the supervisor stops or gives up."""
+        """Restart ``child`` whenever it ends, until the supervisor stops or the slot
+        is given up."""
         while not self.stopping:
             assert child.process is not None
             status = await child.process.wait()
             if self.stopping:
                 return
-            up = time.monotonic() - child.started
-            how = describe_exit(status)
-            child.exits.append(how)
-            if status == CONFIG_ERROR and up < STABLE_AFTER_S:
-                self._give_up(f"worker slot {child.slot} {how} (a refused setting; see its log)")
+            delay = self.ended(child, status)
+            if delay is None:
                 return
-            now = time.monotonic()
-            self.restarts.append(now)
-            while self.restarts and now - self.restarts[0] > self.period:
-                self.restarts.popleft()
-            if len(self.restarts) > self.intensity:
-                self._give_up(
-                    f"{len(self.restarts)} restarts within {self.period:g} s (more than the "
-                    f"intensity {self.intensity}); the last: worker slot {child.slot} {how}"
-                )
-                return
-            if up >= STABLE_AFTER_S:
-                child.backoff = BACKOFF_START_S
-            delay = child.backoff
-            child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
-            child.restarts += 1
-            self.restarts_total += 1
-            logger.warning("worker slot %d (pid %s) %s after %.1f s; restart %d in %.1f s",
-                           child.slot, child.pid, how, up, child.restarts, delay)  # fmt: skip
             await asyncio.sleep(delay)  # the backoff itself, not a wait for a condition
             if self.stopping:
                 return
             await self._spawn(child)
+
+    def ended(self, child: Child, status: int) -> float | None:
+        """``child`` ended with ``status``: the backoff before its restart, or None when
+        the slot is given up (and the supervisor with it, once no slot is left).
+
+        Examples
+        --------
+        >>> now = [0.0]
+        >>> s = Settings.from_env({"RIVERBED_PROCESSES": "2", "RIVERBED_RESTART_INTENSITY": "2"})
+        >>> sup = Supervisor(s, [], environ={}, clock=lambda: now[0])
+        >>> a, b = sup.children
+        >>> [sup.ended(a, -11) for _ in range(3)]  # a crash loop: 2 restarts, then down
+        [0.5, 1.0, None]
+        >>> a.down, sup.stopping
+        ('3 restarts within 60 s (more than the intensity 2), the last killed by SIGSEGV', False)
+        >>> now[0] = b.started = 61.0  # slot 1 is not held back by slot 0
+        >>> sup.ended(b, 1), sup.ended(b, 1), sup.ended(b, 1) is None, sup.stopping
+        (0.5, 1.0, True, True)
+        >>> print(sup.failure)  # doctest: +NORMALIZE_WHITESPACE
+        every worker slot is down; the last: slot 1: 3 restarts within 60 s (more than
+        the intensity 2), the last exited with status 1
+
+        """
+        now = self.clock()
+        up = now - child.started
+        how = describe_exit(status)
+        child.exits.append(how)
+        if status == CONFIG_ERROR and up < STABLE_AFTER_S:
+            self._give_up(f"worker slot {child.slot} {how} (a refused setting; see its log)")
+            return None
+        child.recent.append(now)
+        while child.recent and now - child.recent[0] > self.period:
+            child.recent.popleft()
+        if len(child.recent) > self.intensity:
+            child.down = (
+                f"{len(child.recent)} restarts within {self.period:g} s (more than the "
+                f"intensity {self.intensity}), the last {how}"
+            )
+            if all(c.down for c in self.children):
+                self._give_up(
+                    f"every worker slot is down; the last: slot {child.slot}: {child.down}"
+                )
+            else:
+                logger.error("worker slot %d stays down: %s; the other slots go on",
+                             child.slot, child.down)  # fmt: skip
+            return None
+        if up >= STABLE_AFTER_S:
+            child.backoff = BACKOFF_START_S
+        delay = child.backoff
+        child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+        child.restarts += 1
+        self.restarts_total += 1
+        logger.warning("worker slot %d (pid %s) %s after %.1f s; restart %d in %.1f s",
+                       child.slot, child.pid, how, up, child.restarts, delay)  # fmt: skip
+        return delay
 
     def _give_up(self, reason: str) -> None:
         if self.failure is None:

@@ -24,11 +24,13 @@ from tests.integration.helpers import (
     Worker,
     committed,
     consume,
+    produce,
     riverbed,
     riverbed_env,
     total,
 )
 from tests.integration.test_recovery import AGRAWAL, N, check_exactly_once
+from tests.replay import comparable, replay
 
 pytestmark = pytest.mark.integration
 
@@ -147,12 +149,67 @@ def test_a_killed_child_is_restarted_and_all_die_with_a_killed_supervisor(
 def test_restarts_past_the_intensity_stop_the_supervisor_with_the_reason(
     supervised: Any,
 ) -> None:
-    # A model whose worker processes die at start (the supervisor's own check passes).
-    machine = supervised(wait=False, model="tests.faulty_model:dies_in_a_worker_process")
+    # A model whose worker processes die at start (the supervisor's own check passes):
+    # each slot is given up after its own restarts, and the supervisor with the last.
+    machine = supervised(wait=False, model="tests.faulty_model:dies_in_a_worker_process",
+                         restart_intensity=1)  # fmt: skip
     assert machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S) == 1
     log = machine.log.read_text()
-    assert "supervisor gave up: 6 restarts within 60 s (more than the intensity 5)" in log
+    assert "stays down: 2 restarts within 60 s (more than the intensity 1)" in log
+    assert "supervisor gave up: every worker slot is down" in log
     assert "exited with status 3" in log
+
+
+def test_a_record_that_kills_its_process_is_quarantined_and_the_other_slot_goes_on(
+    supervised: Any, kafka: str, names: Names
+) -> None:
+    """A segfault in the model on one record (as a C extension bug would): the slot
+    that owns it dies twice, then dead-letters it (stage quarantine) and goes on; the
+    other slot never notices; every other record is learned once, as offline."""
+    model = "tests.faulty_model:segfaults_on_poison"
+    machine = supervised(partitions=2, model=model)
+    owner = next(s for s in range(PROCESSES) if 0 in machine.child(s).models()["assigned"])
+    pids = machine.pids()
+    other_syncs = machine.synced(pids[1 - owner])
+    n, poison_at = 400, 150
+    values = {p: [orjson.dumps({"id": f"e{p}-{i}", "x": {"a": i % 7, "b": (i * p) % 5},
+                               "y": i % 3 == 0}) for i in range(n)] for p in (0, 1)}  # fmt: skip
+    values[0][poison_at] = orjson.dumps({"id": "poison", "x": {"a": 1, "poison": 1}, "y": True})
+    for p in (0, 1):
+        produce(kafka, names.topic("events"), [(v, v, p) for v in values[p]])
+
+    dlq = consume(kafka, names.topic("dlq"), 1)
+    headers = {k: v.decode() for k, v in dlq[0].headers}
+    assert headers["riverbed.stage"] == "quarantine", headers
+    assert (headers["riverbed.source.partition"], headers["riverbed.source.offset"]) == (
+        "0",
+        str(poison_at),
+    )
+    assert "2 worker processes died while handling this record" in headers["riverbed.error"]
+    assert dlq[0].value == values[0][poison_at]
+    wait_for(lambda: total(machine, "learned") == 2 * n - 1, timeout=RECV_TIMEOUT_S,
+             what="every other record learned")  # fmt: skip
+
+    health = machine.get("/health")[1]["processes"]
+    assert health[owner]["restarts"] == 2, health
+    assert all("SIGSEGV" in e for e in health[owner]["exits"]), health
+    assert machine.pids()[1 - owner] == pids[1 - owner], "the other slot was never stopped"
+    assert machine.synced(pids[1 - owner]) == other_syncs, "nor did it rejoin the group"
+    # Exactly as offline, without the quarantined record; repeats (after the crashes)
+    # identical.
+    seen: dict[tuple[int, int], dict[str, Any]] = {}
+    for r in consume(kafka, names.topic("predictions"), 2 * n - 1):
+        pred = orjson.loads(r.value)
+        key = (pred["partition"], pred["offset"])
+        assert seen.setdefault(key, comparable(pred)) == comparable(pred), key
+    assert len(seen) == 2 * n - 1 and (0, poison_at) not in seen
+    for p in (0, 1):
+        steps = [("event", (e := orjson.loads(v))["x"], e["y"]) for v in values[p]]
+        offsets = [o for o in range(n) if (p, o) != (0, poison_at)]
+        expected, _ = replay(model, [steps[o] for o in offsets])
+        assert [seen[(p, o)] for o in offsets] == expected, f"partition {p}"
+    assert machine.get("/ready")[0] == 200
+    assert machine.models()["crashes"] == [], "the crashes are passed"
 
 
 def test_sigterm_stops_every_child_with_final_snapshots_and_exits_0(
