@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -34,7 +35,7 @@ from riverbed.kafka.topics import (
     TopicNames,
     check_layout,
 )
-from riverbed.kafka.transport import BatchTransport
+from riverbed.kafka.transport import BatchTransport, unreachable_after
 from riverbed.kafka.worker import Producers, faust_app
 from riverbed.learning.state import Learners
 from riverbed.serving import agents, predict, web
@@ -105,7 +106,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         value_serializer="raw",
     )  # subscribed, not iterated
     app.topics.add(source)
-    status = web.WorkerStatus()
+    status = web.WorkerStatus(unreachable_after(settings.session_timeout))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -152,6 +153,11 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     app.timer(settings.metrics_interval)(publisher.publish)
     app.timer(logs.LIMIT.window)(logs.flush)
     app.timer(1.0)(checkpointer.checkpoint_if_due)
+
+    @app.timer(1.0)
+    async def watch_broker() -> None:  # /ready says when no broker answers for minutes
+        status.broker(compat.coordinator_known(app.consumer), time.monotonic())
+
     agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
     web.register(app, document, status, metrics)
     web.register_model_export(app, learners, settings.http_token)

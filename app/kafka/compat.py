@@ -108,6 +108,10 @@ PRIVATE: tuple[Private, ...] = (
             "attribute", "the fetcher, whose wait is paced"),
     Private("aiokafka", "aiokafka.consumer.fetcher:Fetcher", "_fetch_max_wait_ms",
             "attribute", "read into every FetchRequest"),
+    # -- aiokafka: whether the group coordinator is known (/ready, a stop) -------------
+    Private("aiokafka", "aiokafka.consumer.consumer:AIOKafkaConsumer", "_coordinator",
+            "attribute", "its coordinator_id is None while no broker answers for the group "
+            "(a failed heartbeat marks it dead at once); no public accessor"),
     # -- aiokafka: a partition's lag without an await (app/kafka/join.py) ---------------
     Private("aiokafka", "aiokafka.consumer.consumer:AIOKafkaConsumer", "_subscription",
             "attribute", "its assignment's per-partition high watermark and position; "
@@ -180,6 +184,17 @@ def fetch_offsets(consumer: Any, tp: Any) -> tuple[int, int] | None:
     if state is None or state.highwater is None or not state.has_valid_position:
         return None
     return state.highwater, state.position
+
+
+def coordinator_known(faust_consumer: Any) -> bool | None:
+    """Whether the aiokafka consumer inside Faust's knows its group coordinator now
+    (None before the consumer started)."""
+    thread = getattr(faust_consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None:
+        return None
+    return coordinator.coordinator_id is not None
 
 
 def channel_queues(channel: Any) -> list[Any]:

@@ -24,6 +24,9 @@ own consumer thread.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, cast
 
@@ -37,6 +40,23 @@ from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
 
 __all__ = ["BatchConsumer", "BatchConsumerThread", "BatchTransport", "LoopConsumerThread"]
+
+logger = logging.getLogger(__name__)
+
+WATCH_S = 1.0  # how often a drain looks whether the broker still answers
+# No group coordinator this long (at most; a third of the session timeout if shorter):
+# no checkpoint can be written, and /ready says so (app/serving/web.py).
+UNREACHABLE_S = 10.0
+UNREACHABLE_EXIT = 1  # a stop that could not take its final checkpoint
+
+
+def unreachable_after(session_timeout: float) -> float:
+    """Seconds without a group coordinator after which the broker counts as unreachable.
+
+    >>> unreachable_after(45.0), unreachable_after(6.0)
+    (10.0, 2.0)
+    """
+    return min(UNREACHABLE_S, session_timeout / 3)
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -292,7 +312,39 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return super()._new_offset(tp)
 
     async def wait_empty(self) -> None:
-        await self.intake.drain()
+        """Drain and checkpoint, then Faust's wait.
+
+        When the worker stops and no broker has answered for the group for
+        :func:`unreachable_after`, the checkpoint cannot be written, nor can the producers
+        flush, and each would wait for the broker (a stop with the broker down took
+        60 s per worker, then SIGKILL): the process ends there, as a kill would end it,
+        which riverbed recovers from exactly. Nothing is lost: the offsets committed
+        are those the last written snapshot covers, and the partitions' next owner
+        handles the records after them again.
+        """
+        drain = asyncio.ensure_future(self.intake.drain())
+        if not self.app.should_stop:  # a rebalance: the checkpoint waits for the broker
+            await drain
+            await super().wait_empty()
+            return
+        unknown_since: float | None = None
+        while not drain.done():
+            await asyncio.wait({drain}, timeout=WATCH_S)
+            if drain.done() or compat.coordinator_known(self) is not False:
+                unknown_since = None
+                continue
+            now = time.monotonic()
+            unknown_since = unknown_since or now
+            if now - unknown_since >= unreachable_after(self.app.conf.broker_session_timeout):
+                logger.error(
+                    "stopping with no broker answering for the group for %.0f s: the final "
+                    "checkpoint cannot be written; the process ends now (the records since "
+                    "the last snapshot are handled again by the partitions' next owner)",
+                    now - unknown_since,
+                )  # fmt: skip
+                logging.shutdown()
+                os._exit(UNREACHABLE_EXIT)
+        drain.result()
         await super().wait_empty()
 
 

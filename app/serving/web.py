@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,41 @@ PAGE = Path(__file__).parent / "static" / "index.html"
 
 
 class WorkerStatus:
-    """Readiness: true once every assigned partition has recovered its learner."""
+    """Readiness: every assigned partition has recovered its learner, and the broker
+    answered for the group within ``unreachable_after`` s (10, or a third of the session
+    timeout if that is shorter: ``riverbed.kafka.transport.unreachable_after``).
 
-    def __init__(self) -> None:
+    Examples
+    --------
+    >>> status = WorkerStatus()
+    >>> status.ready = True
+    >>> status.broker(True, now=100.0); status.problem(now=105.0) is None
+    True
+    >>> status.broker(False, now=106.0); status.problem(now=109.0) is None  # a blip
+    True
+    >>> status.problem(now=116.0)
+    'no broker has answered for the group for 16 s'
+
+    """
+
+    def __init__(self, unreachable_after: float = 10.0) -> None:
+        self.unreachable_after = unreachable_after
         self.ready = False
+        self.broker_seen: float | None = None  # monotonic time the coordinator was known
+
+    def broker(self, known: bool | None, now: float) -> None:
+        """The consumer knows its group coordinator now (``known``), or not."""
+        if known:
+            self.broker_seen = now
+
+    def problem(self, now: float) -> str | None:
+        """Why the worker is not ready, or None when it is."""
+        if not self.ready:
+            return "partitions are being assigned or restored"
+        seen = self.broker_seen
+        if seen is not None and now - seen > self.unreachable_after:
+            return f"no broker has answered for the group for {now - seen:.0f} s"
+        return None
 
 
 def lag(learners: Learners, highwater: Callable[[int], int | None]) -> Callable[[int], int | None]:
@@ -59,9 +92,15 @@ def register(app: faust.App, document: Callable[[], dict[str, Any]], status: Wor
         # Learning gaps (records deleted before any snapshot covered them) do not stop
         # a worker from serving; they are reported here, loudly in the log, and in
         # riverbed_learning_gaps_total.
-        ok = status.ready
+        problem = status.problem(time.monotonic())
+        ok = problem is None
         gaps = document().get("learning_gaps", [])
-        return web.json({"ready": ok, "learning_gaps": gaps}, status=200 if ok else 503)
+        # The pid: a supervisor counts only its own children's answers (a previous
+        # supervisor's worker may still hold the port).
+        body = {"ready": ok, "learning_gaps": gaps, "pid": os.getpid()}
+        if problem:
+            body["reason"] = problem
+        return web.json(body, status=200 if ok else 503)
 
     @app.page("/models")
     async def models_view(web: View, request: Request) -> Response:

@@ -3,7 +3,7 @@
 On ``RIVERBED_WEB_PORT`` (each child serves ``RIVERBED_WEB_PORT + 1 + slot``):
 
 * ``/health``: the supervisor and each child's pid, port, restarts;
-* ``/ready``: 200 when every child is ready;
+* ``/ready``: 200 when every child answers, itself (its pid), that it is ready;
 * ``/models``: the children's documents merged into one of the same schema (all the
   machine's partitions; ``assigned`` merged; counters summed);
 * ``/metrics``: every child's metrics with a ``slot`` label, plus
@@ -40,7 +40,12 @@ __all__ = ["Gateway", "merge_documents", "relabel"]
 
 logger = logging.getLogger("riverbed.supervisor")
 
-CHILD_TIMEOUT_S = 5.0
+CHILD_TIMEOUT_S = 5.0  # /ready, /models, /metrics of a child
+# A relayed /predict or model export: longer than a child takes to answer or to give up
+# forwarding to the owner (predict.FORWARD_TIMEOUT_S, 10 s; not imported: the supervisor
+# does not load Faust), so the relay never gives up on a child that still works for it.
+# The work itself is bounded by RIVERBED_PREDICT_MAX_BYTES and _RECORDS.
+RELAY_TIMEOUT_S = 60.0
 PAGE = Path(__file__).resolve().parent.parent / "serving" / "static" / "index.html"
 # /models fields that are not counts: the largest, not the sum, describes the machine.
 MAXIMA = frozenset({"last_checkpoint_seconds", "last_capture_loop_seconds", "recovery_seconds",
@@ -127,8 +132,8 @@ class Gateway:
         self.runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_record_bytes
-                              * self.settings.batch_max + 1024)  # fmt: skip
+        # /predict's own limit (a child refuses more with a 413 that says which setting)
+        app = web.Application(client_max_size=self.settings.predict_max_bytes + 1)
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/models", self.models)
@@ -189,13 +194,25 @@ class Gateway:
 
     async def ready(self, request: web.Request) -> web.Response:
         answers = await self._all("/ready")
-        ready = {c.slot: status == 200 for c, status, _ in answers}
+        ready: dict[int, bool] = {}
+        reasons: dict[int, str] = {}
         gaps: list[Any] = []
-        for _c, status, body in answers:
-            if status in (200, 503) and body:
-                gaps.extend(orjson.loads(body).get("learning_gaps", []))
+        for c, status, body in answers:
+            doc = orjson.loads(body) if status in (200, 503) and body else {}
+            # Only this child's own answer counts, not another process on its port.
+            ours = doc.get("pid") == c.pid
+            ready[c.slot] = status == 200 and ours
+            if ours:
+                gaps.extend(doc.get("learning_gaps", []))
+            if not ready[c.slot]:
+                reasons[c.slot] = (doc.get("reason", "not ready") if ours else c.down
+                                   or "does not answer")  # fmt: skip
         ok = bool(ready) and all(ready.values()) and not self.supervisor.stopping
-        doc = {"ready": ok, "learning_gaps": gaps, "processes": self._processes(ready)}
+        processes = self._processes(ready)
+        for p in processes:
+            if p["slot"] in reasons:
+                p["reason"] = reasons[p["slot"]]
+        doc = {"ready": ok, "learning_gaps": gaps, "processes": processes}
         return web.Response(body=orjson.dumps(doc), status=200 if ok else 503,
                             content_type="application/json")  # fmt: skip
 
@@ -227,12 +244,18 @@ class Gateway:
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(body=PAGE.read_bytes(), content_type="text/html")
 
-    async def _relay(self, child: Child, request: web.Request, body: bytes | None) -> web.Response:
+    async def _relay(
+        self, child: Child, request: web.Request, body: bytes | None, timeout: float
+    ) -> web.Response:
         assert self.session is not None
         headers = {k: request.headers[k] for k in FORWARD_HEADERS if k in request.headers}
         try:
             async with self.session.request(
-                request.method, self._url(child, request.path_qs), data=body, headers=headers
+                request.method,
+                self._url(child, request.path_qs),
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as r:
                 keep = {k: v for k, v in r.headers.items()
                         if k in RELAYED_HEADERS or k.startswith("X-Riverbed-")}  # fmt: skip
@@ -255,7 +278,14 @@ class Gateway:
         if not live:
             return self._unavailable("no worker process is running")
         child = live[next(self._next) % len(live)]
-        return await self._relay(child, request, await request.read())
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            reason = (f"the body is over {self.settings.predict_max_bytes} bytes "
+                      "(RIVERBED_PREDICT_MAX_BYTES)")  # fmt: skip
+            return web.Response(body=orjson.dumps({"error": reason}), status=413,
+                                content_type="application/json")  # fmt: skip
+        return await self._relay(child, request, body, RELAY_TIMEOUT_S)
 
     async def model_export(self, request: web.Request) -> web.Response:
         try:
@@ -264,5 +294,5 @@ class Gateway:
             return web.Response(status=400, text="the partition is a number")
         for child, status, body in await self._all("/models"):
             if status == 200 and partition in orjson.loads(body).get("assigned", []):
-                return await self._relay(child, request, None)
+                return await self._relay(child, request, None, RELAY_TIMEOUT_S)
         return self._unavailable(f"no worker of this machine owns partition {partition} now")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from riverbed.config import Settings
@@ -45,6 +47,7 @@ BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0  # a child up this long starts its next backoff from the start again
 STOP_TIMEOUT_S = 60.0  # a child's graceful stop (final checkpoint) before SIGKILL
+POLL_S = 0.1  # how often a wait for another process's exit looks
 CONFIG_ERROR = 2  # riverbed's exit status for a refused setting: restarting cannot help
 
 
@@ -104,6 +107,35 @@ def die_with_supervisor(environ: Mapping[str, str] | None = None) -> None:
     if os.getppid() != int(parent):  # it died before the line above took effect
         logger.error("the supervisor (pid %s) is gone; this worker stops", parent)
         raise SystemExit(1)
+
+
+def _is_riverbed(pid: int) -> bool:
+    """Whether ``pid`` is a running riverbed process (not a zombie, not a reused pid)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        if sys.platform.startswith("linux"):
+            return False
+        try:  # no /proc: whether it exists at all
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    return b"riverbed" in cmdline and state != "Z"
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound on ``host`` now (as the worker's web server will)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _instance_name(name: str) -> str:
@@ -179,12 +211,67 @@ class Supervisor:
         self.failure: str | None = None
         self._done = asyncio.Event()
 
+    # -- the PID file: what a supervisor started after this one must stop first ------
+    @property
+    def pid_file(self) -> Path:
+        return Path(self.settings.data_dir) / f"supervisor-{self.settings.web_port}.pids"
+
+    def _write_pids(self) -> None:
+        pids = {"supervisor": os.getpid(),
+                "children": {str(c.slot): c.pid for c in self.children if c.pid}}  # fmt: skip
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.pid_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(pids))
+        os.replace(tmp, self.pid_file)
+
+    async def take_over(self) -> str | None:
+        """Stop the workers a previous supervisor on these ports left (by its PID file),
+        and check the ports are free; the reason they are not, if they are not.
+
+        A supervisor killed with -9 takes its children with it (:func:`die_with_supervisor`),
+        but they stop gracefully, holding their ports a few seconds; a new supervisor
+        whose children were started meanwhile crash-looped on ``address already in use``.
+        """
+        try:
+            previous = json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):
+            previous = {}
+        left = {int(slot): pid for slot, pid in previous.get("children", {}).items()
+                if _is_riverbed(pid)}  # fmt: skip
+        if _is_riverbed(previous.get("supervisor", 0)) and previous["supervisor"] != os.getpid():
+            return (f"another supervisor (pid {previous['supervisor']}) runs on port "
+                    f"{self.settings.web_port} (its PID file: {self.pid_file})")  # fmt: skip
+        if left:
+            logger.warning(
+                "the workers of a previous supervisor still run (pids %s, ports %s): stopping "
+                "them (SIGTERM; their final checkpoint) before starting new ones",
+                ", ".join(map(str, left.values())),
+                ", ".join(str(self.settings.web_port + 1 + s) for s in left),
+            )  # fmt: skip
+            for pid in left.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, signal.SIGCONT)  # a stopped process acts on it (as systemd)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while any(_is_riverbed(p) for p in left.values()):
+                if time.monotonic() > deadline:
+                    for pid in left.values():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(POLL_S)  # polls their exit: they are not our children
+        for child in self.children:
+            if not _port_free(self.settings.web_host, child.port):
+                return (f"port {child.port} (worker slot {child.slot}) is in use by another "
+                        f"process; choose another RIVERBED_WEB_PORT")  # fmt: skip
+        return None
+
     async def _spawn(self, child: Child) -> None:
         env = child_env(self.settings, child.slot, self.environ)
         child.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "riverbed", *self.args, env=env
         )
         child.started = self.clock()
+        self._write_pids()
         logger.info("worker slot %d started (pid %d, port %d, group.instance.id %s)",
                     child.slot, child.process.pid, child.port,
                     env["RIVERBED_GROUP_INSTANCE_ID"])  # fmt: skip
@@ -279,17 +366,20 @@ class Supervisor:
         self._done.set()
 
     async def _reap(self) -> None:
-        for child in self.children:
-            if child.process is None:
-                continue
-            try:
-                await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT_S)
-            except TimeoutError:
-                logger.error("worker slot %d did not stop in %.0f s; killing it",
-                             child.slot, STOP_TIMEOUT_S)  # fmt: skip
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.kill()
-                await child.process.wait()
+        """Wait for every child's stop at once (they stop in parallel: with the broker
+        down each may take its whole timeout), killing those past it."""
+        await asyncio.gather(*(self._reap_one(c) for c in self.children if c.process))
+
+    async def _reap_one(self, child: Child) -> None:
+        assert child.process is not None
+        try:
+            await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            logger.error("worker slot %d did not stop in %.0f s; killing it",
+                         child.slot, STOP_TIMEOUT_S)  # fmt: skip
+            with contextlib.suppress(ProcessLookupError):
+                child.process.kill()
+            await child.process.wait()
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (exit 0) or giving up (exit 1)."""
@@ -298,8 +388,18 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        busy = await self.take_over()
+        if busy:
+            print(f"riverbed: error: {busy}", file=sys.stderr)
+            return 1
         gateway = Gateway(self)
-        await gateway.start()
+        try:
+            await gateway.start()
+        except OSError as exc:
+            print(f"riverbed: error: the supervisor cannot serve port {self.settings.web_port}:"
+                  f" {exc.strerror}", file=sys.stderr)  # fmt: skip
+            await gateway.stop()
+            return 1
         try:
             for child in self.children:
                 await self._spawn(child)
@@ -311,6 +411,8 @@ class Supervisor:
             await asyncio.gather(*watchers, return_exceptions=True)
         finally:
             await gateway.stop()
+            with contextlib.suppress(OSError):
+                self.pid_file.unlink()
         if self.failure:
             print(f"riverbed: error: supervisor gave up: {self.failure}", file=sys.stderr)
             return 1

@@ -9,21 +9,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from riverbed.devtools.broker import free_ports
+from riverbed.devtools.broker import STATE, LocalBroker, free_ports
 from tests.helpers import ROOT, wait_for
 from tests.integration.helpers import (
+    BROKER_START_TIMEOUT_S,
     RECV_TIMEOUT_S,
     WORKER_READY_TIMEOUT_S,
     Names,
     Worker,
     committed,
     consume,
+    free_port,
     produce,
     riverbed,
     riverbed_env,
@@ -136,14 +139,26 @@ def test_a_killed_child_is_restarted_and_all_die_with_a_killed_supervisor(
     assert 'riverbed_worker_restarts_total{slot="0"} 1.0' in metrics
     assert re.search(r'riverbed_events_total\{partition="\d",slot="1"\}', metrics)
 
-    # Then the supervisor itself is killed -9: its children go too (PR_SET_PDEATHSIG;
-    # each is sent SIGTERM and stops as it would), freeing their ports.
+    # Then the supervisor itself is killed -9 while its children are frozen (SIGSTOP:
+    # as if they had not died with it), and a new one starts on the same ports: it stops
+    # them by its predecessor's PID file instead of crash-looping on "address in use".
     children = machine.pids()
+    for pid in children.values():
+        os.kill(pid, signal.SIGSTOP)
     machine.proc.send_signal(signal.SIGKILL)
     machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S)
-    wait_for(lambda: all(_gone(p) for p in children.values()),
-             timeout=SUPERVISOR_STOP_TIMEOUT_S,
-             what="the children of a killed supervisor to exit")  # fmt: skip
+    successor = Supervised(machine.env, machine.log)
+    try:
+        successor.wait_ready(WORKER_READY_TIMEOUT_S * 2)
+        assert all(_gone(p) for p in children.values())
+        assert not set(successor.pids().values()) & set(children.values())
+        health = successor.get("/health")[1]
+        assert health["restarts"] == 0, health
+        log = machine.log.read_text()
+        assert "the workers of a previous supervisor still run (pids " in log
+        assert "address already in use" not in log
+    finally:
+        successor.stop()
 
 
 def test_restarts_past_the_intensity_stop_the_supervisor_with_the_reason(
@@ -254,3 +269,55 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return "\nState:\tZ" in state
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalBroker]:
+    """A broker of this test's own, which it may stop."""
+    port = free_port(pair=True)
+    broker = LocalBroker(port=port, data_dir=STATE / f"test-broker-{port}")
+    broker.wipe()
+    broker.start(timeout=BROKER_START_TIMEOUT_S)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        broker.wipe()
+
+
+def test_with_the_broker_gone_ready_says_so_and_a_stop_takes_seconds(
+    own_broker: LocalBroker, names: Names, output_dir: Path
+) -> None:
+    bootstrap = f"127.0.0.1:{own_broker.port}"
+    env = riverbed_env(bootstrap, names, web_port=free_ports(PROCESSES + 1), partitions=2,
+                       data_dir=output_dir / "machine", session_timeout=6)  # fmt: skip
+    machine = Supervised(env, output_dir / "machine.log")
+    try:
+        machine.wait_ready(WORKER_READY_TIMEOUT_S * 2)
+        sent = riverbed(
+            "produce", "--limit", "1000", env=riverbed_env(bootstrap, names, partitions=2)
+        )
+        assert sent.returncode == 0, sent.stderr
+        wait_for(lambda: total(machine, "events") == 1000, timeout=RECV_TIMEOUT_S,
+                 what="1000 events")  # fmt: skip
+        own_broker.stop()
+
+        def unreachable() -> bool:
+            status, doc = machine.get("/ready")
+            said = [p.get("reason", "") for p in doc["processes"]]
+            return status == 503 and all(r.startswith("no broker has answered") for r in said)
+
+        wait_for(unreachable, timeout=RECV_TIMEOUT_S, what="/ready: 503, the broker gone")
+        # A stop cannot write the final checkpoints: each child says so and ends, at
+        # once, in parallel (it took 60 s per child, one after the other, then SIGKILL).
+        began = time.monotonic()
+        machine.proc.send_signal(signal.SIGTERM)
+        assert machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S) == 0
+        took = time.monotonic() - began
+        log = machine.log.read_text()
+        assert log.count("the final checkpoint cannot be written") == PROCESSES
+        assert "did not stop in" not in log
+        print(f"stopped with the broker down in {took:.1f} s")
+        assert took < 30
+    finally:
+        machine.stop()

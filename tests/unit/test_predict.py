@@ -121,3 +121,11 @@ def test_a_partition_in_other_digits_is_a_400_not_a_500() -> None:
         with pytest.raises(HTTPProblem) as problem:
             predictor().partition_of({"partition": raw})
         assert problem.value.status == 400
+
+
+def test_the_supervisors_relay_outwaits_a_childs_forward() -> None:
+    """The relay gives a child longer than the child gives the partition's owner."""
+    from riverbed.serving import predict
+    from riverbed.supervisor import gateway
+
+    assert gateway.RELAY_TIMEOUT_S > predict.FORWARD_TIMEOUT_S + gateway.CHILD_TIMEOUT_S

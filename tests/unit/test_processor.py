@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,6 +16,7 @@ from riverbed.kafka.topics import TopicNames
 from riverbed.learning.state import Learners
 from riverbed.serving.metrics import RiverbedMetrics
 from riverbed.serving.processor import Processor, Record
+from riverbed.serving.quarantine import Quarantine
 
 NAMES = TopicNames.from_settings(Settings.from_env({}))
 
@@ -140,3 +142,30 @@ def test_any_error_while_handling_a_record_dead_letters_it_and_the_rest_go_on() 
     assert headers["riverbed.error.type"] == b"KeyError"
     assert headers["riverbed.error"] == b"KeyError: 'no such field'"
     assert proc.learners.get(0).last_offset == 3
+
+
+def test_near_a_crash_records_go_one_at_a_time_and_the_culprit_is_quarantined(
+    tmp_path: Path,
+) -> None:
+    """Two processes died on offset 7 (the mark says so); the next one dead-letters it
+    and handles the rest exactly as if it had never been there."""
+    topics = (NAMES.events, NAMES.labels)
+    Quarantine.open(tmp_path, "w", after=2, topics=topics).mark(NAMES.events, 0, 0, 19)
+    Quarantine.open(tmp_path, "w", after=2, topics=topics).mark(NAMES.events, 0, 7, 7)
+    proc = _processor()
+    proc.quarantine = Quarantine.open(tmp_path, "w", after=2, topics=topics)
+    records = _records(30)
+    out = proc.handle_many(NAMES.events, 0, records)
+    assert [orjson.loads(v)["offset"] for _, v, _ in out] == [o for o in range(30) if o != 7]
+    (dead,) = proc.extra
+    headers = dict(dead.headers or [])
+    assert headers["riverbed.stage"] == b"quarantine" and dead.value == records[7].value
+    assert headers["riverbed.error.type"] == b"ProcessCrash"
+    assert proc.quarantine.crashes == [], "passed: the next crash starts afresh"
+    assert proc.learners.get(0).last_offset == 29
+
+    clean = _processor()
+    expected = clean.handle_many(NAMES.events, 0, records[:7] + records[8:])
+    assert [orjson.loads(v)["proba"] for _, v, _ in out] == [
+        orjson.loads(v)["proba"] for _, v, _ in expected
+    ]
