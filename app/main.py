@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -43,6 +46,7 @@ from riverbed.serving.metrics import RiverbedMetrics
 from riverbed.serving.processor import Processor
 from riverbed.serving.publisher import MetricsPublisher
 from riverbed.serving.quarantine import Quarantine
+from riverbed.supervisor.process import supervisor_gone
 
 __all__ = ["check_layout", "create_app"]
 
@@ -157,6 +161,14 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     @app.timer(1.0)
     async def watch_broker() -> None:  # /ready says when no broker answers for minutes
         status.broker(compat.coordinator_known(app.consumer), time.monotonic())
+
+    if not sys.platform.startswith("linux"):  # Linux: PR_SET_PDEATHSIG (supervisor/process.py)
+
+        @app.timer(1.0)
+        async def watch_supervisor() -> None:
+            if supervisor_gone():
+                logger.error("the supervisor is gone; this worker stops")
+                os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful stop
 
     agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
     web.register(app, document, status, metrics)

@@ -104,9 +104,23 @@ def die_with_supervisor(environ: Mapping[str, str] | None = None) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    if os.getppid() != int(parent):  # it died before the line above took effect
+    if supervisor_gone(env):  # it died before the line above took effect
         logger.error("the supervisor (pid %s) is gone; this worker stops", parent)
         raise SystemExit(1)
+
+
+def supervisor_gone(environ: Mapping[str, str] | None = None) -> bool:
+    """In a supervised worker: whether its supervisor has died (it was re-parented).
+    Where ``PR_SET_PDEATHSIG`` does not exist, the worker looks every second.
+
+    >>> supervisor_gone({}), supervisor_gone({SUPERVISOR_ENV: str(os.getppid())})
+    (False, False)
+    >>> supervisor_gone({SUPERVISOR_ENV: "1"})  # re-parented: init, or a subreaper
+    True
+    """
+    env = os.environ if environ is None else environ
+    parent = env.get(SUPERVISOR_ENV)
+    return bool(parent) and os.getppid() != int(parent)
 
 
 def _is_riverbed(pid: int) -> bool:
