@@ -23,3 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        # With pytest-xdist (`make test`: --dist loadgroup) the tests of the secured
+        # broker run in one process, which starts that broker once.
+        if "secured" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("secured"))

@@ -9,6 +9,9 @@ fixtures use, and tests import, are in ``tests/integration/helpers.py``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -31,8 +34,9 @@ from tests.integration.secured import Secured, secured_broker
 
 
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[str]:
-    """Bootstrap address of a real Kafka broker for the whole session."""
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real Kafka broker for the whole session (with
+    pytest-xdist, one broker for all its worker processes)."""
     given = os.environ.get("RIVERBED_BROKER")
     if given:
         from riverbed.config import parse_broker
@@ -42,15 +46,59 @@ def kafka() -> Iterator[str]:
             pytest.fail(f"RIVERBED_BROKER={given} does not answer metadata requests")
         yield bootstrap
         return
-    port = free_port(pair=True)
-    broker = LocalBroker(port=port, data_dir=STATE / f"test-broker-{port}")
-    broker.wipe()
-    bootstrap = broker.start(timeout=BROKER_START_TIMEOUT_S)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The run's temporary root, shared by the xdist workers of one run.
+        yield from _shared_broker(tmp_path_factory.getbasetemp().parent)
+        return
+    broker = _new_broker()
     try:
-        yield bootstrap
+        yield broker.bootstrap
     finally:
         broker.stop()
         broker.wipe()
+
+
+def _new_broker() -> LocalBroker:
+    port = free_port(pair=True)
+    broker = LocalBroker(port=port, data_dir=STATE / f"test-broker-{port}")
+    broker.wipe()
+    broker.start(timeout=BROKER_START_TIMEOUT_S)
+    return broker
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _shared_broker(root: Path) -> Iterator[str]:
+    """One broker for the xdist workers of a run: the first to need it starts it, the
+    last to finish stops it (a count of users in a file, under a file lock)."""
+    state, lock = root / "kafka.json", root / "kafka.lock"
+    with _locked(lock):
+        shared = json.loads(state.read_text()) if state.exists() else {"users": 0}
+        if not shared["users"]:
+            broker = _new_broker()
+            shared = {"users": 0, "port": broker.port, "bootstrap": broker.bootstrap}
+        shared["users"] += 1
+        state.write_text(json.dumps(shared))
+    try:
+        yield shared["bootstrap"]
+    finally:
+        with _locked(lock):
+            shared = json.loads(state.read_text())
+            shared["users"] -= 1
+            state.write_text(json.dumps(shared))
+            if not shared["users"]:
+                port = shared["port"]
+                broker = LocalBroker(port=port, data_dir=STATE / f"test-broker-{port}")
+                broker.stop()
+                broker.wipe()
 
 
 @pytest.fixture
