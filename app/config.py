@@ -385,6 +385,13 @@ SPECS: tuple[_Spec, ...] = (
         "Levels of objects an event may nest (the record is 1); deeper is a dead letter.",
     ),
     _Spec(
+        "name_cache_max_bytes",
+        str(16 * 1024 * 1024),
+        _positive_int,
+        "Bytes of the cache of dotted feature names (built from nested keys); past it the "
+        "cache starts afresh (riverbed_name_cache_resets_total).",
+    ),
+    _Spec(
         "quarantine_after",
         "2",
         _positive_int,
@@ -724,6 +731,7 @@ class Settings:
     restart_intensity: int
     restart_period: float
     quarantine_after: int
+    name_cache_max_bytes: int
     predict_max_bytes: int
     predict_max_records: int
     label_default: Any

@@ -24,7 +24,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from riverbed import logs, models
+from riverbed import logs, models, records
 from riverbed.checkpoint.recovery import Recovery
 from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec, load_key
 from riverbed.config import PROJECT_ROOT, Settings
@@ -62,6 +62,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     producers' request limit follows the dead-letter topic's.
     """
     compat.check()  # the private names of faust, mode and aiokafka riverbed relies on
+    records.bound_name_cache(settings.name_cache_max_bytes)
     lineup = models.lineup(settings.model)  # the candidates; the first is the champion
     spec = lineup[0]
     dlq_max = layout.dlq_max_bytes if layout else DEFAULT_MAX_MESSAGE_BYTES + DLQ_HEADROOM_BYTES

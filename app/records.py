@@ -209,10 +209,17 @@ _ENTRY_BYTES = 160  # beyond the characters: a dict slot and a str object, measu
 
 
 class _NameCache:
-    """What ``_NAMES`` holds (an estimate in bytes) and how often it was dropped."""
+    """What ``_NAMES`` holds (an estimate in bytes), its bound, and how often it was
+    dropped."""
 
     bytes = 0
     resets = 0
+    max_bytes = NAMES_MAX_BYTES
+
+
+def bound_name_cache(max_bytes: int) -> None:
+    """Bound the dotted-name cache to ``max_bytes`` (``RIVERBED_NAME_CACHE_MAX_BYTES``)."""
+    _NameCache.max_bytes = max_bytes
 
 
 def name_cache() -> dict[str, int]:
@@ -223,8 +230,8 @@ def name_cache() -> dict[str, int]:
 def _names_of(prefix: str) -> dict[str, str]:
     """The names cached under ``prefix``, a fresh dict when new (or the cache full)."""
     names = _NAMES.get(prefix)
-    if names is None or len(names) > _NAMES_MAX or _NameCache.bytes > NAMES_MAX_BYTES:
-        if _NameCache.bytes > NAMES_MAX_BYTES:
+    if names is None or len(names) > _NAMES_MAX or _NameCache.bytes > _NameCache.max_bytes:
+        if _NameCache.bytes > _NameCache.max_bytes:
             _NAMES.clear()
             _NameCache.bytes = 0
             _NameCache.resets += 1

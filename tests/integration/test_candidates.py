@@ -115,8 +115,12 @@ def test_a_candidate_added_later_is_warmed_up_on_the_retained_history(
         what="the new events handled and snapshotted",
     )  # fmt: skip
     second.stop(signal.SIGKILL)
-    third = start_worker(**settings, model="logreg,hoeffding")
+    # The champion, logreg, is dropped from RIVERBED_MODEL: the challenger the snapshot
+    # holds takes its place (it stayed champion, silently, before issue 26).
+    third = start_worker(**settings, model="hoeffding")
     assert third.models()["warmups"] == []
+    assert {e["champion"] for e in third.models()["partitions"].values()} == {"hoeffding"}
+    assert third.log.read_text().count("the champion logreg is no longer in RIVERBED_MODEL") == 2
     events = consume(kafka, names.topic("events"), 1000)
     for p in (0, 1):
         steps = [orjson.loads(r.value) for r in sorted(events, key=lambda r: r.offset)

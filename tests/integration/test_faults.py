@@ -333,11 +333,14 @@ def test_restored_partitions_take_the_workers_drift_settings(
 def test_pending_bytes_and_feature_names_are_bounded_and_exported(
     kafka: str, names: Names, start_worker: Any
 ) -> None:
-    worker = start_worker(partitions=1, pending_max_bytes=50_000, max_features=30)
+    worker = start_worker(partitions=1, pending_max_bytes=50_000, max_features=30,
+                          name_cache_max_bytes=10_000)  # fmt: skip
     padding = "p" * 9_000
     records = []
     for i in range(40):
-        x = {f"r{i}_{j}": 1.0 for j in range(3)}
+        # Each record's keys are new nested prefixes (x.r<i>_<j>: 120 in all, ~21 KB
+        # of names): the name cache starts afresh instead of growing.
+        x: dict[str, Any] = {f"r{i}_{j}": {"v": 1.0} for j in range(3)}
         x["note"] = padding  # ~9 KB a record, no label: each waits
         records.append((f"e{i}".encode(), orjson.dumps({"id": f"e{i}", "x": x}), 0))
     produce(kafka, names.topic("events"), records)
@@ -348,6 +351,9 @@ def test_pending_bytes_and_feature_names_are_bounded_and_exported(
     metrics = worker.get("/metrics")[1]
     assert 'riverbed_features_dropped_total{partition="0"} 91.0' in metrics
     assert 'riverbed_snapshot_bytes{partition="0"}' in metrics
+    cache = worker.models()["name_cache"]
+    assert cache["resets"] >= 1 and cache["bytes"] <= 10_000 + 1_000, cache
+    assert f"riverbed_name_cache_resets_total {float(cache['resets'])}" in metrics
     log = worker.log.read_text()
     assert log.count("RIVERBED_MAX_FEATURES") == 1 and log.count("RIVERBED_PENDING_MAX_BYTES") == 1
 

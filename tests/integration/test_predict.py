@@ -149,6 +149,7 @@ def test_the_token_sizes_and_bad_requests_are_refused_clearly(
     cases = [
         ("", body, None, 400, "?key=K"),
         ("?partition=9", body, None, 400, "partitions 0..3"),
+        ("?partition=%C2%B2", body, None, 400, "partition"),  # a superscript two: was a 500
         ("?partition=0", None, b'{"x": ', 400, "not valid JSON"),
         ("?partition=0", {"x": {"f": [1]}}, None, 400, '"x.f" must be'),
         ("?partition=0", [body] * 5, None, 413, "RIVERBED_PREDICT_MAX_RECORDS=4"),

@@ -104,7 +104,7 @@ def test_a_prediction_field_is_bounded_too() -> None:
 
 
 def test_ever_new_nested_prefixes_stay_within_the_name_cache_budget(monkeypatch: Any) -> None:
-    monkeypatch.setattr(records, "NAMES_MAX_BYTES", 200_000)
+    monkeypatch.setattr(records._NameCache, "max_bytes", 200_000)
     before = records.name_cache()["resets"]
     for i in range(20_000):  # {"x": {"k<new>": {"v": 1}}}: a new prefix each time
         raw = b'{"id": "a", "x": {"k%d": {"v": 1}}}' % i
