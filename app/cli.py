@@ -24,7 +24,9 @@ from riverbed.exceptions import ConfigError, RiverbedError
 
 __all__ = ["main"]
 
-PROJECT_COMMANDS = {"broker", "produce", "tail", "models", "config", "demo", "export", "inspect"}
+PROJECT_COMMANDS = {
+    "broker", "produce", "tail", "models", "config", "demo", "export", "inspect", "doctor",
+}  # fmt: skip
 HELP = ("-h", "--help")
 # Options of `produce` that only a dataset takes, and those only --file takes.
 DATASET_OPTIONS = ("dataset", "key", "seed", "label_delay", "no_labels", "id_prefix", "drift_at")
@@ -73,6 +75,8 @@ def _model_error(settings: Settings) -> str | None:
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     from riverbed.devtools.broker import LocalBroker, answers_metadata, kafka_version
 
+    if args.nodes > 1:
+        return _broker_cluster(args, settings)
     broker = LocalBroker.from_settings(settings, port=args.port)
     if args.action == "fetch":
         print(f"Kafka {kafka_version()} jars in {broker.fetch()}")
@@ -109,6 +113,32 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "wipe":
         broker.wipe()
         print(f"deleted {broker.data_dir}")
+    return 0
+
+
+def _broker_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    """``riverbed broker ACTION --nodes N``: a local KRaft cluster of N nodes."""
+    from riverbed.devtools.broker import LocalBroker, LocalCluster, kafka_version
+
+    port = args.port or LocalBroker.from_settings(settings).port
+    cluster = LocalCluster(port=port, nodes=args.nodes)
+    if args.action == "fetch":
+        print(f"Kafka {kafka_version()} jars in {cluster.brokers[0].fetch()}")
+    elif args.action == "start":
+        bootstrap = cluster.start()
+        print(f"Kafka {kafka_version()}: {args.nodes} nodes ready at {bootstrap} "
+              f"(RIVERBED_BROKER={bootstrap})")  # fmt: skip
+    elif args.action == "stop":
+        stopped = cluster.stop()
+        print(f"stopped the {args.nodes} nodes at {cluster.bootstrap}" if stopped
+              else f"no cluster started by riverbed is running at {cluster.bootstrap}")  # fmt: skip
+    elif args.action == "status":
+        up = [b.bootstrap for b in cluster.brokers if b.pid() is not None and b.running()]
+        print(f"{len(up)} of {args.nodes} nodes running: {', '.join(up) or 'none'}")
+        return 0 if len(up) == args.nodes else 3
+    elif args.action == "wipe":
+        cluster.wipe()
+        print(f"deleted {cluster.data_dir}")
     return 0
 
 
@@ -197,6 +227,14 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
             idle_timeout=args.idle_timeout,
         )
     )
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from riverbed.kafka.doctor import examine
+
+    report = asyncio.run(examine(settings))
+    print("\n".join(report.lines()))
     return 0
 
 
@@ -295,6 +333,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--port", type=int, default=None, help="client port (default: the port of RIVERBED_BROKER)"
     )
+    b.add_argument(
+        "--nodes", type=int, default=1, metavar="N",
+        help="a replicated cluster of N nodes (replication min(3, N), min.insync one less): "
+        "node i serves PORT + 2(i-1), its controller the port after",
+    )  # fmt: skip
     pr = sub.add_parser(
         "produce",
         help="replay a River dataset, a synthetic stream or your JSON lines into events",
@@ -398,6 +441,11 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("--partition", "-p", type=int, required=True, metavar="P")
     ins.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
+    sub.add_parser(
+        "doctor",
+        help="the cluster's shape and riverbed's topics (replication, partitions, "
+        "retention, cleanup policy), and what to change; reads only",
+    )
     d = sub.add_parser("demo", help="broker + worker + drifting stream + live accuracy")
     d.add_argument("--rate", type=float, default=400.0)
     d.add_argument("--dataset", choices=DATASETS, default="drift")

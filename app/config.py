@@ -256,6 +256,15 @@ def _threshold(value: str) -> str:
     return value.strip().lower()
 
 
+def _replication(value: str) -> int:
+    """A replication factor, or ``auto`` (0): the cluster's default.
+
+    >>> _replication("auto"), _replication("3")
+    (0, 3)
+    """
+    return 0 if value.strip().lower() == "auto" else _positive_int(value)
+
+
 def _non_negative_int(value: str) -> int:
     n = int(value)
     if n < 0:
@@ -430,7 +439,13 @@ SPECS: tuple[_Spec, ...] = (
         _positive_int,
         "Partitions of the topics riverbed creates; events and labels must match.",
     ),
-    _Spec("replication", "1", _positive_int, "Replication factor of the topics riverbed creates."),
+    _Spec(
+        "replication",
+        "auto",
+        _replication,
+        "Replication factor of the topics riverbed creates; auto: the cluster's "
+        "default.replication.factor (at most its brokers).",
+    ),
     _Spec(
         "web_host",
         "127.0.0.1",
@@ -738,7 +753,7 @@ class Settings:
     label_default_after: float
     model: str
     partitions: int
-    replication: int
+    replication: int  # 0: auto, the cluster's default (app/kafka/topics.py resolves it)
     web_host: str
     web_port: int
     web_advertised_url: str

@@ -66,7 +66,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     lineup = models.lineup(settings.model)  # the candidates; the first is the champion
     spec = lineup[0]
     dlq_max = layout.dlq_max_bytes if layout else DEFAULT_MAX_MESSAGE_BYTES + DLQ_HEADROOM_BYTES
-    app = faust_app(settings, dlq_max_bytes=dlq_max)
+    replication = layout.replication if layout else settings.replication or 1
+    app = faust_app(settings, dlq_max_bytes=dlq_max, replication=replication)
     names = TopicNames.from_settings(settings)
     learners = Learners.from_settings(spec, settings)
     metrics = RiverbedMetrics.create(CollectorRegistry())

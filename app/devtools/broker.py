@@ -13,6 +13,7 @@ this module alike, so the broker a newcomer sees is the broker the tests ran aga
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -233,12 +234,21 @@ class LocalBroker:
     heap: str = "512m"
     host: str = "127.0.0.1"
     secure: SecureListeners | None = None
+    # One node of a LocalCluster: its id, the cluster's controller quorum, replication
+    # (internal topics and default.replication.factor), min.insync.replicas, cluster id.
+    node_id: int = 1
+    voters: str = ""
+    replication: int = 1
+    min_insync: int = 1
+    cluster_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.controller_port:
             self.controller_port = self.port + 1
         if self.data_dir == Path():
             self.data_dir = STATE / f"broker-{self.port}"
+        if not self.voters:
+            self.voters = f"{self.node_id}@{self.host}:{self.controller_port}"
 
     @classmethod
     def from_settings(cls, settings: Settings, *, port: int | None = None) -> LocalBroker:
@@ -368,6 +378,10 @@ class LocalBroker:
                 port=self.port,
                 controller_port=self.controller_port,
                 log_dir=self.data_dir / "kraft-logs",
+                node_id=self.node_id,
+                voters=self.voters,
+                replication=self.replication,
+                min_insync=self.min_insync,
             )
         )
         if self.secure is not None:
@@ -383,7 +397,7 @@ class LocalBroker:
     def _format(self, cfg: Path) -> None:
         if (self.data_dir / "kraft-logs" / "meta.properties").exists():
             return
-        cluster_id = _kafka_cluster_id()
+        cluster_id = self.cluster_id or _kafka_cluster_id()
         args = ["format", f"--cluster-id={cluster_id}", "-c", str(cfg)]
         if self.secure is not None:
             args += self.secure.scram_args()  # SCRAM users live in the cluster's metadata
@@ -414,12 +428,17 @@ class LocalBroker:
                     "stop it or choose another port (riverbed broker start --port N)"
                 )
                 raise BrokerError(msg)
+        t0 = time.monotonic()
+        proc = self.launch()
+        return self.wait_ready(proc, t0, timeout)
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the JVM (formatting its storage the first time); do not wait for it."""
         _java_major()
         self.fetch()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cfg = self._write_config()
         self._format(cfg)
-        t0 = time.monotonic()
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
                 self._java_cmd("kafka.Kafka", str(cfg)),
@@ -430,6 +449,10 @@ class LocalBroker:
                 cwd=self.data_dir,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        return proc
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], t0: float, timeout: float) -> str:
+        """Wait until the launched broker answers metadata; its bootstrap address."""
         while time.monotonic() - t0 < timeout:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
@@ -470,6 +493,77 @@ class LocalBroker:
         if self.pid() is not None:
             msg = "stop the broker before wiping its data"
             raise BrokerError(msg)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@dataclass
+class LocalCluster:
+    """``nodes`` KRaft brokers+controllers on 127.0.0.1, replicated as in production:
+    every node a voter of the controller quorum, default.replication.factor
+    min(3, nodes) and min.insync.replicas one less (at least 1).
+
+    Node i (from 1) takes client port ``port + 2(i-1)`` and the controller port after
+    it; its data in ``data_dir/node-i``. ``riverbed broker start --nodes 3``.
+    """
+
+    port: int = 9092
+    nodes: int = 3
+    data_dir: Path = field(default=Path())
+    heap: str = "384m"
+
+    def __post_init__(self) -> None:
+        if self.data_dir == Path():
+            self.data_dir = STATE / f"cluster-{self.port}"
+
+    @property
+    def brokers(self) -> list[LocalBroker]:
+        voters = ",".join(f"{i + 1}@127.0.0.1:{self.port + 2 * i + 1}" for i in range(self.nodes))
+        replication = min(3, self.nodes)
+        return [
+            LocalBroker(port=self.port + 2 * i, data_dir=self.data_dir / f"node-{i + 1}",
+                        heap=self.heap, node_id=i + 1, voters=voters, replication=replication,
+                        min_insync=max(1, replication - 1), cluster_id=self._cluster_id())
+            for i in range(self.nodes)
+        ]  # fmt: skip
+
+    def node(self, node_id: int) -> LocalBroker:
+        return self.brokers[node_id - 1]
+
+    def _cluster_id(self) -> str:
+        """One id for every node's storage, kept beside them."""
+        path = self.data_dir / "cluster.id"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(_kafka_cluster_id())
+        return path.read_text().strip()
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> str:
+        """Start every node at once (a node waits for a quorum of controllers), and wait
+        until each answers metadata; the bootstrap address of all of them."""
+        t0 = time.monotonic()
+        launched = [(b, b.launch()) for b in self.brokers if b.pid() is None]
+        try:
+            for b, proc in launched:
+                b.wait_ready(proc, t0, timeout)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """Stop every node this data directory started, all at once (one by one, the
+        last would wait for a quorum of controllers that is gone); False when none was
+        running."""
+        with concurrent.futures.ThreadPoolExecutor(self.nodes) as pool:
+            return any(list(pool.map(lambda b: b.stop(timeout), self.brokers)))
+
+    def wipe(self) -> None:
+        for b in self.brokers:
+            b.wipe()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

@@ -20,7 +20,16 @@ from aiokafka.errors import TopicAlreadyExistsError
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
 
-__all__ = ["Layout", "TopicNames", "check_layout", "ensure_topics", "snapshots_topic"]
+__all__ = [
+    "Cluster",
+    "Layout",
+    "TopicNames",
+    "check_layout",
+    "describe_cluster",
+    "describe_topics",
+    "ensure_topics",
+    "snapshots_topic",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +99,58 @@ CHUNK_OVERHEAD_BYTES = 1024  # a snapshot chunk record's key, headers and framin
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """The cluster's shape, as riverbed's topics depend on it.
+
+    Examples
+    --------
+    >>> three = Cluster(brokers=3, default_replication=3, min_insync=2)
+    >>> three.replication(0), three.replication(2), three.snapshot_min_insync(3)
+    (3, 2, None)
+    >>> print(three.advice("t.dlq", 1))  # doctest: +ELLIPSIS
+    t.dlq has replication factor 1 on a cluster of 3 brokers ... kafka-reassign-partitions.sh ...
+    >>> bare = Cluster(brokers=3, default_replication=1, min_insync=1)
+    >>> bare.replication(0), bare.snapshot_min_insync(3), bare.advice("t.events", 3)
+    (1, 2, None)
+    >>> Cluster(brokers=1, default_replication=1, min_insync=1).advice("t.events", 1) is None
+    True
+
+    """
+
+    brokers: int
+    default_replication: int
+    min_insync: int
+    controller: int | None = None
+    nodes: tuple[str, ...] = ()  # "id host:port" of each broker
+    session_timeout_ms: tuple[int, int] = (6000, 1_800_000)
+
+    def replication(self, wanted: int) -> int:
+        """``RIVERBED_REPLICATION`` resolved: as set, or (0, auto) the cluster's default,
+        at most its brokers."""
+        return wanted or max(1, min(self.default_replication, self.brokers))
+
+    def snapshot_min_insync(self, replication: int) -> int | None:
+        """``min.insync.replicas`` for the snapshots topic: 2 when it is replicated at
+        least twice and the cluster's default is lower (None: the default is enough).
+        With acks=all a snapshot is then on two brokers before its offsets commit."""
+        wanted = min(2, replication)
+        return wanted if wanted > self.min_insync else None
+
+    def advice(self, topic: str, replication: int) -> str | None:
+        """What to do about ``topic``'s replication factor, if anything."""
+        expected = max(1, min(self.default_replication, self.brokers))
+        if replication >= expected and not (replication == 1 and self.brokers >= 3):
+            return None
+        target = max(expected, min(3, self.brokers))
+        return (
+            f"{topic} has replication factor {replication} on a cluster of {self.brokers} "
+            f"brokers (default.replication.factor={self.default_replication}): losing one "
+            f"broker stops riverbed, or loses its models; raise it to {target} with "
+            "kafka-reassign-partitions.sh (README: Running on a real cluster)"
+        )
+
+
+@dataclass(frozen=True)
 class Layout:
     """What :func:`ensure_topics` found and made: the facts start-up checks settings against."""
 
@@ -97,6 +158,7 @@ class Layout:
     source_max_bytes: int  # the larger max.message.bytes of events and labels
     snapshots_max_bytes: int  # max.message.bytes of the snapshots topic
     session_timeout_ms: tuple[int, int]  # the brokers' group.min/max.session.timeout.ms
+    replication: int = 1  # what riverbed creates topics with (RIVERBED_REPLICATION resolved)
 
     @property
     def dlq_max_bytes(self) -> int:
@@ -134,7 +196,14 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
     )
     await asyncio.wait_for(admin.start(), timeout)
     try:
-        existing = await _partition_counts(admin, list(wanted))
+        cluster = await describe_cluster(admin)
+        replication = cluster.replication(settings.replication)
+        described = await describe_topics(admin, list(wanted))
+        existing = {t: parts for t, (parts, _) in described.items()}
+        for topic, (_, factor) in described.items():
+            advice = cluster.advice(topic, factor)
+            if advice:
+                logger.warning("%s", advice)
         present = {t: existing[t] for t in co if t in existing}
         if len(set(present.values())) > 1:
             detail = ", ".join(f"{t}={c}" for t, c in present.items())
@@ -166,14 +235,21 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [
-                NewTopic(
-                    t, count, settings.replication, topic_configs=_create_config(names, t, dlq_max)
-                )
+                NewTopic(t, count, replication,
+                         topic_configs=_create_config(names, t, dlq_max, cluster, replication))
                 for t in missing
-            ]
+            ]  # fmt: skip
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(new)
-            logger.info("created topics %s with %d partitions", missing, count)
+            logger.info("created topics %s with %d partitions, replication factor %d",
+                        missing, count, replication)  # fmt: skip
+            if cluster.advice("", replication):
+                logger.warning(
+                    "RIVERBED_REPLICATION=%d is below what a cluster of %d brokers "
+                    "(default.replication.factor=%d) needs: losing one broker stops riverbed "
+                    "or loses its models (auto, the default, follows the cluster)",
+                    replication, cluster.brokers, cluster.default_replication,
+                )  # fmt: skip
             for _ in range(50):  # metadata is eventually consistent after creation
                 existing = await _partition_counts(admin, list(wanted))
                 if all(t in existing for t in wanted):
@@ -185,20 +261,23 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
         snapshots_max = int(
             snap.get(names.snapshots, {}).get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)
         )
-        session = await _session_bounds(admin)
     finally:
         await admin.close()
     return Layout(
         partitions={t: existing.get(t, 0) for t in wanted},
         source_max_bytes=source_max,
         snapshots_max_bytes=snapshots_max,
-        session_timeout_ms=session,
+        session_timeout_ms=cluster.session_timeout_ms,
+        replication=replication,
     )
 
 
-def _create_config(names: TopicNames, topic: str, dlq_max: int) -> dict[str, str] | None:
+def _create_config(
+    names: TopicNames, topic: str, dlq_max: int, cluster: Cluster, replication: int
+) -> dict[str, str] | None:
     if topic == names.snapshots:
-        return SNAPSHOT_CONFIG
+        insync = cluster.snapshot_min_insync(replication)
+        return {**SNAPSHOT_CONFIG, **({"min.insync.replicas": str(insync)} if insync else {})}
     if topic == names.dlq:
         return {"max.message.bytes": str(dlq_max)}
     return None
@@ -248,36 +327,53 @@ async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -
     )
 
 
-async def _session_bounds(admin: AIOKafkaAdminClient) -> tuple[int, int]:
-    """The brokers' group.min.session.timeout.ms and group.max.session.timeout.ms."""
+async def describe_cluster(admin: AIOKafkaAdminClient) -> Cluster:
+    """The brokers, the controller, and one broker's defaults that riverbed depends on
+    (replication, min.insync.replicas, the group session bounds)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    cluster = await admin.describe_cluster()
-    broker = str(cluster["brokers"][0]["node_id"]) if cluster.get("brokers") else "0"
-    lo, hi = 6000, 1_800_000  # Kafka's defaults
+    shape = await admin.describe_cluster()
+    brokers = shape.get("brokers") or []
+    broker = str(brokers[0]["node_id"]) if brokers else "0"
+    values: dict[str, str] = {}
     for response in await admin.describe_configs(
         [ConfigResource(ConfigResourceType.BROKER, broker)]
     ):
         for error, _msg, _type, _name, entries in response.resources:
             if error == 0:
-                values = {e[0]: e[1] for e in entries}
-                lo = int(values.get("group.min.session.timeout.ms") or lo)
-                hi = int(values.get("group.max.session.timeout.ms") or hi)
-    return lo, hi
+                values = {e[0]: e[1] for e in entries if e[1] is not None}
+    return Cluster(
+        brokers=max(1, len(brokers)),
+        default_replication=int(values.get("default.replication.factor") or 1),
+        min_insync=int(values.get("min.insync.replicas") or 1),
+        controller=shape.get("controller_id"),
+        nodes=tuple(f"{b['node_id']} {b['host']}:{b['port']}" for b in brokers),
+        session_timeout_ms=(int(values.get("group.min.session.timeout.ms") or 6000),
+                            int(values.get("group.max.session.timeout.ms") or 1_800_000)),
+    )  # fmt: skip
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+async def describe_topics(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, tuple[int, int]]:
+    """``(partitions, replication factor)`` of each of ``topics`` that exists (the
+    smallest replica count of its partitions)."""
     # Describe only topics that exist: a metadata request naming a missing topic makes a
     # broker with auto.create.topics.enable create it with num.partitions (often 1).
     present = set(await admin.list_topics())
     wanted = [t for t in topics if t in present]
-    out: dict[str, int] = {}
+    out: dict[str, tuple[int, int]] = {}
     if not wanted:
         return out
     for desc in await admin.describe_topics(wanted):
-        if desc.get("error_code", 0) == 0 and desc.get("partitions"):
-            out[desc["topic"]] = len(desc["partitions"])
+        parts = desc.get("partitions") or []
+        if desc.get("error_code", 0) == 0 and parts:
+            out[desc["topic"]] = (len(parts), min(len(p["replicas"]) for p in parts))
     return out
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    return {t: parts for t, (parts, _) in (await describe_topics(admin, topics)).items()}
 
 
 def check_layout(settings: Settings, layout: Layout) -> None:

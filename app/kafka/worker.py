@@ -76,7 +76,7 @@ class Boot(BootStrategy):
         return [*producers, self.background] if producers else producers
 
 
-def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
+def faust_app(settings: Settings, *, dlq_max_bytes: int, replication: int = 1) -> faust.App:
     """The Faust app of a riverbed worker (no agents, topics or views yet)."""
     app = faust.App(
         settings.app_id,
@@ -87,7 +87,8 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int) -> faust.App:
         autodiscover=False,
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication,
+        # Faust's own topics (its assignor's) as riverbed's: RIVERBED_REPLICATION resolved
+        topic_replication_factor=replication,
         web_host=settings.web_host,
         web_bind=settings.web_host,  # Faust binds 0.0.0.0 by default; we do not
         web_port=settings.web_port,
