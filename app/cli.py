@@ -456,6 +456,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``riverbed`` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["_spare"]:  # a supervisor's warm spare (riverbed.supervisor.spare)
+        from riverbed.supervisor.spare import wait_for_slot
+
+        args_list = wait_for_slot()
     # A custom RIVERBED_MODEL=module:factory names a module of the directory riverbed
     # is started from, as uvicorn's "module:app" does; riverbed's own modules are
     # riverbed.*, so a user's models.py or app.py shadows nothing.

@@ -577,6 +577,14 @@ SPECS: tuple[_Spec, ...] = (
         "Seconds over which RIVERBED_RESTART_INTENSITY counts a slot's restarts.",
     ),
     _Spec(
+        "warm_spare",
+        "on",
+        _choice("on", "off"),
+        "With --processes: keep one worker process started and waiting, which takes the "
+        "slot of a child that dies (its partitions predict again ~1 s sooner; the spare "
+        "costs its memory, shown in /health).",
+    ),
+    _Spec(
         "group_instance_id",
         "",
         _instance_id,
@@ -745,6 +753,7 @@ class Settings:
     max_depth: int
     restart_intensity: int
     restart_period: float
+    warm_spare: str
     quarantine_after: int
     name_cache_max_bytes: int
     predict_max_bytes: int

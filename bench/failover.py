@@ -329,11 +329,13 @@ def pause_around(preds: list[Prediction], kill_ms: int, within_ms: int) -> float
 
 
 # -- 1. child kills ---------------------------------------------------------------------
-def child_kills(bootstrap: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def child_kills(
+    bootstrap: str, workdir: Path, args: argparse.Namespace, spare: str = "on"
+) -> dict[str, Any]:
     run = Run(bootstrap, "kills", workdir)
     try:
         run.create_topics()
-        machine = run.machine("m0", processes=2)
+        machine = run.machine("m0", processes=2, warm_spare=spare)
         _wait(lambda: machine.ready() and all(machine.assigned(s) for s in (0, 1)), "ready")
         warmup, tail = 15.0, 15.0
         n = int(args.rate * (warmup + args.kills * args.spacing + tail))
@@ -382,6 +384,8 @@ def child_kills(bootstrap: str, workdir: Path, args: argparse.Namespace) -> dict
                 max((pause_around(preds[p], ms, 10_000) for p in kill["others"]), default=0), 3
             )
         return {
+            "warm_spare": spare,
+            "spare_rss_mb": (health.get("spare") or {}).get("rss_mb"),
             "rate": args.rate,
             "events": n,
             "spacing_s": args.spacing,
@@ -543,12 +547,23 @@ def _s(v: float | None) -> str:
 
 def table(out: dict[str, Any]) -> str:
     rows: list[str] = []
-    kills = out.get("child_kills")
+    for key in ("child_kills_no_spare", "child_kills"):
+        rows += _kills_table(out.get(key))
+    rows += _rest_table(out)
+    return "\n".join(rows)
+
+
+def _kills_table(kills: dict[str, Any] | None) -> list[str]:
+    rows: list[str] = []
     if kills:
         c = kills["check"]
+        spare = kills.get("warm_spare", "off")
+        memory = (f", the spare {kills['spare_rss_mb']:.0f} MB resident"
+                  if kills.get("spare_rss_mb") else "")  # fmt: skip
         rows += [
-            f"Child kills (kill -9 of one child every {kills['spacing_s']:g} s, alternating "
-            f"slots, {kills['rate']:,.0f} events/s steady):",
+            f"Child kills, RIVERBED_WARM_SPARE={spare}{memory} (kill -9 of one child every "
+            f"{kills['spacing_s']:g} s, alternating slots, {kills['rate']:,.0f} events/s "
+            "steady):",
             "",
             "| kill | slot | partitions | back to new predictions, s (each partition) | "
             "supervisor /ready, s | other child's longest pause, s |",
@@ -567,6 +582,11 @@ def table(out: dict[str, Any]) -> str:
             f"(differing {c['repeats_differing']}), replay equal: {c['replay_equal']}",
             "",
         ]
+    return rows
+
+
+def _rest_table(out: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
     lost = out.get("machine_lost")
     if lost:
         rows += [
@@ -604,7 +624,7 @@ def table(out: dict[str, Any]) -> str:
                 f"{r['rebalances']} |"
             )
         rows.append("")
-    return "\n".join(rows)
+    return rows
 
 
 def main() -> None:
@@ -627,7 +647,11 @@ def main() -> None:
     ap.add_argument("--parts", default="kills,machine,arf")
     ap.add_argument("--out", type=Path, default=RESULTS / "failover.json")
     args = ap.parse_args()
-    from riverbed.supervisor.process import INTENSITY, PERIOD_S, STABLE_AFTER_S
+    from riverbed.config import Settings as _Defaults
+    from riverbed.supervisor.process import STABLE_AFTER_S
+
+    INTENSITY = _Defaults.from_env({}).restart_intensity
+    PERIOD_S = _Defaults.from_env({}).restart_period
 
     if args.kills > INTENSITY and args.spacing * INTENSITY <= PERIOD_S:
         ap.error(f"--spacing {args.spacing:g}: more than {INTENSITY} kills would fall in "
@@ -652,8 +676,11 @@ def main() -> None:
     }
     try:
         if "kills" in parts:
-            print("child kills", flush=True)
-            out["child_kills"] = child_kills(bootstrap, workdir, args)
+            # Without the warm spare first (how round two restarted a child), then with.
+            print("child kills, no warm spare", flush=True)
+            out["child_kills_no_spare"] = child_kills(bootstrap, workdir, args, spare="off")
+            print("child kills, warm spare", flush=True)
+            out["child_kills"] = child_kills(bootstrap, workdir, args, spare="on")
         if "machine" in parts:
             out["machine_lost"] = []
             for t in args.session_timeouts.split(","):

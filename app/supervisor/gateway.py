@@ -186,10 +186,23 @@ class Gateway:
             for c in self.supervisor.children
         ]  # fmt: skip
 
+    def _spare(self) -> dict[str, Any] | None:
+        """The warm spare's pid and resident memory (MB), if one waits."""
+        spare = self.supervisor.spare
+        if spare is None or spare.returncode is not None:
+            return None
+        try:
+            status = Path(f"/proc/{spare.pid}/status").read_text()
+            rss = next(int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmRSS:")) / 1024  # fmt: skip
+        except (OSError, StopIteration, ValueError):
+            rss = None
+        return {"pid": spare.pid, "rss_mb": rss}
+
     # -- views -----------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
         body = {"status": "ok", "processes": self._processes(),
-                "restarts": self.supervisor.restarts_total}  # fmt: skip
+                "restarts": self.supervisor.restarts_total, "spare": self._spare()}  # fmt: skip
         return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     async def ready(self, request: web.Request) -> web.Response:

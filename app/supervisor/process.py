@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from riverbed.config import Settings
@@ -221,6 +222,9 @@ class Supervisor:
             Child(slot, settings.web_port + 1 + slot) for slot in range(settings.processes)
         ]
         self.restarts_total = 0
+        self.spare: asyncio.subprocess.Process | None = None  # riverbed.supervisor.spare
+        self.spares = settings.warm_spare == "on"
+        self._background: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.failure: str | None = None
         self._done = asyncio.Event()
@@ -231,8 +235,10 @@ class Supervisor:
         return Path(self.settings.data_dir) / f"supervisor-{self.settings.web_port}.pids"
 
     def _write_pids(self) -> None:
-        pids = {"supervisor": os.getpid(),
-                "children": {str(c.slot): c.pid for c in self.children if c.pid}}  # fmt: skip
+        children = {str(c.slot): c.pid for c in self.children if c.pid}
+        if self.spare is not None:
+            children["spare"] = self.spare.pid
+        pids = {"supervisor": os.getpid(), "children": children}
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.pid_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(pids))
@@ -250,7 +256,7 @@ class Supervisor:
             previous = json.loads(self.pid_file.read_text())
         except (OSError, ValueError):
             previous = {}
-        left = {int(slot): pid for slot, pid in previous.get("children", {}).items()
+        left = {slot: pid for slot, pid in previous.get("children", {}).items()
                 if _is_riverbed(pid)}  # fmt: skip
         if _is_riverbed(previous.get("supervisor", 0)) and previous["supervisor"] != os.getpid():
             return (f"another supervisor (pid {previous['supervisor']}) runs on port "
@@ -260,7 +266,7 @@ class Supervisor:
                 "the workers of a previous supervisor still run (pids %s, ports %s): stopping "
                 "them (SIGTERM; their final checkpoint) before starting new ones",
                 ", ".join(map(str, left.values())),
-                ", ".join(str(self.settings.web_port + 1 + s) for s in left),
+                ", ".join(str(self.settings.web_port + 1 + int(s)) for s in left if s.isdigit()),
             )  # fmt: skip
             for pid in left.values():
                 with contextlib.suppress(ProcessLookupError):
@@ -281,14 +287,58 @@ class Supervisor:
 
     async def _spawn(self, child: Child) -> None:
         env = child_env(self.settings, child.slot, self.environ)
-        child.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "riverbed", *self.args, env=env
-        )
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.returncode is None and spare.stdin is not None:
+            # The warm spare takes the slot: its environment and the worker's arguments.
+            spare.stdin.write(json.dumps({"env": env, "args": self.args}).encode() + b"\n")
+            await spare.stdin.drain()
+            spare.stdin.close()
+            child.process, how = spare, "taken over by the warm spare"
+        else:
+            child.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "riverbed", *self.args, env=env
+            )
+            how = "started"
         child.started = self.clock()
         self._write_pids()
-        logger.info("worker slot %d started (pid %d, port %d, group.instance.id %s)",
-                    child.slot, child.process.pid, child.port,
+        logger.info("worker slot %d %s (pid %d, port %d, group.instance.id %s)",
+                    child.slot, how, child.process.pid, child.port,
                     env["RIVERBED_GROUP_INSTANCE_ID"])  # fmt: skip
+        if self.spares:
+            self._in_background(self._spare_when_ready(child))
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _spare_when_ready(self, child: Child) -> None:
+        """Start a spare once ``child`` is ready (not before: on a small machine its
+        imports would slow the child's start), unless one waits already."""
+        import aiohttp
+
+        url = f"http://{self.settings.web_host}:{child.port}/ready"
+        process = child.process
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while not self.stopping and child.process is process and child.alive:
+                try:
+                    async with session.get(url) as r:
+                        if r.status == 200:
+                            break
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                await asyncio.sleep(POLL_S * 2)  # polls the child's readiness
+            else:
+                return
+        if self.spare is None and not self.stopping:
+            env = dict(self.environ)
+            env[SUPERVISOR_ENV] = str(os.getpid())
+            self.spare = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "riverbed", "_spare", env=env,
+                stdin=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            self._write_pids()
+            logger.info("warm spare started (pid %d)", self.spare.pid)
 
     async def _watch(self, child: Child) -> None:
         """Restart ``child`` whenever it ends, until the supervisor stops or the slot
@@ -301,6 +351,8 @@ class Supervisor:
             delay = self.ended(child, status)
             if delay is None:
                 return
+            if delay <= BACKOFF_START_S and self.spare is not None:
+                delay = 0.0  # a first restart in a while: the warm spare takes it at once
             await asyncio.sleep(delay)  # the backoff itself, not a wait for a condition
             if self.stopping:
                 return
@@ -377,12 +429,22 @@ class Supervisor:
                 assert child.process is not None
                 with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(signal.SIGTERM)
+        if self.spare is not None and self.spare.stdin is not None:
+            self.spare.stdin.close()  # a spare with no slot to take exits
         self._done.set()
 
     async def _reap(self) -> None:
         """Wait for every child's stop at once (they stop in parallel: with the broker
         down each may take its whole timeout), killing those past it."""
         await asyncio.gather(*(self._reap_one(c) for c in self.children if c.process))
+        if self.spare is not None:
+            try:
+                await asyncio.wait_for(self.spare.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.spare.kill()
+        for task in list(self._background):
+            task.cancel()
 
     async def _reap_one(self, child: Child) -> None:
         assert child.process is not None

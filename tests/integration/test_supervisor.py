@@ -118,6 +118,13 @@ def test_a_killed_child_is_restarted_and_all_die_with_a_killed_supervisor(
     back = time.monotonic() - killed
     health = machine.get("/health")[1]
     assert health["processes"][0]["restarts"] == 1 and health["restarts"] == 1
+    # The warm spare took the slot, and a new one waits once the slot is ready again.
+    assert f"worker slot 0 taken over by the warm spare (pid {machine.pids()[0]}" in (
+        machine.log.read_text()
+    )
+    spare = wait_for(lambda: machine.get("/health")[1]["spare"], timeout=RECV_TIMEOUT_S,
+                     what="a new warm spare")  # fmt: skip
+    print(f"warm spare: pid {spare['pid']}, {spare['rss_mb']:.0f} MB resident")
     assert "killed by SIGKILL" in health["processes"][0]["exits"][-1]
     assert machine.child(0).models()["assigned"] == owned[0], "static membership: the same"
     assert machine.child(1).models()["assigned"] == owned[1]
