@@ -241,6 +241,8 @@ class LocalBroker:
     replication: int = 1
     min_insync: int = 1
     cluster_id: str = ""
+    # A Linux network namespace to run in (`ip netns exec`): the multi-host tests.
+    netns: str = ""
 
     def __post_init__(self) -> None:
         if not self.controller_port:
@@ -356,6 +358,7 @@ class LocalBroker:
     # -- start -----------------------------------------------------------------------
     def _java_cmd(self, main: str, *args: str) -> list[str]:
         return [
+            *(["ip", "netns", "exec", self.netns] if self.netns else []),
             "java",
             f"-Xmx{self.heap}",
             "-Xms128m",
