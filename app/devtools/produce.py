@@ -147,6 +147,9 @@ async def produce(
         bootstrap_servers=settings.bootstrap,
         linger_ms=5,
         acks="all",
+        # A retry after a leader change must not write an event twice (it would be
+        # learned twice): the broker drops a batch it already has.
+        enable_idempotence=True,
         max_batch_size=256 * 1024,
         **settings.kafka_client(),
     )
@@ -347,8 +350,9 @@ async def produce_file(
     await ensure_topics(settings)  # the partitions riverbed wants, not auto-created ones
     stats = FileStats(topic=settings.topic(topic))
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all", **settings.kafka_client()
-    )
+        bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all", enable_idempotence=True,
+        **settings.kafka_client(),
+    )  # fmt: skip
     await producer.start()
     futures: list[asyncio.Future[Any]] = []
     t0 = started = time.monotonic()
