@@ -550,6 +550,7 @@ def _supervise(settings: Settings, args: list[str], loop: asyncio.AbstractEventL
 
 
 def _faust(settings: Settings, args_list: list[str]) -> int:
+    from riverbed.kafka.acl import check_permissions
     from riverbed.kafka.security import preflight
     from riverbed.kafka.topics import ensure_topics
     from riverbed.main import check_layout, create_app
@@ -579,6 +580,9 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
         try:
             # First: a refused password or certificate is one clear line, not a crash.
             loop.run_until_complete(preflight(settings))
+            # On a cluster with an authorizer: every ACL riverbed needs, named at once
+            # (before the topics: one riverbed may not Describe looks missing).
+            loop.run_until_complete(check_permissions(settings))
             layout = loop.run_until_complete(ensure_topics(settings))
             check_layout(settings, layout)
         except ConfigError as exc:

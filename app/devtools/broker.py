@@ -164,6 +164,10 @@ class SecureListeners:
     keyfile: Path
     cafile: Path
     users: dict[str, str] = field(default_factory=dict)
+    # Kafka's StandardAuthorizer with allow.everyone.if.no.acl.found=false: the SASL and
+    # TLS principals may do only what ACLs grant; PLAINTEXT (and the controller, and the
+    # brokers among themselves) are User:ANONYMOUS, a super user, for the tests' admin.
+    authorizer: bool = False
 
     def __post_init__(self) -> None:
         for name, password in self.users.items():
@@ -195,6 +199,12 @@ class SecureListeners:
             f"ssl.truststore.location={self.cafile}",
             "listener.name.ssl.ssl.client.auth=required",
         ]
+        if self.authorizer:
+            lines += [
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found=false",
+                "super.users=User:ANONYMOUS",
+            ]
         return "\n".join(lines) + "\n"
 
     def scram_args(self) -> list[str]:

@@ -34,6 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 NAMES = ("events", "labels", "predictions", "metrics", "dlq", "snapshots")
+TOPIC_AUTHORIZATION_FAILED = 29  # a CreateTopics result's error code
 # These must share a partition count: a label joins its event in the same partition,
 # a prediction is written to its event's partition, and so is its learner's snapshot.
 CO_PARTITIONED = ("events", "labels", "predictions", "snapshots")
@@ -240,7 +241,16 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
                 for t in missing
             ]  # fmt: skip
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
-                await admin.create_topics(new)
+                created = await admin.create_topics(new)
+                refused = [t for t, code, *_ in getattr(created, "topic_errors", ())
+                           if code == TOPIC_AUTHORIZATION_FAILED]  # fmt: skip
+                if refused:
+                    msg = (
+                        f"Kafka does not allow this principal Create on topic "
+                        f"{', '.join(refused)}: create them beforehand (with {count} "
+                        "partitions) or grant Create (README: Running on a real cluster)"
+                    )
+                    raise ConfigError(msg)
             logger.info("created topics %s with %d partitions, replication factor %d",
                         missing, count, replication)  # fmt: skip
             if cluster.advice("", replication):
@@ -342,9 +352,12 @@ async def describe_cluster(admin: AIOKafkaAdminClient) -> Cluster:
         for error, _msg, _type, _name, entries in response.resources:
             if error == 0:
                 values = {e[0]: e[1] for e in entries if e[1] is not None}
+    # Without DescribeConfigs on the cluster the brokers' settings are unknown: then
+    # min(3, brokers), what a production cluster uses.
+    unknown = str(min(3, max(1, len(brokers))))
     return Cluster(
         brokers=max(1, len(brokers)),
-        default_replication=int(values.get("default.replication.factor") or 1),
+        default_replication=int(values.get("default.replication.factor") or unknown),
         min_insync=int(values.get("min.insync.replicas") or 1),
         controller=shape.get("controller_id"),
         nodes=tuple(f"{b['node_id']} {b['host']}:{b['port']}" for b in brokers),

@@ -105,6 +105,7 @@ class Secured:
     pki: Pki
     sasl_ssl: str  # host:port of the SASL_SSL listener
     mtls: str  # host:port of the SSL listener that requires a client certificate
+    plain: str = ""  # host:port of the PLAINTEXT listener (User:ANONYMOUS)
 
     def sasl(self, mechanism: str = "SCRAM-SHA-512", password: str = PASSWORD) -> dict[str, Any]:
         return {
@@ -124,8 +125,11 @@ class Secured:
         }
 
 
-def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
-    """A broker of its own with SASL_SSL and mutual-TLS listeners, signed by our CA."""
+def secured_broker(
+    tmp_path_factory: pytest.TempPathFactory, *, authorizer: bool = False
+) -> Iterator[Secured]:
+    """A broker of its own with SASL_SSL and mutual-TLS listeners, signed by our CA
+    (with ``authorizer``, only ACLs grant anything but on PLAINTEXT, the admin's)."""
     pki = make_pki(tmp_path_factory.mktemp("pki"))
     port = free_port(pair=True)
     listeners = SecureListeners(
@@ -135,6 +139,7 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
         keyfile=pki.broker_key,
         cafile=pki.ca,
         users={USER: PASSWORD},
+        authorizer=authorizer,
     )
     broker = LocalBroker(
         port=port, data_dir=tmp_path_factory.mktemp("secured-broker"), secure=listeners
@@ -142,7 +147,10 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
     broker.start(timeout=BROKER_START_TIMEOUT_S)
     try:
         yield Secured(
-            pki, f"127.0.0.1:{listeners.sasl_ssl_port}", f"127.0.0.1:{listeners.ssl_port}"
+            pki,
+            f"127.0.0.1:{listeners.sasl_ssl_port}",
+            f"127.0.0.1:{listeners.ssl_port}",
+            broker.bootstrap,
         )
     finally:
         broker.stop()
