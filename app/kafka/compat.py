@@ -88,6 +88,8 @@ PRIVATE: tuple[Private, ...] = (
             "the intake's no-wait put reaches the agents' queues"),
     Private("faust-streaming", "faust.channels:Channel", "_subscribers", "attribute",
             "the intake's no-wait put reaches the agents' queues"),
+    Private("faust-streaming", "faust.tables.manager:TableManager", "_update_channels",
+            "method", "what TableManager.on_start does before recovery, without its 1 s wait"),
     # -- mode: a consumer "thread" that runs on the app's loop ------------------------
     Private("mode-streaming", _MODE_SERVICE, "_stopped", "attribute",
             "read by the fetch loop, as Faust's own loop does"),
@@ -195,6 +197,11 @@ def coordinator_known(faust_consumer: Any) -> bool | None:
     if coordinator is None:
         return None
     return coordinator.coordinator_id is not None
+
+
+async def update_table_channels(manager: Any) -> None:
+    """Faust's TableManager: finalize the tables (none, for riverbed) before recovery."""
+    await manager._update_channels()
 
 
 def channel_queues(channel: Any) -> list[Any]:

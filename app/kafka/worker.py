@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
+from faust.tables.manager import TableManager as FaustTableManager
 
 from riverbed import logs
 from riverbed.config import Settings
@@ -58,6 +59,21 @@ class Worker(faust.Worker):
 def _freeze_heap() -> None:
     gc.collect()
     gc.freeze()
+
+
+class TableManager(FaustTableManager):
+    """Faust's table manager, without its one-second wait at start when there are no
+    tables: Faust sleeps 1 s so that tables declared late can register before recovery;
+    riverbed declares none (its state is the learners, snapshotted by
+    ``app/checkpoint``), and that second was half of a restarted worker's start once
+    Python was warm (the supervisor's warm spare)."""
+
+    async def on_start(self) -> None:
+        if self.data:  # some app's tables: Faust's own start, with its wait
+            await super().on_start()
+            return
+        await compat.update_table_channels(self)
+        await self.recovery.start()
 
 
 class Boot(BootStrategy):
@@ -119,6 +135,7 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int, replication: int = 1) -
         # record in send() itself, which stopped the worker.
         producer_max_request_size=dlq_max_bytes + REQUEST_OVERHEAD_BYTES,
         Worker=Worker,
+        TableManager=TableManager,
     )
     return app
 
