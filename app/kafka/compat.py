@@ -144,6 +144,9 @@ def _present(p: Private) -> bool:
     return False
 
 
+_PASSED: set[tuple[Private, ...]] = set()
+
+
 def check(names: tuple[Private, ...] = PRIVATE) -> None:
     """Verify every private name against the installed libraries.
 
@@ -153,7 +156,11 @@ def check(names: tuple[Private, ...] = PRIVATE) -> None:
         Naming the library, its installed version and each missing name.
 
     """
+    if names in _PASSED:  # reading the libraries' sources takes ~0.35 s; once a process
+        return
     missing = [p for p in names if not _present(p)]
+    if not missing:
+        _PASSED.add(names)
     if missing:
         lines = [
             f"{p.library} {version(p.library)}: {p.owner.replace(':', '.')}.{p.name} "
