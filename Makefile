@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall when pyproject.toml changes; a no-op (fast) otherwise.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: help setup system-deps kafka-up kafka-down kafka-status run test test-unit lint format typecheck bench clean
+.PHONY: help setup system-deps kafka-up kafka-down kafka-status run test test-unit test-fast lint format typecheck bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ test: setup ## the whole suite against its own real Kafka broker (2 processes, o
 
 test-unit: $(STAMP) ## only the tests that need no broker
 	$(BIN)/python -m pytest -m "not integration"
+
+test-fast: $(STAMP) ## the fast loop: unit tests and doctests, in-process (no broker, no other process)
+	$(BIN)/python -m pytest -n 2 -m "not integration and not process" --durations=10
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

@@ -52,6 +52,7 @@ def probes(task: str) -> list[tuple[dict[str, Any], Any]]:
     return out
 
 
+@pytest.mark.process  # predict_without_riverbed runs another Python
 def test_an_exported_catalog_model_predicts_as_the_learner_without_riverbed(
     tmp_path: Path,
 ) -> None:
