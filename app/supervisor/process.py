@@ -121,7 +121,7 @@ def supervisor_gone(environ: Mapping[str, str] | None = None) -> bool:
     """
     env = os.environ if environ is None else environ
     parent = env.get(SUPERVISOR_ENV)
-    return bool(parent) and os.getppid() != int(parent)
+    return parent is not None and parent != "" and os.getppid() != int(parent)
 
 
 def _is_riverbed(pid: int) -> bool:
