@@ -45,9 +45,10 @@ test-unit: $(STAMP) ## only the tests that need no broker
 test-fast: $(STAMP) ## the fast loop: unit tests and doctests, in-process (no broker, no other process)
 	$(BIN)/python -m pytest -n 2 -m "not integration and not process" --durations=10
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the import rules (import-linter, pyproject's [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check app models tests bench
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## ruff format + fixes
 	$(BIN)/ruff format app models tests bench

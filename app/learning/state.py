@@ -6,9 +6,9 @@ when the partition is assigned elsewhere: the model follows the partition.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from riverbed import models
@@ -91,7 +91,7 @@ class Learners:
         self.settings = LearnerSettings(**settings)
         self.assigned: set[int] = set()
         self._by_partition: dict[int, PartitionLearner] = {}
-        self._waiting: dict[int, asyncio.Event] = {}
+        self._waiting: dict[int, list[Callable[[], None]]] = {}
 
     @classmethod
     def from_settings(cls, spec: ModelSpec, settings: Settings) -> Learners:
@@ -138,15 +138,18 @@ class Learners:
         """Whether the partition's learner is installed (restored, fresh or kept)."""
         return partition in self._by_partition
 
-    async def wait_installed(self, partition: int) -> None:
-        """Wait until the partition's learner is installed.
+    def when_installed(self, partition: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the partition's learner is installed (at once if it is).
 
         Kafka may deliver a newly assigned partition's records while its snapshot is
         still being read; handling them with a fresh learner would learn them into a
-        model that the restored one then replaces.
+        model that the restored one then replaces. The agent waits on this (learning/
+        does no I/O and knows no event loop).
         """
-        event = self._waiting.setdefault(partition, asyncio.Event())
-        await event.wait()
+        if self.has(partition):
+            callback()
+        else:
+            self._waiting.setdefault(partition, []).append(callback)
 
     def install(self, partition: int, learner: PartitionLearner | None = None) -> None:
         """Install a restored learner (or a fresh one) and wake whoever waits for it."""
@@ -156,9 +159,8 @@ class Learners:
             self._by_partition[partition] = learner
         else:
             self.get(partition)
-        event = self._waiting.pop(partition, None)
-        if event is not None:
-            event.set()
+        for callback in self._waiting.pop(partition, ()):
+            callback()
 
     def replace(self, partition: int, learner: PartitionLearner) -> None:
         """Carry on with ``learner`` (an equal copy) for a partition still installed."""

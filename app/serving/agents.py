@@ -98,8 +98,10 @@ def register(
     async def installed(tp: TP) -> bool:
         if learners.has(tp.partition):
             return True
+        installed = asyncio.Event()
+        learners.when_installed(tp.partition, installed.set)
         try:
-            await asyncio.wait_for(learners.wait_installed(tp.partition), INSTALL_TIMEOUT_S)
+            await asyncio.wait_for(installed.wait(), INSTALL_TIMEOUT_S)
             return True
         except TimeoutError:
             # Not ours after all (a stale fetch): the owner handles it.
