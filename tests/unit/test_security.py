@@ -201,15 +201,23 @@ def test_secure_listeners_refuse_users_the_broker_config_cannot_quote() -> None:
 
 
 def test_aiokafka_debug_logs_of_sasl_requests_hide_the_password(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aiokafka.protocol.admin import SaslAuthenticateRequest_v0
 
     security.client_args(_settings(security_protocol="SASL_PLAINTEXT", **{
         k.removeprefix("RIVERBED_").lower(): v for k, v in SASL.items()}))  # fmt: skip
     plain = SaslAuthenticateRequest_v0(b"\0alice\0" + SECRET.encode())
+    conn = logging.getLogger("aiokafka.conn")
+    # A handler of its own on the logger, enabled: whatever another test in this process
+    # did to logging (Faust's dictConfig disables existing loggers) does not hide it.
+    monkeypatch.setattr(conn, "disabled", False)
     with caplog.at_level(logging.DEBUG, logger="aiokafka.conn"):
-        # What aiokafka.conn logs for each request it sends.
-        logging.getLogger("aiokafka.conn").debug("Request to %s:%d %d: %s", "b", 9092, 7, plain)
+        conn.addHandler(caplog.handler)
+        try:
+            # What aiokafka.conn logs for each request it sends.
+            conn.debug("Request to %s:%d %d: %s", "b", 9092, 7, plain)
+        finally:
+            conn.removeHandler(caplog.handler)
     assert "Request to b:9092 7: <SASL authentication, hidden>" in caplog.text
     assert SECRET not in caplog.text

@@ -19,6 +19,11 @@ def test_the_root_logger_keeps_the_configured_level(level: str) -> None:
     assert app.conf.Worker is Worker
     root = logging.getLogger()
     saved = (root.level, list(root.handlers))
+    # Faust's set-up is logging.config.dictConfig: it disables every logger that exists
+    # and sets levels; the tests after this one in the process must find them as they were.
+    loggers = {name: (lg.disabled, lg.level, lg.propagate)
+               for name, lg in logging.root.manager.loggerDict.items()
+               if isinstance(lg, logging.Logger)}  # fmt: skip
     loop = asyncio.new_event_loop()
     try:
         worker = app.Worker(loglevel=level, loop=loop, redirect_stdouts=False)
@@ -30,6 +35,10 @@ def test_the_root_logger_keeps_the_configured_level(level: str) -> None:
         for h in [h for h in root.handlers if h not in saved[1]]:
             root.removeHandler(h)
         root.setLevel(saved[0])
+        for name, (disabled, lvl, propagate) in loggers.items():
+            lg = logging.getLogger(name)
+            lg.disabled, lg.propagate = disabled, propagate
+            lg.setLevel(lvl)
         loop.close()
 
 
