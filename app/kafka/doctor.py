@@ -3,13 +3,18 @@ change. It reads; it creates and alters nothing."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from riverbed.config import Settings
-from riverbed.kafka.topics import NAMES, Cluster, TopicNames, describe_cluster, describe_topics
+from riverbed.kafka.topics import (
+    NAMES,
+    Cluster,
+    TopicNames,
+    admin_client,
+    describe_cluster,
+    describe_topics,
+    topic_configs,
+)
 
 __all__ = ["Report", "examine"]
 
@@ -49,29 +54,12 @@ class Report:
 
 async def examine(settings: Settings, *, timeout: float = 30.0) -> Report:
     """The cluster and riverbed's topics (those of ``settings``) as they are."""
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
     names = TopicNames.from_settings(settings)
     wanted = [getattr(names, n) for n in NAMES]
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        request_timeout_ms=int(timeout * 1000),
-        **settings.kafka_client(),
-    )
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
+    async with admin_client(settings, timeout) as admin:
         cluster = await describe_cluster(admin)
         described = await describe_topics(admin, wanted)
-        configs: dict[str, dict[str, str]] = {}
-        if described:
-            for response in await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, t) for t in described]
-            ):
-                for error, _msg, _type, name, entries in response.resources:
-                    if error == 0:
-                        configs[name] = {e[0]: e[1] for e in entries if e[1] is not None}
-    finally:
-        await admin.close()
+        configs = await topic_configs(admin, list(described))
     replication = cluster.replication(settings.replication)
     topics: dict[str, dict[str, str]] = {}
     advice: list[str] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -24,11 +25,13 @@ __all__ = [
     "Cluster",
     "Layout",
     "TopicNames",
+    "admin_client",
     "check_layout",
     "describe_cluster",
     "describe_topics",
     "ensure_topics",
     "snapshots_topic",
+    "topic_configs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,13 +193,7 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
     if names.shadow:
         wanted[names.shadow] = "shadow"
     co = [getattr(names, n) for n in CO_PARTITIONED]
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        request_timeout_ms=int(timeout * 1000),
-        **settings.kafka_client(),
-    )
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
+    async with admin_client(settings, timeout) as admin:
         cluster = await describe_cluster(admin)
         replication = cluster.replication(settings.replication)
         described = await describe_topics(admin, list(wanted))
@@ -225,7 +222,7 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
                 settings.partitions,
                 count,
             )
-        configs = await _topic_configs(
+        configs = await topic_configs(
             admin, [t for t in (names.events, names.labels) if t in existing]
         )
         source_max = max(
@@ -267,12 +264,10 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
                 await asyncio.sleep(0.1)
         else:
             await _raise_dlq_limit(admin, names.dlq, dlq_max)
-        snap = await _topic_configs(admin, [names.snapshots])
+        snap = await topic_configs(admin, [names.snapshots])
         snapshots_max = int(
             snap.get(names.snapshots, {}).get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)
         )
-    finally:
-        await admin.close()
     return Layout(
         partitions={t: existing.get(t, 0) for t in wanted},
         source_max_bytes=source_max,
@@ -293,7 +288,7 @@ def _create_config(
     return None
 
 
-async def _topic_configs(
+async def topic_configs(
     admin: AIOKafkaAdminClient, topics: list[str], *, set_on_topic: bool = False
 ) -> dict[str, dict[str, str]]:
     """Each topic's configs; with ``set_on_topic``, only those set on the topic itself."""
@@ -321,12 +316,12 @@ async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -
     """Raise an existing dead-letter topic's max.message.bytes to ``dlq_max``."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    configs = (await _topic_configs(admin, [dlq])).get(dlq, {})
+    configs = (await topic_configs(admin, [dlq])).get(dlq, {})
     now = int(configs.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES))
     if now >= dlq_max:
         return
     # AlterConfigs replaces a topic's whole config: keep the other settings made on it.
-    keep = (await _topic_configs(admin, [dlq], set_on_topic=True)).get(dlq, {})
+    keep = (await topic_configs(admin, [dlq], set_on_topic=True)).get(dlq, {})
     keep["max.message.bytes"] = str(dlq_max)
     await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq, keep)])
     logger.warning(
@@ -335,6 +330,21 @@ async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -
         now,
         dlq_max,
     )
+
+
+@contextlib.asynccontextmanager
+async def admin_client(settings: Settings, timeout: float) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client of ``settings`` (security included), closed after."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        request_timeout_ms=int(timeout * 1000),
+        **settings.kafka_client(),
+    )
+    await asyncio.wait_for(admin.start(), timeout)
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 async def describe_cluster(admin: AIOKafkaAdminClient) -> Cluster:
