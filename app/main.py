@@ -38,7 +38,7 @@ from riverbed.kafka.topics import (
     TopicNames,
     check_layout,
 )
-from riverbed.kafka.transport import BatchTransport, unreachable_after
+from riverbed.kafka.transport import BatchTransport, BrokerWatch
 from riverbed.kafka.worker import Producers, faust_app
 from riverbed.learning.state import Learners
 from riverbed.serving import agents, predict, web
@@ -98,9 +98,11 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     recovery = Recovery(learners, codec, names, group=settings.app_id, bootstrap=settings.bootstrap,
                         checkpointer=checkpointer, client=settings.kafka_client(),
                         warmup=settings.warmup)  # fmt: skip
+    broker_watch = BrokerWatch(settings.session_timeout)  # /ready, and a stop's give-up
     app.transport = BatchTransport(
         app.conf.broker_consumer, app, intake=intake, recovery=recovery,
         fetch_max_wait=settings.fetch_max_wait, consumer_thread=settings.consumer_thread,
+        broker_watch=broker_watch,
     )  # fmt: skip
     producers = Producers(app)
     source = app.topic(
@@ -112,7 +114,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         value_serializer="raw",
     )  # subscribed, not iterated
     app.topics.add(source)
-    status = web.WorkerStatus(unreachable_after(settings.session_timeout))
+    status = web.WorkerStatus(broker_watch)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -162,7 +164,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
 
     @app.timer(1.0)
     async def watch_broker() -> None:  # /ready says when no broker answers for minutes
-        status.broker(compat.coordinator_known(app.consumer), time.monotonic())
+        broker_watch.saw(compat.coordinator_known(app.consumer), time.monotonic())
 
     if not sys.platform.startswith("linux"):  # Linux: PR_SET_PDEATHSIG (supervisor/process.py)
 

@@ -39,7 +39,13 @@ from mode.utils.futures import maybe_async
 from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
 
-__all__ = ["BatchConsumer", "BatchConsumerThread", "BatchTransport", "LoopConsumerThread"]
+__all__ = [
+    "BatchConsumer",
+    "BatchConsumerThread",
+    "BatchTransport",
+    "BrokerWatch",
+    "LoopConsumerThread",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +63,41 @@ def unreachable_after(session_timeout: float) -> float:
     (10.0, 2.0)
     """
     return min(UNREACHABLE_S, session_timeout / 3)
+
+
+class BrokerWatch:
+    """How long the consumer has known no group coordinator: what ``/ready`` reports
+    and what lets a stop give up its final checkpoint (one record of it for both).
+
+    Examples
+    --------
+    >>> watch = BrokerWatch(session_timeout=45.0)
+    >>> watch.saw(True, now=100.0); watch.silent(now=105.0)
+    5.0
+    >>> watch.saw(False, now=106.0); watch.unreachable(now=109.0)  # a blip
+    False
+    >>> watch.unreachable(now=111.0)
+    True
+
+    """
+
+    def __init__(self, session_timeout: float) -> None:
+        self.after = unreachable_after(session_timeout)
+        self.seen: float | None = None  # monotonic time the coordinator was last known
+
+    def saw(self, known: bool | None, now: float) -> None:
+        """The consumer knows its coordinator now (True), does not (False), or has not
+        started (None). Silence counts from the last time it knew one, or from the
+        first time it was seen not to."""
+        if known or (known is False and self.seen is None):
+            self.seen = now
+
+    def silent(self, now: float) -> float:
+        """Seconds since a coordinator was last known (0 before anything was seen)."""
+        return 0.0 if self.seen is None else now - self.seen
+
+    def unreachable(self, now: float) -> bool:
+        return self.silent(now) >= self.after
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -327,20 +368,17 @@ class BatchConsumer(faust_aiokafka.Consumer):
             await drain
             await super().wait_empty()
             return
-        unknown_since: float | None = None
+        watch = cast(BatchTransport, self.transport).broker_watch
         while not drain.done():
             await asyncio.wait({drain}, timeout=WATCH_S)
-            if drain.done() or compat.coordinator_known(self) is not False:
-                unknown_since = None
-                continue
             now = time.monotonic()
-            unknown_since = unknown_since or now
-            if now - unknown_since >= unreachable_after(self.app.conf.broker_session_timeout):
+            watch.saw(compat.coordinator_known(self), now)  # timers may be stopped now
+            if not drain.done() and watch.unreachable(now):
                 logger.error(
                     "stopping with no broker answering for the group for %.0f s: the final "
                     "checkpoint cannot be written; the process ends now (the records since "
                     "the last snapshot are handled again by the partitions' next owner)",
-                    now - unknown_since,
+                    watch.silent(now),
                 )  # fmt: skip
                 logging.shutdown()
                 os._exit(UNREACHABLE_EXIT)
@@ -360,9 +398,11 @@ class BatchTransport(faust_aiokafka.Transport):
         recovery: Any = None,
         fetch_max_wait: float = 0.5,
         consumer_thread: bool = False,
+        broker_watch: BrokerWatch | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.broker_watch = broker_watch or BrokerWatch(UNREACHABLE_S * 3)
         self.intake = intake
         self.recovery = recovery  # riverbed.checkpoint.recovery.Recovery: where partitions resume
         self.fetch_max_wait = fetch_max_wait

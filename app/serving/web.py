@@ -13,6 +13,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from riverbed.kafka.transport import BrokerWatch
 from riverbed.learning.state import Learners
 from riverbed.serving.auth import authorized
 from riverbed.serving.export import dumps
@@ -25,39 +26,33 @@ PAGE = Path(__file__).parent / "static" / "index.html"
 
 class WorkerStatus:
     """Readiness: every assigned partition has recovered its learner, and the broker
-    answered for the group within ``unreachable_after`` s (10, or a third of the session
-    timeout if that is shorter: ``riverbed.kafka.transport.unreachable_after``).
+    answered for the group lately (``watch``: :class:`riverbed.kafka.transport.BrokerWatch`,
+    10 s, or a third of the session timeout if that is shorter).
 
     Examples
     --------
-    >>> status = WorkerStatus()
+    >>> from riverbed.kafka.transport import BrokerWatch
+    >>> status = WorkerStatus(BrokerWatch(session_timeout=45.0))
     >>> status.ready = True
-    >>> status.broker(True, now=100.0); status.problem(now=105.0) is None
+    >>> status.watch.saw(True, now=100.0); status.problem(now=105.0) is None
     True
-    >>> status.broker(False, now=106.0); status.problem(now=109.0) is None  # a blip
+    >>> status.watch.saw(False, now=106.0); status.problem(now=109.0) is None  # a blip
     True
     >>> status.problem(now=116.0)
     'no broker has answered for the group for 16 s'
 
     """
 
-    def __init__(self, unreachable_after: float = 10.0) -> None:
-        self.unreachable_after = unreachable_after
+    def __init__(self, watch: BrokerWatch) -> None:
+        self.watch = watch
         self.ready = False
-        self.broker_seen: float | None = None  # monotonic time the coordinator was known
-
-    def broker(self, known: bool | None, now: float) -> None:
-        """The consumer knows its group coordinator now (``known``), or not."""
-        if known:
-            self.broker_seen = now
 
     def problem(self, now: float) -> str | None:
         """Why the worker is not ready, or None when it is."""
         if not self.ready:
             return "partitions are being assigned or restored"
-        seen = self.broker_seen
-        if seen is not None and now - seen > self.unreachable_after:
-            return f"no broker has answered for the group for {now - seen:.0f} s"
+        if self.watch.unreachable(now):
+            return f"no broker has answered for the group for {self.watch.silent(now):.0f} s"
         return None
 
 
