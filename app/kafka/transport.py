@@ -398,11 +398,11 @@ class BatchTransport(faust_aiokafka.Transport):
         recovery: Any = None,
         fetch_max_wait: float = 0.5,
         consumer_thread: bool = False,
-        broker_watch: BrokerWatch | None = None,
+        broker_watch: BrokerWatch,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.broker_watch = broker_watch or BrokerWatch(UNREACHABLE_S * 3)
+        self.broker_watch = broker_watch
         self.intake = intake
         self.recovery = recovery  # riverbed.checkpoint.recovery.Recovery: where partitions resume
         self.fetch_max_wait = fetch_max_wait

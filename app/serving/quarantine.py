@@ -125,7 +125,7 @@ class Quarantine:
             q.crashes = [*q.crashes, crash][-LEDGER_MAX:]
             q._save()
             q.clear()
-            n = sum(c.covers(crash.topic, partition, first) for c in q.crashes)
+            n = q.crashes_on(crash.topic, partition, first)
             logger.warning(
                 "the previous process died handling %s[%d] offsets %d..%d (crash %d there): "
                 "they are handled one at a time until they pass; a record %d crashes land on "
