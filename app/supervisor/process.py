@@ -351,8 +351,6 @@ class Supervisor:
             delay = self.ended(child, status)
             if delay is None:
                 return
-            if delay <= BACKOFF_START_S and self.spare is not None:
-                delay = 0.0  # a first restart in a while: the warm spare takes it at once
             await asyncio.sleep(delay)  # the backoff itself, not a wait for a condition
             if self.stopping:
                 return
@@ -407,6 +405,8 @@ class Supervisor:
             child.backoff = BACKOFF_START_S
         delay = child.backoff
         child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+        if delay <= BACKOFF_START_S and self.spare is not None:
+            delay = 0.0  # a first restart in a while: the warm spare takes it at once
         child.restarts += 1
         self.restarts_total += 1
         logger.warning("worker slot %d (pid %s) %s after %.1f s; restart %d in %.1f s",
