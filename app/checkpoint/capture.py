@@ -40,6 +40,7 @@ from typing import Any
 
 from riverbed.exceptions import RiverbedError
 from riverbed.learning.guard import suspect_blob
+from riverbed.lifetime import die_with_parent
 
 __all__ = ["CaptureFailed", "CaptureThread", "Captured", "collapse_heap", "fork_capture"]
 
@@ -49,6 +50,7 @@ _HEADER = struct.Struct(">iQ?32s")
 # The pipe's buffer: the child writes, and the reader reads, in pieces up to this size
 # (Linux's default is 64 KiB; 1 MiB is the unprivileged maximum, pipe-max-size).
 _PIPE_BYTES = 1 << 20
+_MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,19 @@ def _poisoned(learner: Any, blob: bytes) -> bool:
     return bool(poisoned()) if poisoned is not None else True
 
 
-def _child(learners: dict[int, Any], fd: int) -> None:
+def _child(learners: dict[int, Any], fd: int, parent: int) -> None:
     code = 0
     try:
+        # The child inherited every descriptor of the worker: its HTTP port's listening
+        # socket among them. A worker killed -9 mid-capture left the child holding the
+        # port while it pickled, and the worker's restart died on "address already in
+        # use" (a supervised slot restarted twice). The child needs its pipe alone, and
+        # has no use once the worker is gone.
+        os.closerange(3, fd)
+        os.closerange(fd + 1, _MAX_FD)
+        die_with_parent(signal.SIGKILL)
+        if os.getppid() != parent:
+            raise SystemExit(1)  # the worker died before the line above took effect
         # The child's collector would only copy pages the parent shares with it.
         gc.disable()
         # The worker's loop (and, on a small machine, the broker) come first: the
@@ -272,10 +284,10 @@ async def fork_capture(
     r, w = os.pipe()
     _widen(w)
     t0 = time.perf_counter()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: pickle, write, exit
-        os.close(r)
-        _child(learners, w)
+        _child(learners, w, parent)
     if thread is not None:
         thread.fork_seconds = time.perf_counter() - t0
     os.close(w)

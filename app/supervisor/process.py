@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from riverbed.config import Settings
+from riverbed.lifetime import die_with_parent
 
 __all__ = ["Child", "Supervisor", "child_env"]
 
@@ -87,7 +87,6 @@ def child_env(settings: Settings, slot: int, environ: dict[str, str]) -> dict[st
 # The supervisor's pid, in its children's environment (app/supervisor/process.py's
 # die_with_supervisor reads it). Not RIVERBED_-prefixed: settings refuse unknown names.
 SUPERVISOR_ENV = "_RIVERBED_SUPERVISOR_PID"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def die_with_supervisor(environ: Mapping[str, str] | None = None) -> None:
@@ -101,10 +100,7 @@ def die_with_supervisor(environ: Mapping[str, str] | None = None) -> None:
     parent = env.get(SUPERVISOR_ENV)
     if not parent:
         return
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    die_with_parent(signal.SIGTERM)
     if supervisor_gone(env):  # it died before the line above took effect
         logger.error("the supervisor (pid %s) is gone; this worker stops", parent)
         raise SystemExit(1)

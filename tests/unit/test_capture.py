@@ -51,6 +51,37 @@ def test_a_child_that_cannot_pickle_fails_the_capture_loudly() -> None:
         asyncio.run(fork_capture({0: Locked()}))
 
 
+class ChildsView:
+    """Pickles as what the capture child sees: its open descriptors, and the signal
+    it is sent when its parent dies (Linux's PR_GET_PDEATHSIG)."""
+
+    def __reduce__(self) -> object:
+        import ctypes
+
+        signum = ctypes.c_int(0)
+        ctypes.CDLL(None).prctl(2, ctypes.byref(signum), 0, 0, 0)  # PR_GET_PDEATHSIG
+        return (dict, ({"fds": sorted(map(int, os.listdir("/proc/self/fd"))),
+                        "pdeathsig": signum.value},))  # fmt: skip
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="Linux's /proc and prctl")
+def test_the_child_holds_no_descriptor_of_the_worker_and_dies_with_it() -> None:
+    # A worker killed -9 mid-capture left its child holding the worker's HTTP port
+    # (inherited), and the worker's restart died on "address already in use".
+    import signal
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        blob = asyncio.run(fork_capture({0: ChildsView()}))[0].blob
+        seen = pickle.loads(blob)
+        assert listening.fileno() not in seen["fds"]
+    # stdin, stdout, stderr, the pipe and the listing's own descriptor: nothing else.
+    assert len(seen["fds"]) <= 5, seen
+    assert seen["pdeathsig"] == signal.SIGKILL
+
+
 def test_records_handled_during_the_capture_stay_in_the_journal() -> None:
     learners = Learners(models.spec("logreg"))
     learner = learners.get(0)
