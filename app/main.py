@@ -2,7 +2,7 @@
 
 One event's path (docs/architecture.md): Kafka -> ``kafka.transport.BatchConsumer``
 (Faust's consumer, a whole fetch at a time) -> ``kafka.intake.Intake`` -> the agent
-(``serving.agents``) -> ``serving.processor.Processor`` ->
+(``pipeline.agents``) -> ``pipeline.processor.Processor`` ->
 ``learning.learner.PartitionLearner`` -> predictions out through
 ``kafka.worker.Producers``; then ``checkpoint.snapshots.Checkpointer`` snapshots the
 learners and makes their offsets committable, which the consumer commits. On every
@@ -41,11 +41,12 @@ from riverbed.kafka.topics import (
 from riverbed.kafka.transport import BatchTransport, BrokerWatch
 from riverbed.kafka.worker import Producers, faust_app
 from riverbed.learning.state import Learners
-from riverbed.serving import agents, predict, web
+from riverbed.pipeline import agents
+from riverbed.pipeline.processor import Processor
+from riverbed.pipeline.quarantine import Quarantine
+from riverbed.serving import predict, web
 from riverbed.serving.metrics import RiverbedMetrics
-from riverbed.serving.processor import Processor
 from riverbed.serving.publisher import MetricsPublisher
-from riverbed.serving.quarantine import Quarantine
 from riverbed.supervisor.process import supervisor_gone
 
 __all__ = ["check_layout", "create_app"]

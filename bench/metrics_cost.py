@@ -25,8 +25,8 @@ from riverbed import models
 from riverbed.config import Settings
 from riverbed.kafka.topics import TopicNames
 from riverbed.learning.state import Learners
+from riverbed.pipeline.processor import Processor, Record
 from riverbed.serving.metrics import RiverbedMetrics
-from riverbed.serving.processor import Processor, Record
 
 FETCH_PER_PARTITION = 250
 

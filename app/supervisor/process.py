@@ -6,7 +6,7 @@ after a backoff (0.5 s, doubling, capped; reset once a child has been up for a w
 The intensity is per slot: a slot whose restarts exceed it (5 in 60 s by default,
 ``RIVERBED_RESTART_INTENSITY`` and ``RIVERBED_RESTART_PERIOD``) stays down, logged,
 while the others go on (a record that crashes its process is quarantined by the worker
-itself, ``riverbed.serving.quarantine``); when every slot is down the supervisor exits
+itself, ``riverbed.pipeline.quarantine``); when every slot is down the supervisor exits
 non-zero with the reason. A child that stops on a configuration error (exit status 2)
 is not restarted: it would fail alike, and so would the others.
 On SIGTERM or SIGINT it stops every child gracefully (each checkpoints and commits)

@@ -14,9 +14,9 @@ from riverbed.config import Settings
 from riverbed.devtools.produce import dataset_stream
 from riverbed.kafka.topics import TopicNames
 from riverbed.learning.state import Learners
+from riverbed.pipeline.processor import Processor, Record
+from riverbed.pipeline.quarantine import Quarantine
 from riverbed.serving.metrics import RiverbedMetrics
-from riverbed.serving.processor import Processor, Record
-from riverbed.serving.quarantine import Quarantine
 
 NAMES = TopicNames.from_settings(Settings.from_env({}))
 

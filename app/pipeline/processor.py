@@ -26,10 +26,10 @@ from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.kafka.topics import TopicNames
 from riverbed.learning.learner import LEARN, NONFINITE_REASON, LabelOutcome, NonFiniteState
 from riverbed.learning.state import Learners
+from riverbed.pipeline.quarantine import Quarantine
 from riverbed.protocols import SourceRecord
 from riverbed.records import encode, name_cache
 from riverbed.serving.metrics import RiverbedMetrics
-from riverbed.serving.quarantine import Quarantine
 
 __all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
 
@@ -116,7 +116,7 @@ class Processor:
         ``(key, value, ts)`` for ``predictions[partition]``, ``ts`` being the epoch ms
         the prediction was made (its ``ts`` field, and its Kafka timestamp); dead
         letters and drift events go to :attr:`extra`. With a :attr:`quarantine`, the
-        run is marked in flight while it is handled (``riverbed.serving.quarantine``).
+        run is marked in flight while it is handled (``riverbed.pipeline.quarantine``).
         """
         q = self.quarantine
         if q is None or not records:

@@ -25,8 +25,8 @@ from faust.types import TP
 
 from riverbed.checkpoint.snapshots import Checkpointer
 from riverbed.kafka.intake import Fetch, Intake
+from riverbed.pipeline.processor import Outgoing, Processor
 from riverbed.protocols import RecordProducer
-from riverbed.serving.processor import Outgoing, Processor
 
 __all__ = ["register"]
 
