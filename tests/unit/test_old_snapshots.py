@@ -43,3 +43,33 @@ def test_a_snapshot_of_the_previous_version_carries_on_exactly() -> None:
     assert doc["rolling"]["window"] == 1000 and doc["labels"]["defaulted"] == 0
     # The old waiting events had no challenger predictions: the labels still joined.
     assert doc["candidates"]["hoeffding"]["learned"] == 50
+
+
+def test_a_snapshot_from_before_the_learner_split_carries_on_exactly() -> None:
+    # learner-2284ce4.pkl: written by 2284ce4, before the learner was split by concern
+    # (its classes Candidate, _Pending, Duel by their old module): logreg champion with a
+    # hoeffding challenger, ROC AUC, auto promotion (two promotions by then), shadow
+    # predictions, 50 events waiting for labels and one early label. The .json is what
+    # that code did next; the split code must do exactly the same.
+    learner = pickle.loads((DATA / "learner-2284ce4.pkl").read_bytes())
+    expected = json.loads((DATA / "learner-2284ce4.json").read_text())
+    learner.configure(LearnerSettings(
+        lineup=tuple(models.lineup("logreg,hoeffding")), promotion_window=50,
+        promotion_min_positives=5, shadow_predictions=True, metric="rocauc",
+    ))  # fmt: skip
+    data = list(datasets.Phishing())
+    outcomes = [
+        learner.process_label(Label(str(i), data[i][1]), offset=i - 199, ts_ms=600 + i)
+        for i in range(250, 300)
+    ]
+    assert outcomes == expected["outcomes"]
+    learner.process_event(Event("early-1", data[0][0]), offset=300, ts_ms=900)
+    got = []
+    for i, (x, y) in enumerate(data[300:700], 301):
+        out = learner.process_event(Event(str(i), x, y), offset=i, ts_ms=1000 + i)
+        got.append({str(k).lower(): v for k, v in out["proba"].items()})
+    assert got == expected["proba"]
+    doc = json.loads(json.dumps(learner.describe(), default=str))
+    assert {k: doc[k] for k in expected["describe"]} == expected["describe"]
+    assert len(learner.shadows) == expected["shadows"]
+    assert json.loads(json.dumps(learner.drift_events, default=str)) == expected["drift_events"]
