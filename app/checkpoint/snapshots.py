@@ -615,7 +615,7 @@ class Checkpointer:
         is repaired now and left to the next checkpoint.
         """
         taken = {p: learners[p] for p in sorted(captured)}
-        marks = {p: (lr._journal, len(lr._journal)) for p, lr in taken.items()}
+        marks = {p: (lr.journal, len(lr.journal)) for p, lr in taken.items()}
         lineups = {p: lr.lineup for p, lr in taken.items()}  # as at the fork
 
         def encode(p: int, blob: bytes, sha256: str) -> list[Record]:
@@ -640,7 +640,7 @@ class Checkpointer:
             records += blobs[p].records
             size += len(blob)
             journal, mark = marks[p]
-            if learner._journal is journal:  # not re-based since the fork
+            if learner.journal is journal:  # not re-based since the fork
                 learner.checkpointed(blob, keep=journal[mark:])
         return size
 

@@ -124,7 +124,7 @@ async def warm_up(
     learner.challengers.extend(added)
     # An undo rebuilds from the base: make it the warmed state, not the snapshot's,
     # which lacks the new candidates (they would start fresh again).
-    learner._rebase()
+    learner.rebase()
     seconds = time.monotonic() - t0
     logger.warning(
         "partition %d: new candidates %s warmed up on %d retained events and %d labels "

@@ -106,8 +106,8 @@ def test_records_handled_during_the_capture_stay_in_the_journal() -> None:
 
     asyncio.run(run())
     # The base is the state at the fork (offset 99); the 20 records after it remain.
-    assert [e[2] for e in learner._journal] == list(range(100, 120))
-    base = pickle.loads(learner._base)
+    assert [e[2] for e in learner.journal] == list(range(100, 120))
+    base = pickle.loads(learner.journal_base)
     assert base.last_offset == 99
 
 

@@ -126,7 +126,7 @@ def test_a_checkpoint_never_captures_a_poisoned_model(capture: str) -> None:
     # the poison in the state at the fork and this checkpoint wrote nothing for it).
     asyncio.run(cp.checkpoint())
     assert cp.written >= 1 and cp.failed is None
-    base = pickle.loads(learners.get(0)._base)
+    base = pickle.loads(learners.get(0).journal_base)
     assert not base.poisoned() and base.learned == 1
 
 
@@ -213,6 +213,6 @@ def test_a_snapshot_carries_learned_state_only() -> None:
     _feed((learner,), 0, 20)
     state = learner.__getstate__()
     assert not {"pending_max", "pending_ttl_ms", "pending_max_bytes", "max_features",
-                "drift_reset", "_base", "_journal"} & set(state)  # fmt: skip
+                "drift_reset", "journal_base", "journal"} & set(state)  # fmt: skip
     restored = pickle.loads(pickle.dumps(learner))
     assert restored.learned == learner.learned and restored.pending_max == 100_000
