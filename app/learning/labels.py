@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from riverbed.exceptions import ModelError
 from riverbed.learning.guard import huge, huge_value
 from riverbed.learning.journal import LEARN, NONFINITE_REASON, NonFiniteState
 from riverbed.records import Label, Value
 
-__all__ = ["LabelOutcome", "Labels", "Pending"]
+__all__ = ["LabelOutcome", "Labels", "Pending", "Siblings"]
 
 logger = logging.getLogger("riverbed.learning.learner")
 
@@ -61,6 +60,15 @@ class Pending:
     # RIVERBED_LABEL_MATURITY: the label that came for it (inline, early or on time),
     # learned when the event is mature; None: none yet (the default applies then).
     label: Value | None = None
+
+
+class Siblings(Protocol):
+    """The worker's learners of its other partitions, as a label's join sees them
+    (:class:`~riverbed.learning.state.Learners`)."""
+
+    def waits_elsewhere(self, rid: str, partition: int) -> bool:
+        """Whether event ``rid`` waits for its label in a partition other than ``partition``."""
+        ...
 
 
 class Labels:
@@ -274,13 +282,13 @@ class Labels:
         offset: int,
         ts_ms: int,
         source: Any = None,
-        elsewhere: Callable[[str], bool] | None = None,
+        siblings: Siblings | None = None,
     ) -> str:
         """Join a delayed label with its pending event; return a :class:`LabelOutcome`.
 
-        ``elsewhere(id)`` tells whether the id's event waits in another partition of
-        this worker: a label that would wait as early is then ``misrouted`` instead
-        (it can never join) and is not kept.
+        ``siblings`` (the worker's other partitions' learners) tell whether the id's
+        event waits in another partition of this worker: a label that would wait as
+        early is then ``misrouted`` instead (it can never join) and is not kept.
         Raises :class:`~riverbed.exceptions.ModelError` as :meth:`process_event` does.
         """
         if offset <= self.last_label_offset:
@@ -289,13 +297,13 @@ class Labels:
         self._check_label(label.y)
         self.last_label_offset = offset
         if self.label_maturity and self.task != "anomaly":
-            outcome = self._attach(label, ts_ms, elsewhere)
+            outcome = self._attach(label, ts_ms, siblings)
             self.journal.append(("l", None if source else label, offset, ts_ms, source, 0))
             return outcome
         self._expire(ts_ms)
         pending = self.pending.pop(label.id, None)
         if pending is None:
-            outcome = self._unmatched(label, ts_ms, elsewhere)
+            outcome = self._unmatched(label, ts_ms, siblings)
         else:
             self.pending_bytes -= pending.size
             try:
@@ -327,7 +335,7 @@ class Labels:
         self.journal.append(("l", None if source else label, offset, ts_ms, source, 0))
         return outcome
 
-    def _attach(self, label: Label, ts_ms: int, elsewhere: Callable[[str], bool] | None) -> str:
+    def _attach(self, label: Label, ts_ms: int, siblings: Siblings | None) -> str:
         """RIVERBED_LABEL_MATURITY: a label waits with its event until the event is
         mature, and is learned then, in event order. Events due before the label's time
         mature first (on the Kafka clock: labels carry no event time), so a label counts
@@ -336,7 +344,7 @@ class Labels:
             self._expire(ts_ms)
         waiting = self.pending.get(label.id)
         if waiting is None:
-            outcome = self._unmatched(label, ts_ms, elsewhere)
+            outcome = self._unmatched(label, ts_ms, siblings)
         elif waiting.label is not None:
             outcome = LabelOutcome.LATE  # a second label: the first one counts
         else:
@@ -345,13 +353,13 @@ class Labels:
         self.labels[outcome] += 1
         return outcome
 
-    def _unmatched(self, label: Label, ts_ms: int, elsewhere: Callable[[str], bool] | None) -> str:
+    def _unmatched(self, label: Label, ts_ms: int, siblings: Siblings | None) -> str:
         """The outcome of a label whose event does not wait here: late (learned),
         orphan (expired), misrouted (it waits in another partition), or early (kept)."""
         finished = self._finished.get(label.id)
         if finished is not None:
             return LabelOutcome.LATE if finished else LabelOutcome.ORPHAN
-        if elsewhere is not None and elsewhere(label.id):
+        if siblings is not None and siblings.waits_elsewhere(label.id, self.partition):
             return LabelOutcome.MISROUTED
         self._keep_early(label, ts_ms)
         return LabelOutcome.EARLY

@@ -69,6 +69,7 @@ __all__ = [
     "Candidate",
     "Culprit",
     "LabelOutcome",
+    "LearnerOutputs",
     "LearnerSettings",
     "NonFiniteState",
     "PartitionLearner",
@@ -79,6 +80,18 @@ logger = logging.getLogger(__name__)
 
 # Snapshots written before the learner was split name these classes by this module.
 _Pending = Pending
+
+
+@dataclass(slots=True)
+class LearnerOutputs:
+    """What a learner made besides prediction records, handed over by
+    :meth:`PartitionLearner.take_outputs`: drift and promotion records (for the metrics
+    topic), the challengers' predictions (RIVERBED_SHADOW_PREDICTIONS) and the records
+    whose learn a repair undid after the fact (dead letters)."""
+
+    drifts: list[dict[str, Any]]
+    shadows: list[dict[str, Any]]
+    culprits: list[Culprit]
 
 
 @dataclass(frozen=True)
@@ -635,6 +648,26 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
         self.learned += 1
         self.learned_by_model += 1
+
+    def take_outputs(self) -> LearnerOutputs | None:
+        """Hand over what was made besides predictions since the last call (None: nothing).
+
+        The caller publishes them; until then a culprit stays in the learner's state (a
+        snapshot carries it, so a crash does not lose its dead letter).
+
+        Examples
+        --------
+        >>> from riverbed import models
+        >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
+        >>> learner.take_outputs() is None
+        True
+
+        """
+        if not (self.drift_events or self.shadows or self.culprits):
+            return None
+        out = LearnerOutputs(self.drift_events, self.shadows, self.culprits)
+        self.drift_events, self.shadows, self.culprits = [], [], []
+        return out
 
     # -- reporting -------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

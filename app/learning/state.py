@@ -174,6 +174,11 @@ class Learners:
             del self._by_partition[p]
         self.assigned = set(partitions)
 
+    def waits_elsewhere(self, rid: str, partition: int) -> bool:
+        """Whether event ``rid`` waits for its label in a partition of this worker other
+        than ``partition`` (a label that came there is misrouted)."""
+        return any(rid in lr.pending for p, lr in self._by_partition.items() if p != partition)
+
     def items(self) -> list[tuple[int, PartitionLearner]]:
         return sorted(self._by_partition.items())
 

@@ -113,6 +113,7 @@ def register(
     clock = time.perf_counter
 
     joiner = intake.joiner
+    others: list[Outgoing] = []  # a fetch's records besides predictions, sent after them
 
     async def handle_fetch(fetch: Fetch, producer: RecordProducer) -> None:
         runs: Iterable[tuple[TP, Sequence[Any]]] = fetch.records.items()
@@ -135,17 +136,18 @@ def register(
                 part = records[start : start + size] if start or n > size else records
                 start += len(part)
                 t0 = clock()
-                outs = handle_many(tp.topic, p, part)
+                handled = handle_many(tp.topic, p, part)
                 slicer.took(len(part), clock() - t0)
                 note(p, len(part))
-                if outs:
-                    await send_predictions(producer, p, outs)
+                if handled.predictions:
+                    await send_predictions(producer, p, handled.predictions)
+                if handled.others:  # dead letters, drift records, shadow predictions
+                    others.extend(handled.others)
                 if start < n or checkpointing():
                     await asyncio.sleep(0)  # the loop's turn (Slicer)
-        if processor.extra:  # dead letters, drift events
-            for out in processor.extra:
-                track(await send(producer, out), out.topic)
-            processor.extra.clear()
+        for out in others:
+            track(await send(producer, out), out.topic)
+        others.clear()
 
     async def send_predictions(
         producer: RecordProducer, p: int, outs: list[tuple[bytes | None, bytes, int]]

@@ -1,8 +1,9 @@
 """Processor: a partition's raw Kafka records in, predictions and dead letters out.
 
 No faust import. It decodes, routes to the partition's
-:class:`~riverbed.learning.learner.PartitionLearner`, and returns the encoded predictions; dead
-letters and drift events collect in :attr:`Processor.extra`. It never raises for a
+:class:`~riverbed.learning.learner.PartitionLearner`, and returns what a run of records produced
+(:class:`Handled`: the encoded predictions, and the other records to publish: dead
+letters, drift and promotion records, shadow predictions). It never raises for a
 bad record: whatever breaks the contract, or makes the model raise, becomes a dead
 letter whose value and key are the original bytes and whose headers say where it came
 from, at which stage it failed and why. The agent only sends what this produces.
@@ -10,7 +11,6 @@ from, at which stage it failed and why. The agent only sends what this produces.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -24,14 +24,20 @@ import orjson
 
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.kafka.topics import TopicNames
-from riverbed.learning.learner import LEARN, NONFINITE_REASON, LabelOutcome, NonFiniteState
+from riverbed.learning.learner import (
+    LEARN,
+    NONFINITE_REASON,
+    LabelOutcome,
+    LearnerOutputs,
+    NonFiniteState,
+)
 from riverbed.learning.state import Learners
 from riverbed.pipeline.quarantine import Quarantine
 from riverbed.protocols import SourceRecord
 from riverbed.records import encode, name_cache
 from riverbed.serving.metrics import RiverbedMetrics
 
-__all__ = ["DLQ_HEADER_PREFIX", "Outgoing", "Processor", "Record"]
+__all__ = ["DLQ_HEADER_PREFIX", "Handled", "Outgoing", "Processor", "Record"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,16 @@ class Outgoing:
     headers: list[tuple[str, bytes]] | None = None
 
 
+Prediction = tuple[bytes | None, bytes, int]  # key, value, epoch ms: predictions[partition]
+
+
+class Handled(NamedTuple):
+    """What a run of one partition's records produced, in offset order."""
+
+    predictions: list[Prediction]
+    others: list[Outgoing]  # dead letters, drift and promotion records, shadow predictions
+
+
 class Processor:
     """Turns input records into predictions and dead letters, in offset order.
 
@@ -92,8 +108,6 @@ class Processor:
     ) -> None:
         self.learners = learners
         self.metrics = metrics
-        # Records besides predictions (dead letters, drift events); the agent sends them.
-        self.extra: list[Outgoing] = []
         self.topics = topics
         self.max_record_bytes = max_record_bytes
         self.dlq_max_bytes = dlq_max_bytes
@@ -106,35 +120,40 @@ class Processor:
         self._misrouted_logged = False
         self.quarantine = quarantine
 
-    def handle_many(
-        self, topic: str, partition: int, records: Sequence[SourceRecord]
-    ) -> list[tuple[bytes | None, bytes, int]]:
+    def handle_many(self, topic: str, partition: int, records: Sequence[SourceRecord]) -> Handled:
         """Process one partition's records of one topic, in offset order.
 
         ``records`` have aiokafka's ``ConsumerRecord`` fields (``offset``, ``timestamp``
         in ms, ``key``, ``value``, ``headers``). Returns the predictions as
         ``(key, value, ts)`` for ``predictions[partition]``, ``ts`` being the epoch ms
-        the prediction was made (its ``ts`` field, and its Kafka timestamp); dead
-        letters and drift events go to :attr:`extra`. With a :attr:`quarantine`, the
-        run is marked in flight while it is handled (``riverbed.pipeline.quarantine``).
+        the prediction was made (its ``ts`` field, and its Kafka timestamp), and the
+        other records to publish. With a :attr:`quarantine`, the run is marked in flight
+        while it is handled (``riverbed.pipeline.quarantine``).
         """
         q = self.quarantine
+        out = Handled([], [])
         if q is None or not records:
-            return self._handle_many(topic, partition, records)
+            self._handle_many(topic, partition, records, out)
+            return out
         first, last = records[0].offset, records[-1].offset
         if q.crashes and q.suspect(topic, partition, first, last):
-            return self._one_at_a_time(q, topic, partition, records)
+            self._one_at_a_time(q, topic, partition, records, out)
+            return out
         q.mark(topic, partition, first, last)
-        out = self._handle_many(topic, partition, records)
+        self._handle_many(topic, partition, records, out)
         q.clear()  # not in a finally: an exception here already stopped the worker
         return out
 
     def _one_at_a_time(
-        self, q: Quarantine, topic: str, partition: int, records: Sequence[SourceRecord]
-    ) -> list[tuple[bytes | None, bytes, int]]:
+        self,
+        q: Quarantine,
+        topic: str,
+        partition: int,
+        records: Sequence[SourceRecord],
+        out: Handled,
+    ) -> None:
         """Records near a crash: each marked alone, and the culprit of enough crashes
         dead-lettered (stage ``quarantine``) instead of handled."""
-        out: list[tuple[bytes | None, bytes, int]] = []
         learner = self.learners.get(partition)
         label = topic == self.topics.labels
         for r in records:
@@ -150,65 +169,73 @@ class Processor:
                     f"{crashes} worker processes died while handling this record "
                     f"(RIVERBED_QUARANTINE_AFTER={q.after})"
                 )
-                self.extra.append(self._dead_letter(
+                out.others.append(self._dead_letter(
                     topic, partition, r.offset, r.key, r.value, r.headers,
                     stage="quarantine", reason=reason, error=ProcessCrash(reason),
                 ))  # fmt: skip
             else:
                 q.mark(topic, partition, r.offset, r.offset)
-                out.extend(self._handle_many(topic, partition, (r,)))
+                self._handle_many(topic, partition, (r,), out)
                 q.clear()
             q.passed(topic, partition, r.offset)
-        return out
 
     def _handle_many(
-        self, topic: str, partition: int, records: Iterable[SourceRecord]
-    ) -> list[tuple[bytes | None, bytes, int]]:
-        learner = self.learners.get(partition)
-        extra = self.extra
-        out: list[tuple[bytes | None, bytes, int]] = []
-        if topic == self.topics.labels:
-            elsewhere = functools.partial(self._waits_elsewhere, partition=partition)
-            for r in records:
-                if learner.redelivered(r.offset, label=True):
-                    continue
-                try:
-                    if r.headers:
-                        self._check_headers(r)
-                    label = self.decode_label(r.value, r.key, self.max_record_bytes)
-                    outcome = learner.process_label(
-                        label,
-                        offset=r.offset,
-                        ts_ms=r.timestamp,
-                        source=(r.value, r.key, r.headers or ()),
-                        elsewhere=elsewhere,
-                    )
-                    if outcome == LabelOutcome.MISROUTED and not self._misrouted_logged:
-                        self._log_misrouted(label.id, partition)
-                except (InvalidRecord, ModelError) as exc:
-                    learner.skip(r.offset, label=True)
-                    extra.append(self._failed(topic, partition, r, exc))
-                except Exception as exc:  # one record never stops a worker
-                    learner.skip(r.offset, label=True)
-                    extra.append(self._crashed(topic, partition, r, exc, "process"))
-            if learner.drift_events:
-                self._drain_drifts(learner.drift_events, partition)
-            if learner.culprits:
-                self.drain_culprits(partition)
-            return out
-        if topic != self.topics.events:
+        self, topic: str, partition: int, records: Iterable[SourceRecord], out: Handled
+    ) -> None:
+        if topic == self.topics.events:
+            self._handle_events(partition, records, out)
+        elif topic == self.topics.labels:
+            self._handle_labels(partition, records, out.others)
+        else:
             msg = f"record from unexpected topic {topic!r}"
             for r in records:
                 dead = self._dead_letter(
                     topic, partition, r.offset, r.key, r.value, r.headers,
                     stage="route", reason=msg, error=None,
                 )  # fmt: skip
-                extra.append(dead)
-            return out
+                out.others.append(dead)
+            return
+        made = self.learners.get(partition).take_outputs()
+        if made is not None:
+            self._publish(made, partition, out.others)
+
+    def _handle_labels(
+        self, partition: int, records: Iterable[SourceRecord], others: list[Outgoing]
+    ) -> None:
+        learner = self.learners.get(partition)
+        topic = self.topics.labels
+        learners = self.learners
+        for r in records:
+            if learner.redelivered(r.offset, label=True):
+                continue
+            try:
+                if r.headers:
+                    self._check_headers(r)
+                label = self.decode_label(r.value, r.key, self.max_record_bytes)
+                outcome = learner.process_label(
+                    label,
+                    offset=r.offset,
+                    ts_ms=r.timestamp,
+                    source=(r.value, r.key, r.headers or ()),
+                    siblings=learners,
+                )
+                if outcome == LabelOutcome.MISROUTED and not self._misrouted_logged:
+                    self._log_misrouted(label.id, partition)
+            except (InvalidRecord, ModelError) as exc:
+                learner.skip(r.offset, label=True)
+                others.append(self._failed(topic, partition, r, exc))
+            except Exception as exc:  # one record never stops a worker
+                learner.skip(r.offset, label=True)
+                others.append(self._crashed(topic, partition, r, exc, "process"))
+
+    def _handle_events(self, partition: int, records: Iterable[SourceRecord], out: Handled) -> None:
         # The per-record loop of the worker: names bound once, nothing allocated that
         # the prediction record does not need.
+        learner = self.learners.get(partition)
+        topic = self.topics.events
+        others = out.others
         max_bytes = self.max_record_bytes
-        append = out.append
+        append = out.predictions.append
         process_event = learner.process_event
         decode = self.decode_event
         pname = partition
@@ -233,11 +260,11 @@ class Processor:
                 )
             except (InvalidRecord, ModelError) as exc:
                 learner.skip(offset)
-                extra.append(self._failed(topic, partition, r, exc))
+                others.append(self._failed(topic, partition, r, exc))
                 continue
             except Exception as exc:  # one record never stops a worker
                 learner.skip(offset)
-                extra.append(self._crashed(topic, partition, r, exc, "process"))
+                others.append(self._crashed(topic, partition, r, exc, "process"))
                 continue
             if pred is None:
                 continue
@@ -253,20 +280,22 @@ class Processor:
             try:
                 append((r.key, encode(pred), ts))
             except Exception as exc:  # learned, but no prediction to send
-                extra.append(self._crashed(topic, partition, r, exc, "encode"))
-        if learner.shadows:
-            self._drain_shadows(learner.shadows, partition)
+                others.append(self._crashed(topic, partition, r, exc, "encode"))
         if self.metrics is not None:
             self.metrics.observe_latencies(partition, latencies)
-        if learner.drift_events:
-            self._drain_drifts(learner.drift_events, partition)
-        if learner.culprits:
-            self.drain_culprits(partition)
-        return out
 
-    def _waits_elsewhere(self, rid: str, partition: int) -> bool:
-        """Whether event ``rid`` waits for its label in another partition of this worker."""
-        return any(rid in other.pending for p, other in self.learners.items() if p != partition)
+    def _publish(self, made: LearnerOutputs, partition: int, others: list[Outgoing]) -> None:
+        """What the learner made besides predictions, as records to publish."""
+        if made.shadows:
+            self._shadows(made.shadows, partition, others)
+        if made.drifts:
+            self._drifts(made.drifts, partition, others)
+        for c in made.culprits:  # learns a repair undid after the fact: stage learn
+            topic = self.topics.events if c.topic == "events" else self.topics.labels
+            value, key, headers = c.source or (None, None, ())
+            r = Record(c.offset, 0, key, value, list(headers))
+            exc = ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
+            others.append(self._failed(topic, partition, r, exc))
 
     def _log_misrouted(self, rid: str, partition: int) -> None:
         self._misrouted_logged = True
@@ -280,17 +309,6 @@ class Processor:
             rid, self.topics.labels, partition, where[0] if where else "?",
         )  # fmt: skip
 
-    def drain_culprits(self, partition: int) -> None:
-        """Dead letters (stage ``learn``) for learns a repair undid after the fact."""
-        learner = self.learners.get(partition)
-        for c in learner.culprits:
-            topic = self.topics.events if c.topic == "events" else self.topics.labels
-            value, key, headers = c.source or (None, None, ())
-            r = Record(c.offset, 0, key, value, list(headers))
-            exc = ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
-            self.extra.append(self._failed(topic, partition, r, exc))
-        learner.culprits.clear()
-
     def handle(
         self,
         topic: str,
@@ -301,20 +319,13 @@ class Processor:
         value: bytes | None,
         headers: Headers | None = None,
     ) -> Outgoing | None:
-        """One record: its prediction, its dead letter, or None (a label, a re-delivery).
-
-        Drift events still go to :attr:`extra`.
-        """
-        mark = len(self.extra)
+        """One record: its prediction, its dead letter, or None (a label, a re-delivery)."""
         record = Record(offset, timestamp_ms, key, value, list(headers or ()))
-        predictions = self.handle_many(topic, partition, [record])
-        if predictions:
-            k, v, _ = predictions[0]
+        out = self.handle_many(topic, partition, [record])
+        if out.predictions:
+            k, v, _ = out.predictions[0]
             return Outgoing(self.topics.predictions, k, v, partition)
-        for i in range(mark, len(self.extra)):
-            if self.extra[i].topic == self.topics.dlq:
-                return self.extra.pop(i)
-        return None
+        return next((o for o in out.others if o.topic == self.topics.dlq), None)
 
     def _check_headers(self, r: SourceRecord) -> None:
         """Headers count toward ``RIVERBED_MAX_RECORD_BYTES`` with the value."""
@@ -354,15 +365,16 @@ class Processor:
             stage=stage, reason=reason, error=exc,
         )  # fmt: skip
 
-    def _drain_shadows(self, shadows: list[dict[str, Any]], partition: int) -> None:
+    def _shadows(
+        self, shadows: list[dict[str, Any]], partition: int, others: list[Outgoing]
+    ) -> None:
         """The challengers' predictions, to ``<predictions>.shadow`` (same partition)."""
         ts = int(time.time() * 1000)
         for rec in shadows:
             rec["ts"] = ts
-            self.extra.append(Outgoing(self.topics.shadow, None, encode(rec), partition))
-        shadows.clear()
+            others.append(Outgoing(self.topics.shadow, None, encode(rec), partition))
 
-    def _drain_drifts(self, events: list[dict[str, Any]], partition: int) -> None:
+    def _drifts(self, events: list[dict[str, Any]], partition: int, others: list[Outgoing]) -> None:
         for drift in events:
             if drift["type"] == "promotion":
                 logger.warning(
@@ -387,8 +399,7 @@ class Processor:
             value = encode(drift)
             self.recent_events.append(orjson.loads(value))  # JSON-safe, for /models
             key = str(partition).encode()
-            self.extra.append(Outgoing(self.topics.metrics, key, value, partition))
-        events.clear()
+            others.append(Outgoing(self.topics.metrics, key, value, partition))
 
     def _dead_letter(
         self,

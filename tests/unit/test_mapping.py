@@ -159,13 +159,11 @@ def test_a_label_whose_event_waits_in_another_partition_is_misrouted() -> None:
     learners = Learners(models.spec("logreg"))
     learners.get(0).process_event(Event("a", {"f": 1.0}), offset=0, ts_ms=0)
     other = learners.get(1)
-    seen = other.process_label(
-        Label("a", True), offset=0, ts_ms=1, elsewhere=lambda rid: rid in learners.get(0).pending
-    )
+    seen = other.process_label(Label("a", True), offset=0, ts_ms=1, siblings=learners)
     assert seen == LabelOutcome.MISROUTED
     assert other.labels[LabelOutcome.MISROUTED] == 1 and not other.early
     # A label for an id no partition knows waits as early, as before.
-    assert other.process_label(Label("z", True), offset=1, ts_ms=2, elsewhere=lambda _: False) == (
+    assert other.process_label(Label("z", True), offset=1, ts_ms=2, siblings=learners) == (
         LabelOutcome.EARLY
     )
 

@@ -41,7 +41,8 @@ def _records(n: int, start: int = 0) -> list[Record]:
 def test_a_fetch_gives_one_prediction_per_event_equal_to_river_offline() -> None:
     proc = _processor()
     records = _records(300)
-    out = proc.handle_many(NAMES.events, 2, records)
+    handled = proc.handle_many(NAMES.events, 2, records)
+    out = handled.predictions
     assert [k for k, _, _ in out] == [r.key for r in records]
     preds = [orjson.loads(v) for _, v, _ in out]
     assert [ts for _, _, ts in out] == [p["ts"] for p in preds]  # Kafka timestamp = "ts"
@@ -53,14 +54,17 @@ def test_a_fetch_gives_one_prediction_per_event_equal_to_river_offline() -> None
         metrics.Accuracy(),
     )
     assert proc.learners.get(2).metric.get() == offline.get()
-    assert not proc.extra
+    assert not handled.others
 
 
 def test_same_records_split_into_fetches_or_one_by_one_give_identical_predictions() -> None:
     records = _records(200)
-    whole = _processor().handle_many(NAMES.events, 0, records)
+    whole = _processor().handle_many(NAMES.events, 0, records).predictions
     split = _processor()
-    parts = [split.handle_many(NAMES.events, 0, records[i : i + 37]) for i in range(0, 200, 37)]
+    parts = [
+        split.handle_many(NAMES.events, 0, records[i : i + 37]).predictions
+        for i in range(0, 200, 37)
+    ]
     one = _processor()
     singles = [one.handle(NAMES.events, 0, r.offset, r.timestamp, r.key, r.value) for r in records]
 
@@ -79,10 +83,10 @@ def test_bad_records_become_dead_letters_in_place_and_the_rest_go_on() -> None:
         Record(5, 1_000, b"y", orjson.dumps({"id": "e5", "x": {"f": [1]}}), []),
     ]
     more = _records(2, start=6)
-    out = proc.handle_many(NAMES.events, 1, [*good, *bad, *more])
+    out, dead = proc.handle_many(NAMES.events, 1, [*good, *bad, *more])
     assert [orjson.loads(v)["offset"] for _, v, _ in out] == [0, 1, 2, 3, 6, 7]
-    assert [d.value for d in proc.extra] == [b"{not json", bad[1].value]
-    first = dict(proc.extra[0].headers or [])
+    assert [d.value for d in dead] == [b"{not json", bad[1].value]
+    first = dict(dead[0].headers or [])
     assert first["trace"] == b"1" and first["riverbed.source.offset"] == b"4"
     assert first["riverbed.stage"] == b"deserialize"
     learner = proc.learners.get(1)
@@ -93,24 +97,24 @@ def test_redelivered_records_are_skipped_including_dead_lettered_ones() -> None:
     proc = _processor()
     records = [*_records(3), Record(3, 1_000, b"x", b"nope", [])]
     proc.handle_many(NAMES.events, 0, records)
-    proc.extra.clear()
     again = proc.handle_many(NAMES.events, 0, records)  # a replay after a restore
-    assert again == [] and proc.extra == []
+    assert again.predictions == [] and again.others == []
     assert proc.learners.get(0).replayed_events == 4
 
 
 def test_labels_join_pending_events_and_bad_labels_are_dead_letters() -> None:
     proc = _processor()
     event = Record(0, 1_000, b"k", orjson.dumps({"id": "a", "x": {"f": 1.0}}), [])
-    assert len(proc.handle_many(NAMES.events, 0, [event])) == 1
+    assert len(proc.handle_many(NAMES.events, 0, [event]).predictions) == 1
     labels = [
         Record(0, 2_000, b"k", orjson.dumps({"id": "a", "y": True}), []),
         Record(1, 2_000, b"k", orjson.dumps({"id": "a"}), []),
     ]
-    assert proc.handle_many(NAMES.labels, 0, labels) == []
+    handled = proc.handle_many(NAMES.labels, 0, labels)
+    assert handled.predictions == []
     learner = proc.learners.get(0)
     assert learner.learned == 1 and learner.last_label_offset == 1
-    assert [dict(d.headers or [])["riverbed.stage"] for d in proc.extra] == [b"validate"]
+    assert [dict(d.headers or [])["riverbed.stage"] for d in handled.others] == [b"validate"]
 
 
 def test_latency_is_observed_per_prediction_in_the_histogram() -> None:
@@ -134,9 +138,8 @@ def test_any_error_while_handling_a_record_dead_letters_it_and_the_rest_go_on() 
         return decode(value, key, max_bytes)
 
     proc.decode_event = fragile  # type: ignore[method-assign]
-    out = proc.handle_many(NAMES.events, 0, records)
+    out, (dead,) = proc.handle_many(NAMES.events, 0, records)
     assert [orjson.loads(v)["offset"] for _, v, _ in out] == [0, 2, 3]
-    (dead,) = proc.extra
     headers = dict(dead.headers or [])
     assert headers["riverbed.stage"] == b"process" and dead.value == records[1].value
     assert headers["riverbed.error.type"] == b"KeyError"
@@ -155,9 +158,8 @@ def test_near_a_crash_records_go_one_at_a_time_and_the_culprit_is_quarantined(
     proc = _processor()
     proc.quarantine = Quarantine.open(tmp_path, "w", after=2, topics=topics)
     records = _records(30)
-    out = proc.handle_many(NAMES.events, 0, records)
+    out, (dead,) = proc.handle_many(NAMES.events, 0, records)
     assert [orjson.loads(v)["offset"] for _, v, _ in out] == [o for o in range(30) if o != 7]
-    (dead,) = proc.extra
     headers = dict(dead.headers or [])
     assert headers["riverbed.stage"] == b"quarantine" and dead.value == records[7].value
     assert headers["riverbed.error.type"] == b"ProcessCrash"
@@ -165,7 +167,7 @@ def test_near_a_crash_records_go_one_at_a_time_and_the_culprit_is_quarantined(
     assert proc.learners.get(0).last_offset == 29
 
     clean = _processor()
-    expected = clean.handle_many(NAMES.events, 0, records[:7] + records[8:])
+    expected = clean.handle_many(NAMES.events, 0, records[:7] + records[8:]).predictions
     assert [orjson.loads(v)["proba"] for _, v, _ in out] == [
         orjson.loads(v)["proba"] for _, v, _ in expected
     ]
