@@ -12,7 +12,6 @@ continues with and where its records resume.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -39,7 +38,7 @@ from riverbed.kafka.topics import (
     check_layout,
 )
 from riverbed.kafka.transport import BatchTransport, BrokerWatch
-from riverbed.kafka.worker import Producers, faust_app
+from riverbed.kafka.worker import Producers, SnapshotSink, faust_app
 from riverbed.learning.state import Learners
 from riverbed.pipeline import agents
 from riverbed.pipeline.processor import Processor
@@ -77,16 +76,11 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
     codec = SnapshotCodec(key, settings.snapshot_chunk_bytes,
                           model_name=",".join(s.name for s in lineup))  # fmt: skip
-    stopping: list[asyncio.Future[None]] = []  # Faust's crash stops the worker, exit != 0
-
-    async def send_snapshot(k: bytes, v: bytes, h: list[tuple[str, bytes]], p: int) -> Any:
-        return await producers.send_and_wait(names.snapshots, k, v, h, p)
-
+    sink = SnapshotSink(app, names.snapshots)
     checkpointer = Checkpointer(
-        learners, codec, send=send_snapshot, topics=(names.events, names.labels),
+        learners, codec, send=sink.send, topics=(names.events, names.labels),
         every=settings.snapshot_every, interval=settings.snapshot_interval,
-        on_failure=lambda reason: stopping.append(asyncio.ensure_future(app.crash(reason))),
-        capture=settings.checkpoint_capture,
+        on_failure=sink.on_failure, capture=settings.checkpoint_capture,
     )  # fmt: skip
     # Fetches reach the agent whole through this channel (app/kafka/intake.py); the
     # transport must be ours before anything asks for Faust's.
@@ -105,36 +99,12 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         fetch_max_wait=settings.fetch_max_wait, consumer_thread=settings.consumer_thread,
         broker_watch=broker_watch,
     )  # fmt: skip
-    producers = Producers(app)
-    source = app.topic(
-        names.events,
-        names.labels,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )  # subscribed, not iterated
-    app.topics.add(source)
+    producers = sink.producers = Producers(app)
+    # Events and labels: subscribed (the transport fetches them), never iterated.
+    app.topics.add(app.topic(names.events, names.labels, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw"))  # fmt: skip
     status = web.WorkerStatus(broker_watch)
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        status.ready = False
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        assigned = {tp.partition for tp in args[0] if tp.topic == names.events}
-        status.ready = False
-        if processor.quarantine is None:  # the last process's unfinished run, if any
-            processor.quarantine = Quarantine.open(
-                settings.data_dir, str(settings.web_port), after=settings.quarantine_after,
-                topics=(names.events, names.labels),
-            )  # fmt: skip
-        await recovery.assign(assigned)  # raises (and Faust crashes the worker) on a wrong key
-        status.ready = True
-        logger.info("riverbed owns partitions %s (model %s; restore took %.2f s)",
-                    sorted(assigned), spec.name, recovery.seconds)  # fmt: skip
-
+    _on_assignments(app, settings, names, processor, recovery, status, spec.name)
     predictor = predict.Predictor(
         learners, learners.settings.mapping, events_topic=names.events,
         partitions=layout[names.events] if layout else settings.partitions,
@@ -159,6 +129,54 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
 
     publisher = MetricsPublisher(learners, metrics, topic=names.metrics, send=send_metrics,
                                  track=checkpointer.track)  # fmt: skip
+    _timers(app, settings, publisher, checkpointer, broker_watch)
+    agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
+    web.register(app, document, status, metrics)
+    web.register_model_export(app, learners, settings.http_token)
+    predict.register(app, predictor)
+    return app
+
+
+def _on_assignments(
+    app: faust.App,
+    settings: Settings,
+    names: TopicNames,
+    processor: Processor,
+    recovery: Recovery,
+    status: web.WorkerStatus,
+    model: str,
+) -> None:
+    """Not ready while a rebalance runs; on every assignment, each partition's learner
+    (``Recovery.assign``) and, the first time, the last process's quarantine note."""
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        status.ready = False
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = {tp.partition for tp in args[0] if tp.topic == names.events}
+        status.ready = False
+        if processor.quarantine is None:  # the last process's unfinished run, if any
+            processor.quarantine = Quarantine.open(
+                settings.data_dir, str(settings.web_port), after=settings.quarantine_after,
+                topics=(names.events, names.labels),
+            )  # fmt: skip
+        await recovery.assign(assigned)  # raises (and Faust crashes the worker) on a wrong key
+        status.ready = True
+        logger.info("riverbed owns partitions %s (model %s; restore took %.2f s)",
+                    sorted(assigned), model, recovery.seconds)  # fmt: skip
+
+
+def _timers(
+    app: faust.App,
+    settings: Settings,
+    publisher: MetricsPublisher,
+    checkpointer: Checkpointer,
+    broker_watch: BrokerWatch,
+) -> None:
+    """The worker's periodic work: metrics records, log summaries, due checkpoints, the
+    broker watch, and (where Linux's parent-death signal is missing) the supervisor's."""
     app.timer(settings.metrics_interval)(publisher.publish)
     app.timer(logs.LIMIT.window)(logs.flush)
     app.timer(1.0)(checkpointer.checkpoint_if_due)
@@ -167,16 +185,10 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     async def watch_broker() -> None:  # /ready says when no broker answers for minutes
         broker_watch.saw(compat.coordinator_known(app.consumer), time.monotonic())
 
-    if not sys.platform.startswith("linux"):  # Linux: PR_SET_PDEATHSIG (supervisor/process.py)
+    if not sys.platform.startswith("linux"):  # Linux: PR_SET_PDEATHSIG (lifetime.py)
 
         @app.timer(1.0)
         async def watch_supervisor() -> None:
             if supervisor_gone():
                 logger.error("the supervisor is gone; this worker stops")
                 os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful stop
-
-    agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
-    web.register(app, document, status, metrics)
-    web.register_model_export(app, learners, settings.http_token)
-    predict.register(app, predictor)
-    return app

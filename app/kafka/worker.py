@@ -8,6 +8,7 @@ same transport from the same settings, for snapshots and metrics
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import Any
@@ -21,7 +22,7 @@ from riverbed.config import Settings
 from riverbed.kafka import compat, security
 from riverbed.protocols import RecordProducer
 
-__all__ = ["Producers", "Worker", "faust_app"]
+__all__ = ["Producers", "SnapshotSink", "Worker", "faust_app"]
 
 PRODUCER_BATCH_BYTES = 512 * 1024
 REQUEST_OVERHEAD_BYTES = 16 * 1024  # a produce request's framing around one record
@@ -184,3 +185,30 @@ class Producers:
             topic, value, key=key, headers=headers, partition=partition
         )
         return await delivery
+
+
+class SnapshotSink:
+    """Where the checkpoint writes its snapshots, and whom it tells when it fails: the
+    background producer (acks=all), and Faust's crash (the worker stops, exit != 0).
+
+    Built before the producers (the checkpoint is needed to build the transport, and
+    the producers need the transport): :attr:`producers` is set once they exist.
+    """
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+        self.producers: Producers | None = None
+        self._crash: list[asyncio.Future[None]] = []  # held until the worker stops
+
+    async def send(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]],
+                   partition: int) -> Any:  # fmt: skip
+        """A snapshot's record; returns once Kafka has it."""
+        if self.producers is None:
+            msg = "a snapshot was sent before the worker's producers were built"
+            raise RuntimeError(msg)
+        return await self.producers.send_and_wait(self.topic, key, value, headers, partition)
+
+    def on_failure(self, reason: BaseException) -> None:
+        """The checkpoint failed: the worker stops (a restart redoes what it had not)."""
+        self._crash.append(asyncio.ensure_future(self.app.crash(reason)))

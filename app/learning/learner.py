@@ -573,19 +573,23 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         out: dict[str, Any] = {"id": event.id, "y_pred": y_pred}
         if proba is not None:
             out["proba"] = proba
-        if decider is not None:
-            out["threshold"] = shown(decider.value)
-        if (mature_later or decider is not None) and (
-            self.learned_by_model < self.min_labels or y_pred is None
-        ):
-            # RIVERBED_MIN_LABELS: too few labels learned (or no threshold yet) for a
-            # decision anyone should act on; the probabilities are still given.
-            out["y_pred"] = None
-            out["warming"] = True
+        if mature_later or decider is not None:
+            self._decision_fields(out, y_pred)
         if event.y is not None:
             out["y"] = event.y
         out["model"] = by
         return out
+
+    def _decision_fields(self, out: dict[str, Any], y_pred: Any) -> None:
+        """Under RIVERBED_THRESHOLD or RIVERBED_LABEL_MATURITY: the threshold decided
+        with, and no decision while warming (RIVERBED_MIN_LABELS: too few labels
+        learned, or no threshold yet, for a decision anyone should act on; the
+        probabilities are still given)."""
+        if self.decider is not None:
+            out["threshold"] = shown(self.decider.value)
+        if self.learned_by_model < self.min_labels or y_pred is None:
+            out["y_pred"] = None
+            out["warming"] = True
 
     def _redelivered_or_gap(self, offset: int) -> bool:
         """An events offset that does not follow the last: True for one handled before

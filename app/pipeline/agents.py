@@ -74,6 +74,92 @@ class Slicer:
         self.size = max(self.MIN, min(self.MAX, fits))
 
 
+class Agent:
+    """The agent's work on one fetch: each partition's records through the processor,
+    in slices while a checkpoint waits for the loop, and what they produced sent."""
+
+    def __init__(self, intake: Intake, processor: Processor, checkpointer: Checkpointer) -> None:
+        self.intake = intake
+        self.processor = processor
+        self.checkpointer = checkpointer
+        self.learners = processor.learners
+        self.predictions_topic = processor.topics.predictions
+        self.slicer = Slicer()
+        self.others: list[Outgoing] = []  # a fetch's records besides predictions
+
+    async def installed(self, tp: TP) -> bool:
+        """Whether ``tp``'s learner is (or, within the timeout, becomes) this worker's."""
+        if self.learners.has(tp.partition):
+            return True
+        installed = asyncio.Event()
+        self.learners.when_installed(tp.partition, installed.set)
+        try:
+            await asyncio.wait_for(installed.wait(), INSTALL_TIMEOUT_S)
+            return True
+        except TimeoutError:
+            # Not ours after all (a stale fetch): the owner handles it.
+            logger.warning("skipping a fetch of %s[%d]: partition not assigned here", *tp)
+            return False
+
+    async def handle_fetch(self, fetch: Fetch, producer: RecordProducer) -> None:
+        runs: Iterable[tuple[TP, Sequence[Any]]] = fetch.records.items()
+        joiner = self.intake.joiner
+        if joiner is not None:
+            # A partition's events and labels in one order that depends only on the
+            # records (app/kafka/join.py): some may wait for the other topic's fetch.
+            for tp, records in fetch.records.items():
+                if await self.installed(tp):
+                    joiner.add(tp, records)
+            runs = joiner.ready()
+        for tp, records in runs:
+            if await self.installed(tp):
+                await self.handle_run(tp, records, producer)
+        track = self.checkpointer.track
+        for out in self.others:  # dead letters, drift records, shadow predictions
+            delivery = await producer.send(
+                out.topic, out.value, key=out.key, partition=out.partition, headers=out.headers
+            )
+            track(delivery, out.topic)
+        self.others.clear()
+
+    async def handle_run(self, tp: TP, records: Sequence[Any], producer: RecordProducer) -> None:
+        """One partition's records of one topic: whole while no checkpoint waits for the
+        loop (a turn costs ~2% at 5 ms slices for logreg), in slices while one does."""
+        checkpointing = self.checkpointer.busy
+        clock = time.perf_counter
+        p = tp.partition
+        start, n = 0, len(records)
+        while start < n:
+            size = self.slicer.size if checkpointing() else n
+            part = records[start : start + size] if start or n > size else records
+            start += len(part)
+            t0 = clock()
+            handled = self.processor.handle_many(tp.topic, p, part)
+            self.slicer.took(len(part), clock() - t0)
+            self.checkpointer.note(p, len(part))
+            if handled.predictions:
+                await self.send_predictions(producer, p, handled.predictions)
+            if handled.others:
+                self.others.extend(handled.others)
+            if start < n or checkpointing():
+                await asyncio.sleep(0)  # the loop's turn (Slicer)
+
+    async def send_predictions(
+        self, producer: RecordProducer, p: int, outs: list[tuple[bytes | None, bytes, int]]
+    ) -> None:
+        track, topic = self.checkpointer.track, self.predictions_topic
+        batch = producer.create_batch()
+        # Each prediction's Kafka timestamp is when it was made (its "ts"), not when the
+        # partition's batch was built after all of its records.
+        for key, value, ts in outs:
+            if batch.append(key=key, value=value, timestamp=ts) is None:
+                # full: send it, start the next one
+                track(await producer.send_batch(batch, topic, partition=p), topic)
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=ts)
+        track(await producer.send_batch(batch, topic, partition=p), topic)
+
+
 def register(
     app: faust.App,
     channel: faust.ChannelT,
@@ -83,85 +169,8 @@ def register(
     kafka_producer: Callable[[], RecordProducer],
 ) -> Any:
     """Attach the learning agent to ``app``; return it."""
-    handle_many = processor.handle_many
-    learners = processor.learners
+    agent = Agent(intake, processor, checkpointer)
     metrics = processor.metrics
-    predictions = processor.topics.predictions
-    note = checkpointer.note
-    track = checkpointer.track
-
-    async def send(producer: RecordProducer, out: Outgoing) -> asyncio.Future[Any]:
-        return await producer.send(
-            out.topic, out.value, key=out.key, partition=out.partition, headers=out.headers
-        )
-
-    async def installed(tp: TP) -> bool:
-        if learners.has(tp.partition):
-            return True
-        installed = asyncio.Event()
-        learners.when_installed(tp.partition, installed.set)
-        try:
-            await asyncio.wait_for(installed.wait(), INSTALL_TIMEOUT_S)
-            return True
-        except TimeoutError:
-            # Not ours after all (a stale fetch): the owner handles it.
-            logger.warning("skipping a fetch of %s[%d]: partition not assigned here", *tp)
-            return False
-
-    slicer = Slicer()
-    checkpointing = checkpointer.busy
-    clock = time.perf_counter
-
-    joiner = intake.joiner
-    others: list[Outgoing] = []  # a fetch's records besides predictions, sent after them
-
-    async def handle_fetch(fetch: Fetch, producer: RecordProducer) -> None:
-        runs: Iterable[tuple[TP, Sequence[Any]]] = fetch.records.items()
-        if joiner is not None:
-            # A partition's events and labels in one order that depends only on the
-            # records (app/kafka/join.py): some may wait for the other topic's fetch.
-            for tp, records in fetch.records.items():
-                if await installed(tp):
-                    joiner.add(tp, records)
-            runs = joiner.ready()
-        for tp, records in runs:
-            if not await installed(tp):
-                continue
-            p = tp.partition
-            start, n = 0, len(records)
-            while start < n:
-                # Whole partitions while no checkpoint waits for the loop (a turn costs
-                # ~2% at 5 ms slices for logreg); slices while one does.
-                size = slicer.size if checkpointing() else n
-                part = records[start : start + size] if start or n > size else records
-                start += len(part)
-                t0 = clock()
-                handled = handle_many(tp.topic, p, part)
-                slicer.took(len(part), clock() - t0)
-                note(p, len(part))
-                if handled.predictions:
-                    await send_predictions(producer, p, handled.predictions)
-                if handled.others:  # dead letters, drift records, shadow predictions
-                    others.extend(handled.others)
-                if start < n or checkpointing():
-                    await asyncio.sleep(0)  # the loop's turn (Slicer)
-        for out in others:
-            track(await send(producer, out), out.topic)
-        others.clear()
-
-    async def send_predictions(
-        producer: RecordProducer, p: int, outs: list[tuple[bytes | None, bytes, int]]
-    ) -> None:
-        batch = producer.create_batch()
-        # Each prediction's Kafka timestamp is when it was made (its "ts"), not when the
-        # partition's batch was built after all of its records.
-        for key, value, ts in outs:
-            if batch.append(key=key, value=value, timestamp=ts) is None:
-                # full: send it, start the next one
-                track(await producer.send_batch(batch, predictions, partition=p), predictions)
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=ts)
-        track(await producer.send_batch(batch, predictions, partition=p), predictions)
 
     @app.agent(channel, name="riverbed.learn")
     async def learn(stream: faust.StreamT[Fetch]) -> None:
@@ -175,7 +184,7 @@ def register(
                     continue  # fetched before a rebalance; Faust seeks back to it
                 t0 = time.perf_counter()
                 try:
-                    await handle_fetch(fetch, producer)
+                    await agent.handle_fetch(fetch, producer)
                 except Exception as exc:
                     # Part of this fetch may be learned without its predictions sent:
                     # fail-stop, so no snapshot covers it and a restart redoes it.
