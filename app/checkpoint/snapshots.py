@@ -516,46 +516,13 @@ class Checkpointer:
         if self._forks(learners[p] for p in captured):
             size = await self._fork_capture(learners, captured, records)
         else:
-            began = time.perf_counter()
-            for p in sorted(captured):
-                learner = learners[p]
-                blob, encoded = self.codec.encode_pickled(learner)
-                # Never snapshot a poisoned model: a non-finite float in the pickle (a
-                # cheap scan; a walk confirms) has its learns undone first (app/learning/guard.py).
-                if suspect_blob(blob) and learner.poisoned() and learner.repair():
-                    blob, encoded = self.codec.encode_pickled(learner)
-                records += encoded
-                learner_size = len(blob)
-                size += learner_size
-                # Pickling slowed every object of the learner for good (app/learning/inline.py).
-                # The learner carries on as an equal copy that is as fast as new; with
-                # RIVERBED_CHECKPOINT_CAPTURE=inline a large one (trees) keeps its objects,
-                # as the copy would hold the loop too long (auto forks for those).
-                if self.capture == "auto" or learner_size <= INLINE_MAX_BYTES:
-                    learner = learner.rebuilt()
-                    self.learners.replace(p, learner)
-                learner.checkpointed(blob)
-            held = time.perf_counter() - began
-            self.last_capture, self.last_capture_loop_seconds = "inline", held
-            if self.capture == "auto" and size:
-                rate = held / size
-                self._inline_rate = min(rate, self._inline_rate or rate)
+            size = self._inline_capture(learners, captured, records)
         self._last = time.monotonic()
         # 1. the predictions and dead letters of those records are in Kafka. Most of
         # the deliveries are done by now (at 5,000 events/s, ~1,600 record batches
         # between two checkpoints), and gather() over them all held the loop ~7 ms, a
         # done-callback per future: only those still in flight are waited for.
-        pending = [o for o, _ in outputs if not o.done()]
-        if pending:
-            await asyncio.wait(pending)
-        for output, topic in outputs:
-            if output.cancelled():
-                msg = f"the delivery of a record for {topic} was cancelled"
-                raise OutputRefused(msg)
-            exc = output.exception()
-            if exc is not None:
-                msg = f"Kafka refused a record for {topic}: {type(exc).__name__}: {exc}"
-                raise OutputRefused(msg) from exc
+        await self._delivered(outputs)
         # 2. the snapshots: chunks first, the manifest (last record per partition) after
         chunks = [
             self.send(k, v, h, int(k.split(b"/")[0]))
@@ -579,6 +546,56 @@ class Checkpointer:
         self.bytes_written += size
         self.last_seconds = time.perf_counter() - t0
         logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
+
+    def _inline_capture(
+        self,
+        learners: dict[int, PartitionLearner],
+        captured: dict[int, tuple[int, int]],
+        records: list[Record],
+    ) -> int:
+        """Pickle the captured learners in the worker; their records added to
+        ``records``; the bytes pickled."""
+        size = 0
+        began = time.perf_counter()
+        for p in sorted(captured):
+            learner = learners[p]
+            blob, encoded = self.codec.encode_pickled(learner)
+            # Never snapshot a poisoned model: a non-finite float in the pickle (a
+            # cheap scan; a walk confirms) has its learns undone first (app/learning/guard.py).
+            if suspect_blob(blob) and learner.poisoned() and learner.repair():
+                blob, encoded = self.codec.encode_pickled(learner)
+            records += encoded
+            learner_size = len(blob)
+            size += learner_size
+            # Pickling slowed every object of the learner for good (app/learning/inline.py).
+            # The learner carries on as an equal copy that is as fast as new; with
+            # RIVERBED_CHECKPOINT_CAPTURE=inline a large one (trees) keeps its objects,
+            # as the copy would hold the loop too long (auto forks for those).
+            if self.capture == "auto" or learner_size <= INLINE_MAX_BYTES:
+                learner = learner.rebuilt()
+                self.learners.replace(p, learner)
+            learner.checkpointed(blob)
+        held = time.perf_counter() - began
+        self.last_capture, self.last_capture_loop_seconds = "inline", held
+        if self.capture == "auto" and size:
+            rate = held / size
+            self._inline_rate = min(rate, self._inline_rate or rate)
+        return size
+
+    @staticmethod
+    async def _delivered(outputs: list[tuple[asyncio.Future[Any], str]]) -> None:
+        """Every output of the records a snapshot covers is in Kafka, or this raises."""
+        pending = [o for o, _ in outputs if not o.done()]
+        if pending:
+            await asyncio.wait(pending)
+        for output, topic in outputs:
+            if output.cancelled():
+                msg = f"the delivery of a record for {topic} was cancelled"
+                raise OutputRefused(msg)
+            exc = output.exception()
+            if exc is not None:
+                msg = f"Kafka refused a record for {topic}: {type(exc).__name__}: {exc}"
+                raise OutputRefused(msg) from exc
 
     def _forks(self, learners: Iterable[PartitionLearner]) -> bool:
         """Whether this checkpoint forks (see ``capture``).

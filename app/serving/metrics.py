@@ -234,36 +234,42 @@ class _LearnerCollector(Collector):
             behind = self.lag(int(p))
             if behind is not None:
                 lag.add_metric([p], behind)
-        dead = CounterMetricFamily(
-            "riverbed_dead_letters", "Records sent to the dead-letter topic.", labels=["stage"]
-        )
-        for stage, n in doc.get("dead_letters", {}).items():
-            dead.add_metric([stage], n)
-        snaps = CounterMetricFamily("riverbed_snapshots_written", "Snapshots written.")
-        snaps.add_metric([], doc.get("snapshots_written", 0))
-        refused = CounterMetricFamily(
-            "riverbed_snapshots_refused", "Snapshots that failed verification and were not loaded."
-        )
-        refused.add_metric([], doc.get("snapshots_refused", 0))
-        gaps = CounterMetricFamily(
-            "riverbed_learning_gaps",
-            "Source partition ranges never learned: deleted by retention before a snapshot "
-            "covered them (see /ready).",
-        )
-        gaps.add_metric([], len(doc.get("learning_gaps", [])))
-        up = GaugeMetricFamily("riverbed_ready", "1 when every assigned partition is restored.")
-        up.add_metric([], 1.0 if doc.get("ready") else 0.0)
-        cache = doc.get("name_cache", {})
-        names = GaugeMetricFamily(
-            "riverbed_name_cache_bytes",
-            "Bytes (estimated) of the cache of dotted feature names built from input keys.",
-        )
-        names.add_metric([], cache.get("bytes", 0))
-        dropped = CounterMetricFamily(
-            "riverbed_name_cache_resets",
-            "Times the feature-name cache reached its budget and was dropped (keys that "
-            "keep changing: a stream of ever new feature names or nested prefixes).",
-        )
-        dropped.add_metric([], cache.get("resets", 0))
         yield from (family for _, family in per_partition)
-        yield from (labels, drifts, value, lag, dead, snaps, refused, gaps, up, names, dropped)
+        yield from (labels, drifts, value, lag)
+        yield from _worker_families(doc)
+
+
+def _worker_families(doc: dict[str, Any]) -> Iterator[Metric]:
+    """The worker's own metrics (not per partition) from the ``/models`` document."""
+    dead = CounterMetricFamily(
+        "riverbed_dead_letters", "Records sent to the dead-letter topic.", labels=["stage"]
+    )
+    for stage, n in doc.get("dead_letters", {}).items():
+        dead.add_metric([stage], n)
+    snaps = CounterMetricFamily("riverbed_snapshots_written", "Snapshots written.")
+    snaps.add_metric([], doc.get("snapshots_written", 0))
+    refused = CounterMetricFamily(
+        "riverbed_snapshots_refused", "Snapshots that failed verification and were not loaded."
+    )
+    refused.add_metric([], doc.get("snapshots_refused", 0))
+    gaps = CounterMetricFamily(
+        "riverbed_learning_gaps",
+        "Source partition ranges never learned: deleted by retention before a snapshot "
+        "covered them (see /ready).",
+    )
+    gaps.add_metric([], len(doc.get("learning_gaps", [])))
+    up = GaugeMetricFamily("riverbed_ready", "1 when every assigned partition is restored.")
+    up.add_metric([], 1.0 if doc.get("ready") else 0.0)
+    cache = doc.get("name_cache", {})
+    names = GaugeMetricFamily(
+        "riverbed_name_cache_bytes",
+        "Bytes (estimated) of the cache of dotted feature names built from input keys.",
+    )
+    names.add_metric([], cache.get("bytes", 0))
+    dropped = CounterMetricFamily(
+        "riverbed_name_cache_resets",
+        "Times the feature-name cache reached its budget and was dropped (keys that "
+        "keep changing: a stream of ever new feature names or nested prefixes).",
+    )
+    dropped.add_metric([], cache.get("resets", 0))
+    yield from (dead, snaps, refused, gaps, up, names, dropped)
