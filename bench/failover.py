@@ -23,7 +23,7 @@
 
 After parts 1 and 2, every event must have a prediction (events lost: 0), repeats
 must be identical, the labels learned must equal the labels sent, and each
-partition's predictions must equal an offline replay (``tests/replay.py``).
+partition's predictions must equal an offline replay (``riverbed.devtools.replay``).
 
 Results: a table on stdout and ``bench/results/failover.json``. Before a timed run
 nothing else should load the machine; the load average is recorded with the results.
@@ -258,7 +258,7 @@ def predictions_by_partition(records: list[Any]) -> dict[int, list[Prediction]]:
 
 def check_exactly_once(run: Run, final: list[Machine], n: int) -> dict[str, Any]:
     """Events lost, repeats, labels learned, and equality with an offline replay."""
-    from tests.replay import comparable, replay
+    from riverbed.devtools.replay import comparable, replay
 
     _wait(lambda: sum(m.total("learned") for m in final) >= n, f"{n} labels learned", 300, 0.5)
     learned = sum(m.total("learned") for m in final)
