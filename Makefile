@@ -62,9 +62,9 @@ typecheck: $(STAMP) ## mypy (on the installed names: app/ is riverbed, models/ r
 
 bench: setup ## riverbed vs River in memory, a raw aiokafka loop and Quix Streams, one run
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[bench]'
-	$(BIN)/python bench/compare.py --events 100000
-	$(BIN)/python bench/candidates.py --events 20000
-	$(BIN)/python bench/checkpoint_speed.py --events 40000
+	$(BIN)/python -m bench.compare --events 100000
+	$(BIN)/python -m bench.candidates --events 20000
+	$(BIN)/python -m bench.checkpoint_speed --events 40000
 
 clean: kafka-down ## stop the broker, delete .venv, caches and broker data
 	rm -rf $(VENV) .cache .riverbed *.egg-info .mypy_cache .ruff_cache tests/output

@@ -6,7 +6,7 @@ after another in one River loop. Measured in process (no Kafka: the broker's sha
 the same for 1 or 3 candidates), exact test-then-train with inline labels, on the
 bench's Agrawal stream; best of ``--repeat`` rounds.
 
-    .venv/bin/python bench/candidates.py --events 20000
+    .venv/bin/python -m bench.candidates --events 20000
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ never checkpointed (same records, alternating blocks), and the in-process part o
 restore (verify, unpickle, copy; bench/snapshot_cost.py times the read from Kafka).
 Results go to bench/results/capture_cost.json.
 
-    .venv/bin/python bench/capture_cost.py
+    .venv/bin/python -m bench.capture_cost
 
 The loop is held, inline, for the pickle (and the inline copy after it, for small
 learners); with fork, for the fork itself and the parent's work on the bytes (signing,
@@ -16,6 +16,7 @@ longest gap between its wake-ups while one checkpoint runs.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -107,6 +108,8 @@ def restore_ms(learner: PartitionLearner) -> float:
 
 
 def main() -> None:
+    # No options: --help says what it measures instead of running it.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     print(f"{'model':<10} {'capture':<7} {'snapshot':>9} {'held: median / max ms':>22} "
           f"{'checkpoint ms':>14} {'µs/record: after 10 / never':>28} "
           f"{'restore ms':>11} {'RSS':>7}")  # fmt: skip

@@ -1,7 +1,7 @@
 """Does checkpointing slow a tree model? A hoeffding worker with a checkpoint every
 1,000 records against one without checkpoints, in one run (issue 19's acceptance).
 
-    .venv/bin/python bench/checkpoint_speed.py [--events 40000] [--repeat 5]
+    .venv/bin/python -m bench.checkpoint_speed [--events 40000] [--repeat 5]
 
 The same Agrawal events (4 partitions) are read by riverbed workers in rounds that
 interleave the settings, each round starting one setting later, so a slow spell of the
@@ -28,23 +28,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 from typing import Any
 
-import compare  # the bench folder is the script's path
-from compare import (
+from bench.harness import (
     PARTITIONS,
     RESULTS,
-    _create,
-    _delete_run_topics,
-    _new_prefix,
-    _produce_values,
-    _read,
-    _riverbed,
-    _run_settings,
-    _security_env,
-    _span_rate,
+    broker_settings,
+    create_topics,
+    delete_run_topics,
+    new_prefix,
+    produce_values,
+    read,
+    run_settings,
+    run_worker,
+    span_rate,
 )
 
 NEVER = str(10**9)
@@ -99,25 +97,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--model", default="hoeffding")
     args = ap.parse_args()
-    from riverbed.config import Settings
     from riverbed.devtools.broker import LocalBroker
     from riverbed.devtools.produce import produce
 
-    settings = Settings.from_env(
-        {k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"} | _security_env()
-    )
+    settings = broker_settings()
     broker = LocalBroker.start_unless_running(settings)
     bootstrap = settings.bootstrap
-    compare.MODEL = args.model
-    prefix = _new_prefix("ckpt")
-    s = _run_settings(bootstrap, prefix)
+    prefix = new_prefix("ckpt")
+    s = run_settings(bootstrap, prefix)
     runs: dict[str, list[float]] = {name: [] for name in SETTINGS}
     # Snapshots each run wrote (one a partition a checkpoint): fewer than every 1,000
     # records asks for, as a checkpoint asked for while one is being written joins it.
     snapshots: dict[str, list[int]] = {name: [] for name in SETTINGS}
     try:
         asyncio.run(produce(s, dataset="agrawal", limit=args.events, seed=7))
-        dataset = asyncio.run(_read(bootstrap, prefix + "events", args.events))
+        dataset = asyncio.run(read(bootstrap, prefix + "events", args.events))
         keyed = [(r.partition, r.key, r.value) for r in dataset]
         names = list(SETTINGS)
         for rnd in range(args.repeat):
@@ -126,20 +120,19 @@ def main() -> None:
             for name in names[rnd % len(names) :] + names[: rnd % len(names)]:
                 worker_settings = SETTINGS[name]
                 rprefix = f"{prefix}r{rnd}{names.index(name)}."
-                asyncio.run(_create(bootstrap, [rprefix + "events"]))
-                asyncio.run(_produce_values(bootstrap, rprefix + "events", keyed))
-                compare.WORKER_SETTINGS.clear()
-                compare.WORKER_SETTINGS.update(worker_settings)
-                _riverbed(bootstrap, rprefix, args.events)
-                rate = _span_rate(asyncio.run(_read(bootstrap, rprefix + "predictions",
-                                                    args.events)))  # fmt: skip
+                asyncio.run(create_topics(bootstrap, [rprefix + "events"]))
+                asyncio.run(produce_values(bootstrap, rprefix + "events", keyed))
+                worker = run_worker(bootstrap, rprefix, args.events, model=args.model,
+                                    settings=worker_settings)  # fmt: skip
+                rate = span_rate(asyncio.run(read(bootstrap, rprefix + "predictions",
+                                                  args.events)))  # fmt: skip
                 runs[name].append(rate)
-                written = int(compare.LAST_METRICS.get("riverbed_snapshots_written_total", 0))
+                written = int(worker.metrics.get("riverbed_snapshots_written_total", 0))
                 snapshots[name].append(written)
                 print(f"{args.model} {name:20} {rate:10,.0f} events/s  {written:3} snapshots  "
                       f"(round {rnd + 1})", flush=True)  # fmt: skip
     finally:
-        asyncio.run(_delete_run_topics(bootstrap))
+        asyncio.run(delete_run_topics(bootstrap))
         if broker is not None:
             broker.stop()
     out = summarize(args.model, args.events, runs)

@@ -1,6 +1,6 @@
 """One run, one broker, one dataset: River in memory, a raw aiokafka loop, Quix Streams, riverbed.
 
-    make bench            # = .venv/bin/python bench/compare.py --events 100000
+    make bench            # = .venv/bin/python -m bench.compare --events 100000
 
 Pre-produces N JSON events (Agrawal, inline labels, keyed by id) over 4 partitions
 once; then each system reads that topic with its own consumer group and, per event,
@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import functools
 import gc
 import itertools
 import json
@@ -48,46 +46,39 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-PARTITIONS = 4
+from bench.harness import (
+    PARTITIONS,
+    RESULTS,
+    ROOT,
+    Keyed,
+    broker_settings,
+    create_topics,
+    delete_run_topics,
+    kafka_client,
+    mean_fetch_seconds,
+    new_prefix,
+    peak_rss_of,
+    produce_values,
+    read,
+    ready,
+    run_settings,
+    run_worker,
+    security_env,
+    span_rate,
+    start_worker,
+    stop_worker,
+    wait_written,
+    worker_env,
+)
+
 WARMUP = 100  # events per warm-up round of a paced run
 WARMUP_ROUNDS = 4
-SECURITY = tuple(
-    f"RIVERBED_{name}"
-    for name in ("SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD",
-                 "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE")
-)  # fmt: skip
-
-
-def _security_env() -> dict[str, str]:
-    """The run's connection settings (the environment's), for riverbed's Settings."""
-    return {k: v for k, v in os.environ.items() if k in SECURITY}
-
-
-def _run_settings(bootstrap: str, prefix: str) -> Any:
-    """riverbed's Settings for this run's topics under ``prefix`` (the harness's
-    producers and topic creation use them)."""
-    from riverbed.config import Settings
-
-    env = {"RIVERBED_BROKER": bootstrap, "RIVERBED_TOPIC_PREFIX": prefix,
-           "RIVERBED_PARTITIONS": str(PARTITIONS)}  # fmt: skip
-    return Settings.from_env(env | _security_env())
-
-
-@functools.cache
-def _client() -> dict[str, Any]:
-    """aiokafka connection arguments of every client of the run (riverbed's own)."""
-    from riverbed.config import Settings
-
-    return Settings.from_env(_security_env()).kafka_client()
 
 
 def _quix_broker(bootstrap: str) -> Any:
@@ -96,7 +87,7 @@ def _quix_broker(bootstrap: str) -> Any:
 
     from riverbed.config import Settings
 
-    s = Settings.from_env(_security_env())
+    s = Settings.from_env(security_env())
     if s.security_protocol == "PLAINTEXT":
         return bootstrap
     conf: dict[str, Any] = {
@@ -112,22 +103,20 @@ def _quix_broker(bootstrap: str) -> Any:
     return ConnectionConfig(**conf)
 
 
-# The workload's model (riverbed's catalog name): logreg, or a tree workload's. Every
-# system builds it from the same catalog; a child and a riverbed worker are told it.
-MODEL = "logreg"
-
-
-def _model() -> Any:
+# The workload's model is a catalog name (logreg, or a tree workload's), passed down as
+# ``model``: every system builds it from the same catalog; a child and a riverbed worker
+# are told it.
+def _model(model: str) -> Any:
     from riverbed import models
 
-    return models.build(MODEL)
+    return models.build(model)
 
 
-def _predict_learn(models_by_p: dict[int, Any], p: int, value: bytes) -> bytes:
+def _predict_learn(models_by_p: dict[int, Any], p: int, value: bytes, model: str) -> bytes:
     e = orjson.loads(value)
     m = models_by_p.get(p)
     if m is None:
-        m = models_by_p[p] = _model()
+        m = models_by_p[p] = _model(model)
     proba = m.predict_proba_one(e["x"])
     y_pred = max(proba, key=proba.__getitem__) if proba else None
     if e.get("y") is not None:
@@ -138,13 +127,12 @@ def _predict_learn(models_by_p: dict[int, Any], p: int, value: bytes) -> bytes:
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that
-    across exec, so a child started by a big parent reported the parent's peak."""
-    return _peak_rss_of(os.getpid())
+    """This process's peak RSS (VmHWM), MB."""
+    return peak_rss_of(os.getpid())
 
 
 # -- the systems ------------------------------------------------------------------------
-async def raw_aiokafka(bootstrap: str, src: str, dst: str, n: int) -> None:
+async def raw_aiokafka(bootstrap: str, src: str, dst: str, n: int, model: str) -> None:
     """The hand-written loop: getmany -> test-then-train -> non-awaited sends."""
     from aiokafka import AIOKafkaProducer
 
@@ -154,9 +142,9 @@ async def raw_aiokafka(bootstrap: str, src: str, dst: str, n: int) -> None:
         group_id=f"raw-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
-        **_client(),
+        **kafka_client(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **_client())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **kafka_client())
     await consumer.start()
     await producer.start()
     models_by_p: dict[int, Any] = {}
@@ -166,7 +154,7 @@ async def raw_aiokafka(bootstrap: str, src: str, dst: str, n: int) -> None:
             batch = await consumer.getmany(timeout_ms=200, max_records=1000)
             for tp, records in batch.items():
                 for r in records:
-                    out = _predict_learn(models_by_p, tp.partition, r.value)
+                    out = _predict_learn(models_by_p, tp.partition, r.value, model)
                     await producer.send(dst, out, key=r.key, partition=tp.partition)
                     done += 1
         await producer.flush()
@@ -175,7 +163,7 @@ async def raw_aiokafka(bootstrap: str, src: str, dst: str, n: int) -> None:
         await consumer.stop()
 
 
-def quix(bootstrap: str, src: str, dst: str, n: int) -> None:
+def quix(bootstrap: str, src: str, dst: str, n: int, model: str) -> None:
     """A minimal Quix Streams app doing the same per event."""
     from quixstreams import Application
 
@@ -193,7 +181,7 @@ def quix(bootstrap: str, src: str, dst: str, n: int) -> None:
         from quixstreams import message_context
 
         p = message_context().partition
-        producer.produce(dst, _predict_learn(models_by_p, p, value), key=key, partition=p)
+        producer.produce(dst, _predict_learn(models_by_p, p, value, model), key=key, partition=p)
         done["n"] += 1
         if done["n"] >= n:
             app.stop()
@@ -205,15 +193,15 @@ def quix(bootstrap: str, src: str, dst: str, n: int) -> None:
         app.run()
 
 
-def in_memory(values: list[tuple[int, bytes]]) -> float:
+def in_memory(values: list[tuple[int, bytes]], model: str) -> float:
     models_by_p: dict[int, Any] = {}
     t0 = time.perf_counter()
     for p, v in values:
-        _predict_learn(models_by_p, p, v)
+        _predict_learn(models_by_p, p, v, model)
     return len(values) / (time.perf_counter() - t0)
 
 
-def in_memory_per_event(values: list[tuple[int, bytes]]) -> tuple[float, float]:
+def in_memory_per_event(values: list[tuple[int, bytes]], model: str) -> tuple[float, float]:
     """p50 and p99 of one event's decode -> predict -> learn -> encode, in ms (a second
     pass on fresh models: what the model alone adds to an event's latency)."""
     import numpy as np
@@ -223,7 +211,7 @@ def in_memory_per_event(values: list[tuple[int, bytes]]) -> tuple[float, float]:
     clock = time.perf_counter
     for i, (p, v) in enumerate(values):
         t0 = clock()
-        _predict_learn(models_by_p, p, v)
+        _predict_learn(models_by_p, p, v, model)
         took[i] = clock() - t0
     p50, p99 = np.percentile(took * 1000, [50, 99])
     return float(p50), float(p99)
@@ -277,108 +265,6 @@ def guard_cost(values: list[tuple[int, bytes]]) -> dict[str, float]:
 
 
 # -- orchestration ----------------------------------------------------------------------
-async def _read(bootstrap: str, topic: str, n: int, timeout: float = 600) -> list[Any]:
-    c = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **_client(),
-    )
-    await c.start()
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            for records in (await c.getmany(timeout_ms=500, max_records=5000)).values():
-                out.extend(records)
-    finally:
-        await c.stop()
-    return out
-
-
-def _ready(port: int) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
-async def _wait_written(
-    bootstrap: str, topic: str, n: int, *, ready_port: int | None = None, timeout: float = 600
-) -> None:
-    """Until ``topic`` holds ``n`` records, asking only for its end offsets.
-
-    A worker is measured while it runs, so this takes as little CPU as it can: reading
-    the output meanwhile, or listing the broker's topics (hundreds, on a broker that
-    served earlier runs) took enough from a 2-core machine to show in the worker's
-    latency. A worker answers ``/ready`` only after it created its topics, so
-    ``end_offsets`` never asks for a missing one (it would wait 40 s for it).
-    """
-    from aiokafka import TopicPartition
-
-    deadline = time.monotonic() + timeout
-    while ready_port is not None and not _ready(ready_port):
-        if time.monotonic() > deadline:
-            msg = f"the worker on port {ready_port} never became ready"
-            raise TimeoutError(msg)
-        await asyncio.sleep(0.25)  # polling a condition, not waiting it out
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **_client())
-    await c.start()
-    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    try:
-        while time.monotonic() < deadline:
-            if sum((await c.end_offsets(tps)).values()) >= n:
-                return
-            await asyncio.sleep(0.25)  # polling a condition, not waiting it out
-    finally:
-        await c.stop()
-    msg = f"{topic} did not reach {n} records in {timeout:.0f} s"
-    raise TimeoutError(msg)
-
-
-# Topic prefixes this run created; its topics are deleted at the end, so a broker kept
-# for many runs does not pile them up (each full metadata response grows with them:
-# ~30 ms of a client's loop to decode with 1,600 topics on a slow core).
-_PREFIXES: list[str] = []
-
-
-def _new_prefix(name: str) -> str:
-    prefix = f"{name}{uuid.uuid4().hex[:6]}."
-    _PREFIXES.append(prefix)
-    return prefix
-
-
-@contextlib.asynccontextmanager
-async def _admin(bootstrap: str) -> AsyncIterator[Any]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_client())
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.close()
-
-
-async def _delete_run_topics(bootstrap: str) -> int:
-    async with _admin(bootstrap) as admin:
-        ours = [t for t in await admin.list_topics() if t.startswith(tuple(_PREFIXES))]
-        if ours:
-            await admin.delete_topics(ours)
-        return len(ours)
-
-
-async def _create(bootstrap: str, topics: list[str]) -> None:
-    from aiokafka.admin import NewTopic
-
-    async with _admin(bootstrap) as admin:
-        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
-
-
 def _latencies_ms(events: list[Any], outputs: list[Any]) -> tuple[float, float]:
     import numpy as np
 
@@ -398,17 +284,13 @@ def _latencies_ms(events: list[Any], outputs: list[Any]) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
-def _span_rate(records: list[Any]) -> float:
-    ts = [r.timestamp for r in records]
-    return len(records) / max((max(ts) - min(ts)) / 1000, 1e-3)
-
-
-def _child(system: str, bootstrap: str, src: str, dst: str, n: int) -> float:
+def _child(system: str, bootstrap: str, src: str, dst: str, n: int, model: str) -> float:
     """Run one system in a subprocess; return its peak RSS in MB."""
     proc = subprocess.run(
         [
             sys.executable,
-            __file__,
+            "-m",
+            "bench.compare",
             "--child",
             system,
             "--bootstrap",
@@ -420,7 +302,7 @@ def _child(system: str, bootstrap: str, src: str, dst: str, n: int) -> float:
             "--events",
             str(n),
             "--model",
-            MODEL,
+            model,
         ],
         capture_output=True,
         text=True,
@@ -431,99 +313,21 @@ def _child(system: str, bootstrap: str, src: str, dst: str, n: int) -> float:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# --set NAME=VALUE: riverbed settings for every worker of the run (the environment's
-# RIVERBED_* variables are not passed on, so a run measures the defaults unless asked).
-WORKER_SETTINGS: dict[str, str] = {}
-
-
-def _worker_env(bootstrap: str, prefix: str, app_id: str, name: str) -> tuple[dict[str, str], int]:
-    # Faust makes one topic outside the prefix, named after the app: its assignor's
-    # ``<app id>-__assignor-__leader``. Deleted with the run's topics, or every run left
-    # ~15 on the broker.
-    _PREFIXES.append(f"{app_id}-__assignor-")
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RIVERBED_")},
-        "RIVERBED_BROKER": bootstrap,
-        "RIVERBED_TOPIC_PREFIX": prefix,
-        "RIVERBED_APP_ID": app_id,
-        "RIVERBED_PARTITIONS": str(PARTITIONS),
-        "RIVERBED_WEB_PORT": str(port),
-        "RIVERBED_LOG_LEVEL": "warning",
-        "RIVERBED_MODEL": MODEL,
-        "RIVERBED_DATA_DIR": str(ROOT / ".riverbed" / f"bench-{name}"),
-        **_security_env(),
-        **WORKER_SETTINGS,
-    }
-    return env, port
-
-
-def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "riverbed", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _peak_rss_of(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-    return kb / 1024
-
-
-# The mean time each riverbed worker took to handle one fetch (its
-# riverbed_batch_processing_seconds), read from its /metrics before it stopped.
-FETCH_SECONDS: list[float] = []
-# The last riverbed worker's unlabelled samples from /metrics, read before it stopped.
-LAST_METRICS: dict[str, float] = {}
-
-
-def _scrape(port: int) -> dict[str, float]:
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if not sample.labels
-    }
-
-
-def _mean_fetch_seconds(samples: dict[str, float]) -> float | None:
-    count = samples.get("riverbed_batch_processing_seconds_count", 0)
-    return samples["riverbed_batch_processing_seconds_sum"] / count if count else None
-
-
-def _riverbed(bootstrap: str, prefix: str, n: int) -> float:
-    env, port = _worker_env(bootstrap, prefix, f"bench-{uuid.uuid4().hex[:8]}", "worker")
-    proc = _start_worker(env)
-    try:
-        asyncio.run(_wait_written(bootstrap, prefix + "predictions", n, ready_port=port))
-        rss = _peak_rss_of(proc.pid)
-        LAST_METRICS.clear()
-        LAST_METRICS.update(_scrape(port))
-        fetch = _mean_fetch_seconds(LAST_METRICS)
-        if fetch is not None:
-            FETCH_SECONDS.append(fetch)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    return rss
+def _riverbed(
+    bootstrap: str,
+    prefix: str,
+    n: int,
+    model: str,
+    settings: Mapping[str, str],
+    fetches: list[float] | None = None,
+) -> float:
+    """One riverbed worker until ``n`` predictions; its peak RSS. The mean time it took
+    for one fetch (riverbed_batch_processing_seconds) is added to ``fetches``."""
+    run = run_worker(bootstrap, prefix, n, model=model, settings=settings)
+    fetch = mean_fetch_seconds(run.metrics)
+    if fetch is not None and fetches is not None:
+        fetches.append(fetch)
+    return run.rss_mb
 
 
 def _assigned(port: int) -> list[int]:
@@ -536,44 +340,20 @@ def _assigned(port: int) -> list[int]:
         return []
 
 
-Keyed = list[tuple[int, bytes, bytes]]  # (partition, key, value)
-
-
-async def _produce_values(bootstrap: str, topic: str, values: Keyed) -> None:
-    """Write pre-encoded (partition, key, value) records as fast as aiokafka can."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, **_client()
-    )
-    await producer.start()
-    try:
-        futures = []
-        for p in range(PARTITIONS):
-            batch = producer.create_batch()
-            for part, key, value in values:
-                if part != p:
-                    continue
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=p))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            futures.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 def _wait_shared(
-    ports: list[int], who: str, *, ready: int | None = None, alive: Any = lambda: True
+    ports: list[int], who: str, *, ready_port: int | None = None, alive: Any = lambda: True
 ) -> None:
     """Until the workers answering on ``ports`` own every partition, each its share
-    (and ``ready``'s /ready answers); a dead process or 120 s raise."""
+    (and ``ready_port``'s /ready answers); a dead process or 120 s raise."""
     deadline = time.monotonic() + 120
     while True:
         shares = [_assigned(port) for port in ports]
         owned = sorted(p for share in shares for p in share)
-        if owned == list(range(PARTITIONS)) and all(shares) and (ready is None or _ready(ready)):
+        if (
+            owned == list(range(PARTITIONS))
+            and all(shares)
+            and (ready_port is None or ready(ready_port))
+        ):
             return
         if not alive() or time.monotonic() > deadline:
             msg = f"{who} did not share the partitions: {shares}"
@@ -583,12 +363,14 @@ def _wait_shared(
 
 def _rate_when_written(bootstrap: str, prefix: str, values: Keyed) -> float:
     """Write the events at full speed to ``prefix``'s topic; the predictions' events/s."""
-    asyncio.run(_produce_values(bootstrap, prefix + "events", values))
-    asyncio.run(_wait_written(bootstrap, prefix + "predictions", len(values)))
-    return _span_rate(asyncio.run(_read(bootstrap, prefix + "predictions", len(values))))
+    asyncio.run(produce_values(bootstrap, prefix + "events", values))
+    asyncio.run(wait_written(bootstrap, prefix + "predictions", len(values)))
+    return span_rate(asyncio.run(read(bootstrap, prefix + "predictions", len(values))))
 
 
-def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
+def _scaling(
+    bootstrap: str, workers: int, values: Keyed, model: str, settings: Mapping[str, str]
+) -> float:
     """events/s of ``workers`` riverbed workers in one group, all joined before any data.
 
     The events topic starts empty; once the group's assignment gives every worker its
@@ -597,12 +379,15 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
     """
     from riverbed.kafka.topics import ensure_topics
 
-    prefix = _new_prefix(f"scale{workers}")
+    prefix = new_prefix(f"scale{workers}")
     app_id = f"scale-{uuid.uuid4().hex[:8]}"
-    s = _run_settings(bootstrap, prefix)
+    s = run_settings(bootstrap, prefix)
     asyncio.run(ensure_topics(s))
-    envs = [_worker_env(bootstrap, prefix, app_id, f"scale-{i}") for i in range(workers)]
-    procs = [_start_worker(env) for env, _ in envs]
+    envs = [
+        worker_env(bootstrap, prefix, app_id, f"scale-{i}", model=model, settings=settings)
+        for i in range(workers)
+    ]
+    procs = [start_worker(env) for env, _ in envs]
     try:
         _wait_shared([port for _, port in envs], f"{workers} workers")
         return _rate_when_written(bootstrap, prefix, values)
@@ -613,35 +398,33 @@ def _scaling(bootstrap: str, workers: int, values: Keyed) -> float:
             proc.wait(60)
 
 
-def _supervised(bootstrap: str, processes: int, values: Keyed) -> float:
+def _supervised(
+    bootstrap: str, processes: int, values: Keyed, model: str, settings: Mapping[str, str]
+) -> float:
     """events/s of one ``riverbed worker --processes N`` command, as ``_scaling``.
 
     The supervisor and its N worker processes (one consumer group, static membership)
     have every partition assigned, each child its share, before the events are
     written at full speed. ``--processes 1`` is the plain worker (no supervisor).
     """
+    from riverbed.devtools.broker import free_ports
     from riverbed.kafka.topics import ensure_topics
 
-    prefix = _new_prefix(f"proc{processes}")
-    s = _run_settings(bootstrap, prefix)
+    prefix = new_prefix(f"proc{processes}")
+    s = run_settings(bootstrap, prefix)
     asyncio.run(ensure_topics(s))
-    env, _ = _worker_env(bootstrap, prefix, f"proc-{uuid.uuid4().hex[:8]}", f"proc{processes}")
-    from riverbed.devtools.broker import free_ports
-
+    env, _ = worker_env(bootstrap, prefix, f"proc-{uuid.uuid4().hex[:8]}", f"proc{processes}",
+                        model=model, settings=settings)  # fmt: skip
     port = free_ports(processes + 1)  # the supervisor's, then slot i's at port + 1 + i
     workers = [port] if processes == 1 else [port + 1 + slot for slot in range(processes)]
     env["RIVERBED_WEB_PORT"] = str(port)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "riverbed", "worker", "--processes", str(processes)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = start_worker(env, "--processes", str(processes))
     try:
-        _wait_shared(workers, f"--processes {processes}", ready=port,
+        _wait_shared(workers, f"--processes {processes}", ready_port=port,
                      alive=lambda: proc.poll() is None)  # fmt: skip
         return _rate_when_written(bootstrap, prefix, values)
     finally:
-        proc.send_signal(signal.SIGTERM)  # the supervisor stops its children gracefully
-        proc.wait(120)
+        stop_worker(proc, 120)  # the supervisor stops its children gracefully
 
 
 def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -652,9 +435,16 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 
 def _throughput(
-    bootstrap: str, prefix: str, keyed: Keyed, systems: list[str], repeat: int
-) -> dict[str, dict[str, Any]]:
-    """events/s and peak RSS of each Kafka system on ``prefix``'s events topic.
+    bootstrap: str,
+    prefix: str,
+    keyed: Keyed,
+    systems: list[str],
+    repeat: int,
+    model: str,
+    settings: Mapping[str, str],
+) -> tuple[dict[str, dict[str, Any]], list[float]]:
+    """events/s and peak RSS of each Kafka system on ``prefix``'s events topic, and the
+    mean time each riverbed worker took for one fetch.
 
     Rounds interleave the systems, so a slow spell of the machine hits them alike;
     each system's best round is reported (as timeit reports the best of its runs).
@@ -662,20 +452,21 @@ def _throughput(
     src = prefix + "events"
     n = len(keyed)
     runs: dict[str, list[tuple[float, float]]] = {x: [] for x in systems}
+    fetches: list[float] = []
     for rnd in range(repeat):
         for system in systems:
             if system == "riverbed":
                 rprefix = prefix if rnd == 0 else f"{prefix}r{rnd}."
                 if rnd:
-                    asyncio.run(_create(bootstrap, [rprefix + "events"]))
-                    asyncio.run(_produce_values(bootstrap, rprefix + "events", keyed))
-                rss = _riverbed(bootstrap, rprefix, n)
+                    asyncio.run(create_topics(bootstrap, [rprefix + "events"]))
+                    asyncio.run(produce_values(bootstrap, rprefix + "events", keyed))
+                rss = _riverbed(bootstrap, rprefix, n, model, settings, fetches)
                 out = rprefix + "predictions"
             else:
                 out = f"{prefix}{system}-out{rnd}"
-                asyncio.run(_create(bootstrap, [out]))
-                rss = _child(system, bootstrap, src, out, n)
-            r = _span_rate(asyncio.run(_read(bootstrap, out, n)))
+                asyncio.run(create_topics(bootstrap, [out]))
+                rss = _child(system, bootstrap, src, out, n, model)
+            r = span_rate(asyncio.run(read(bootstrap, out, n)))
             runs[system].append((r, rss))
             print(
                 f"{system:17} {r:10,.0f} events/s  peak RSS {rss:6.0f} MB  (round {rnd + 1})",
@@ -689,17 +480,23 @@ def _throughput(
             "rss_mb": round(rss, 1),
             "runs_events_per_s": [round(r) for r, _ in measured],
         }
-    return results
+    return results, fetches
 
 
 def _latency(
-    bootstrap: str, systems: list[str], repeat: int, n: int, rate: float
+    bootstrap: str,
+    systems: list[str],
+    repeat: int,
+    n: int,
+    rate: float,
+    model: str,
+    settings: Mapping[str, str],
 ) -> dict[str, dict[str, Any]]:
     """p50/p99 of each system at ``rate`` offered: the run with the median p99."""
     out: dict[str, dict[str, Any]] = {}
     for system in systems:
         paced = sorted(
-            (_paced_latency(system, bootstrap, n, rate) for _ in range(repeat)),
+            (_paced_latency(system, bootstrap, n, rate, model, settings) for _ in range(repeat)),
             key=lambda lat: lat[1],
         )
         p50, p99 = paced[len(paced) // 2]  # the run with the median p99
@@ -722,76 +519,79 @@ TREE_EVENTS = {"hoeffding": 40_000, "arf": 8_000}
 
 
 def _workload(
-    name: str, bootstrap: str, args: argparse.Namespace, systems: list[str]
+    name: str,
+    bootstrap: str,
+    args: argparse.Namespace,
+    systems: list[str],
+    settings: Mapping[str, str],
 ) -> dict[str, Any]:
     """One tree workload, as the logreg one: Agrawal over 4 partitions, exact
     test-then-train, riverbed with its default checkpoints; latency at half of
-    riverbed's events/s, against the mean time riverbed took for one full fetch."""
+    riverbed's events/s, against the mean time riverbed took for one full fetch.
+    ``name`` is the model of everything the workload runs."""
     from riverbed.devtools.produce import produce
 
-    global MODEL  # noqa: PLW0603 - the one model of everything this run starts now
-    MODEL = name
     n = TREE_EVENTS[name]
     print(f"-- workload {name}: {n:,} events", flush=True)
-    prefix = _new_prefix(name)
-    s = _run_settings(bootstrap, prefix)
-    try:
-        asyncio.run(produce(s, dataset="agrawal", limit=n, seed=7))
-        dataset = asyncio.run(_read(bootstrap, prefix + "events", n))
-        values = [(r.partition, r.value) for r in dataset]
-        rate = in_memory(values)
-        p50, p99 = in_memory_per_event(values)
-        results: dict[str, dict[str, Any]] = {
-            "river_in_memory": {"events_per_s": round(rate), "p50_ms": round(p50, 2),
-                                "p99_ms": round(p99, 2), "rss_mb": round(_peak_rss_mb(), 1)},
-        }  # fmt: skip
-        print(f"river in memory   {rate:10,.0f} events/s  per event p50 {p50:.2f} ms "
-              f"p99 {p99:.2f} ms", flush=True)  # fmt: skip
-        keyed = [(r.partition, r.key, r.value) for r in dataset]
-        FETCH_SECONDS.clear()
-        results.update(_throughput(bootstrap, prefix, keyed, systems, args.repeat))
-        fetch = sorted(FETCH_SECONDS)[len(FETCH_SECONDS) // 2] if FETCH_SECONDS else None
-        out: dict[str, Any] = {"events": n, "systems": results}
-        if "riverbed" in results:
-            paced_rate = results["riverbed"]["events_per_s"] / 2
-            if not args.no_latency:
-                events = round(paced_rate * args.tree_latency_seconds)
-                for system, lat in _latency(bootstrap, systems, args.repeat, events,
-                                            paced_rate).items():  # fmt: skip
-                    results[system].update(lat)
-            out["ratios"] = _ratios(results)
-            out["latency_rate"] = round(paced_rate)
-            if fetch is not None:
-                out["fetch_ms"] = round(fetch * 1000, 1)
-            one = f"  one fetch {fetch * 1000:.1f} ms" if fetch else ""
-            print(json.dumps(out["ratios"]) + one, flush=True)
-        return out
-    finally:
-        MODEL = "logreg"
+    prefix = new_prefix(name)
+    s = run_settings(bootstrap, prefix)
+    asyncio.run(produce(s, dataset="agrawal", limit=n, seed=7))
+    dataset = asyncio.run(read(bootstrap, prefix + "events", n))
+    values = [(r.partition, r.value) for r in dataset]
+    rate = in_memory(values, name)
+    p50, p99 = in_memory_per_event(values, name)
+    results: dict[str, dict[str, Any]] = {
+        "river_in_memory": {"events_per_s": round(rate), "p50_ms": round(p50, 2),
+                            "p99_ms": round(p99, 2), "rss_mb": round(_peak_rss_mb(), 1)},
+    }  # fmt: skip
+    print(f"river in memory   {rate:10,.0f} events/s  per event p50 {p50:.2f} ms "
+          f"p99 {p99:.2f} ms", flush=True)  # fmt: skip
+    keyed = [(r.partition, r.key, r.value) for r in dataset]
+    measured, fetches = _throughput(bootstrap, prefix, keyed, systems, args.repeat, name,
+                                    settings)  # fmt: skip
+    results.update(measured)
+    fetch = sorted(fetches)[len(fetches) // 2] if fetches else None
+    out: dict[str, Any] = {"events": n, "systems": results}
+    if "riverbed" in results:
+        paced_rate = results["riverbed"]["events_per_s"] / 2
+        if not args.no_latency:
+            events = round(paced_rate * args.tree_latency_seconds)
+            for system, lat in _latency(bootstrap, systems, args.repeat, events,
+                                        paced_rate, name, settings).items():  # fmt: skip
+                results[system].update(lat)
+        out["ratios"] = _ratios(results)
+        out["latency_rate"] = round(paced_rate)
+        if fetch is not None:
+            out["fetch_ms"] = round(fetch * 1000, 1)
+        one = f"  one fetch {fetch * 1000:.1f} ms" if fetch else ""
+        print(json.dumps(out["ratios"]) + one, flush=True)
+    return out
 
 
-def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[float, float]:
+def _paced_latency(
+    system: str, bootstrap: str, n: int, rate: float, model: str, settings: Mapping[str, str]
+) -> tuple[float, float]:
     """Start the system on a fresh topic, produce n events at ``rate``, measure latency."""
     import threading
 
     from riverbed.devtools.produce import dataset_stream, produce
 
-    prefix = _new_prefix("lat")
-    s = _run_settings(bootstrap, prefix)
+    prefix = new_prefix("lat")
+    s = run_settings(bootstrap, prefix)
     src, dst = (
         prefix + "events",
         (prefix + "predictions" if system == "riverbed" else f"{prefix}{system}-out"),
     )
-    asyncio.run(_create(bootstrap, [src, dst]))
+    asyncio.run(create_topics(bootstrap, [src, dst]))
     # Built before the clock starts: generating Agrawal events costs more CPU than
     # sending them, and on 2 cores the load generator shares the machine with the
     # system it measures.
     paced = list(itertools.islice(dataset_stream("agrawal", seed=11), n))
     total = WARMUP * WARMUP_ROUNDS + n
     runner = threading.Thread(
-        target=(lambda: _riverbed(bootstrap, prefix, total))
+        target=(lambda: _riverbed(bootstrap, prefix, total, model, settings))
         if system == "riverbed"
-        else (lambda: _child(system, bootstrap, src, dst, total))
+        else (lambda: _child(system, bootstrap, src, dst, total, model))
     )
     runner.start()
     # Warm-up (not measured), in rounds: the consumer has joined its group and
@@ -801,7 +601,7 @@ def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[fl
     # in the first 100 ms of every system's paced stream.
     for i in range(WARMUP_ROUNDS):
         asyncio.run(produce(s, dataset="agrawal", limit=WARMUP, seed=3 + i, id_prefix=f"warm{i}-"))
-        asyncio.run(_read(bootstrap, dst, WARMUP * (i + 1)))
+        asyncio.run(read(bootstrap, dst, WARMUP * (i + 1)))
     # The harness holds every dataset of the run; a full collection of it while the
     # paced stream is sent (~100 ms here) would hold back events already stamped,
     # and count against whichever system runs. Frozen, the collector skips them.
@@ -812,8 +612,8 @@ def _paced_latency(system: str, bootstrap: str, n: int, rate: float) -> tuple[fl
     finally:
         gc.unfreeze()
     runner.join()
-    events = [r for r in asyncio.run(_read(bootstrap, src, total)) if r.key.startswith(b"paced")]
-    outputs = asyncio.run(_read(bootstrap, dst, total))
+    events = [r for r in asyncio.run(read(bootstrap, src, total)) if r.key.startswith(b"paced")]
+    outputs = asyncio.run(read(bootstrap, dst, total))
     return _latencies_ms(events, outputs)
 
 
@@ -860,33 +660,31 @@ def main() -> None:
     ap.add_argument("--src")
     ap.add_argument("--dst")
     args = ap.parse_args()
-    global MODEL  # noqa: PLW0603 - a child's model, from its command line
-    MODEL = args.model
+    model = args.model  # a child's, from its command line; logreg for a run
     if args.child:
         if args.child == "aiokafka":
-            asyncio.run(raw_aiokafka(args.bootstrap, args.src, args.dst, args.events))
+            asyncio.run(raw_aiokafka(args.bootstrap, args.src, args.dst, args.events, model))
         else:
-            quix(args.bootstrap, args.src, args.dst, args.events)
+            quix(args.bootstrap, args.src, args.dst, args.events, model)
         print(_peak_rss_mb())
         return
 
+    # --set NAME=VALUE: riverbed settings for every worker of the run (the environment's
+    # RIVERBED_* variables are not passed on, so a run measures the defaults unless asked).
+    worker_settings: dict[str, str] = {}
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep or not name.startswith("RIVERBED_"):
             ap.error(f"--set {item!r}: expected RIVERBED_NAME=VALUE")
-        WORKER_SETTINGS[name] = value
-    sys.path.insert(0, str(ROOT))
-    from riverbed.config import Settings
+        worker_settings[name] = value
     from riverbed.devtools.broker import LocalBroker
     from riverbed.devtools.produce import produce
 
-    settings = Settings.from_env(
-        {k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"} | _security_env()
-    )
+    settings = broker_settings()
     broker = LocalBroker.start_unless_running(settings)
     bootstrap = settings.bootstrap
-    prefix = _new_prefix("bench")
-    s = _run_settings(bootstrap, prefix)
+    prefix = new_prefix("bench")
+    s = run_settings(bootstrap, prefix)
     results: dict[str, dict[str, Any]] = {}
     workloads: dict[str, dict[str, Any]] = {}
     scaling: dict[str, Any] = {}
@@ -894,9 +692,9 @@ def main() -> None:
     try:
         asyncio.run(produce(s, dataset="agrawal", limit=args.events, seed=7))
         src = prefix + "events"
-        dataset = asyncio.run(_read(bootstrap, src, args.events))
+        dataset = asyncio.run(read(bootstrap, src, args.events))
         values = [(r.partition, r.value) for r in dataset]
-        rate = in_memory(values)
+        rate = in_memory(values, model)
         results["river_in_memory"] = {
             "events_per_s": round(rate),
             "rss_mb": round(_peak_rss_mb(), 1),
@@ -911,10 +709,12 @@ def main() -> None:
         )
         systems = [x for x in args.systems.split(",") if x]
         keyed = [(r.partition, r.key, r.value) for r in dataset]
-        results.update(_throughput(bootstrap, prefix, keyed, systems, args.repeat))
+        measured, _ = _throughput(bootstrap, prefix, keyed, systems, args.repeat, model,
+                                  worker_settings)  # fmt: skip
+        results.update(measured)
         if "riverbed" in systems and args.workers > 1:
-            one = _scaling(bootstrap, 1, keyed)
-            many = _scaling(bootstrap, args.workers, keyed)
+            one = _scaling(bootstrap, 1, keyed, model, worker_settings)
+            many = _scaling(bootstrap, args.workers, keyed, model, worker_settings)
             scaling = {
                 "workers": args.workers,
                 "one_worker_events_per_s": round(one),
@@ -928,8 +728,8 @@ def main() -> None:
                 flush=True,
             )
         if "riverbed" in systems and args.processes > 1:
-            one = _supervised(bootstrap, 1, keyed)
-            many = _supervised(bootstrap, args.processes, keyed)
+            one = _supervised(bootstrap, 1, keyed, model, worker_settings)
+            many = _supervised(bootstrap, args.processes, keyed, model, worker_settings)
             supervised = {
                 "1": round(one),
                 str(args.processes): round(many),
@@ -943,13 +743,13 @@ def main() -> None:
                 flush=True,
             )
         if not args.no_latency:
-            for system, lat in _latency(bootstrap, systems, args.repeat,
-                                        args.latency_events, args.rate).items():  # fmt: skip
+            for system, lat in _latency(bootstrap, systems, args.repeat, args.latency_events,
+                                        args.rate, model, worker_settings).items():  # fmt: skip
                 results[system].update(lat)
         for name in [w for w in args.workloads.split(",") if w]:
-            workloads[name] = _workload(name, bootstrap, args, systems)
+            workloads[name] = _workload(name, bootstrap, args, systems, worker_settings)
     finally:
-        deleted = asyncio.run(_delete_run_topics(bootstrap))
+        deleted = asyncio.run(delete_run_topics(bootstrap))
         print(f"deleted this run's {deleted} topics", flush=True)
         if broker is not None:
             broker.stop()

@@ -1,6 +1,6 @@
 """Failover of supervised workers through the real broker (issue 17, item 4).
 
-    .venv/bin/python bench/failover.py          # all three parts, ~13 min on 2 cores
+    .venv/bin/python -m bench.failover          # all three parts, ~13 min on 2 cores
 
 1. **Child kills.** ``riverbed worker --processes 2`` under a steady, paced stream
    (``--rate``, 2,000 events/s, Agrawal with inline labels, 4 partitions); every
@@ -23,7 +23,7 @@
 
 After parts 1 and 2, every event must have a prediction (events lost: 0), repeats
 must be identical, the labels learned must equal the labels sent, and each
-partition's predictions must equal an offline replay (``tests/replay.py``).
+partition's predictions must equal an offline replay (``riverbed.devtools.replay``).
 
 Results: a table on stdout and ``bench/results/failover.json``. Before a timed run
 nothing else should load the machine; the load average is recorded with the results.
@@ -50,21 +50,20 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from compare import _security_env  # the bench folder is the script's path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results"
-PARTITIONS = 4
+from bench.harness import (
+    PARTITIONS,
+    RESULTS,
+    ROOT,
+    broker_settings,
+    delete_run_topics,
+    kafka_client,
+    own_prefix,
+    security_env,
+)
+
 BATCH = "riverbed_batch_processing_seconds"
-CREATED: list[str] = []  # this run's topic prefixes (its own and its app ids')
 READY_TIMEOUT_S = 120.0
-
-
-def _client() -> dict[str, Any]:
-    from riverbed.config import Settings
-
-    return Settings.from_env(_security_env()).kafka_client()
 
 
 def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, Any]:
@@ -103,7 +102,8 @@ class Run:
         uid = uuid.uuid4().hex[:8]
         self.prefix = f"fo{uid}."
         self.app_id = f"failover-{name}-{uid}"
-        CREATED.extend([self.prefix, self.app_id])  # topic prefixes to delete at the end
+        own_prefix(self.prefix)  # the run's topics, deleted at the end,
+        own_prefix(self.app_id)  # and those Faust names after the app
         self.dir = workdir / f"{name}-{uid}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.key = uuid.uuid4().hex
@@ -119,8 +119,7 @@ class Run:
             RIVERBED_PARTITIONS=str(PARTITIONS),
             RIVERBED_SNAPSHOT_KEY=self.key,
             RIVERBED_MODEL=self.model,
-            PYTHONPATH=str(ROOT),
-            **_security_env(),
+            **security_env(),
         )
         for k, v in settings.items():
             if v is not None:
@@ -225,7 +224,7 @@ class Machine:
 # -- reading and checking ---------------------------------------------------------------
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every record of ``topic`` up to its end offsets now."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **_client())
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_client())
     await c.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -258,7 +257,7 @@ def predictions_by_partition(records: list[Any]) -> dict[int, list[Prediction]]:
 
 def check_exactly_once(run: Run, final: list[Machine], n: int) -> dict[str, Any]:
     """Events lost, repeats, labels learned, and equality with an offline replay."""
-    from tests.replay import comparable, replay
+    from riverbed.devtools.replay import comparable, replay
 
     _wait(lambda: sum(m.total("learned") for m in final) >= n, f"{n} labels learned", 300, 0.5)
     learned = sum(m.total("learned") for m in final)
@@ -660,11 +659,7 @@ def main() -> None:
         print(f"note: a child up less than {STABLE_AFTER_S:g} s restarts after a doubled "
               "backoff; its kills measure the backoff too")  # fmt: skip
 
-    from riverbed.config import Settings
-
-    bootstrap = Settings.from_env(
-        {k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"} | _security_env()
-    ).bootstrap
+    bootstrap = broker_settings().bootstrap
     parts = set(args.parts.split(","))
     workdir = ROOT / ".riverbed" / "failover"
     out: dict[str, Any] = {
@@ -694,29 +689,12 @@ def main() -> None:
                 out["slow_model"].append(slow_model(bootstrap, workdir, args, float(t)))
     finally:
         out["load_after"] = os.getloadavg()
-        deleted = asyncio.run(_delete_topics(bootstrap))
+        deleted = asyncio.run(delete_run_topics(bootstrap))
         print(f"deleted this run's {deleted} topics", flush=True)
     print(table(out))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
-
-
-async def _delete_topics(bootstrap: str) -> int:
-    """Delete the topics this run created (its prefixes' and its app ids' own)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    if not CREATED:
-        return 0
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_client())
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(tuple(CREATED))]
-        if ours:
-            await admin.delete_topics(ours)
-        return len(ours)
-    finally:
-        await admin.close()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Cost of riverbed's Prometheus metrics per record, and of one scrape.
 
-    .venv/bin/python bench/metrics_cost.py [--events 50000] [--repeat 5]
+    .venv/bin/python -m bench.metrics_cost [--events 50000] [--repeat 5]
 
 The latency histogram is the only per-record metric work (counters and gauges are read
 from the learners at scrape time), and it lives in Processor.handle_many; so this

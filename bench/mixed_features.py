@@ -6,7 +6,7 @@ union of typed branches, and :class:`riverbed.models.features.MixedScaler` (what
 booleans, strings, missing features). Median (and min) of several runs, candidates
 interleaved so that a busy machine slows them alike.
 
-    .venv/bin/python bench/mixed_features.py [--reps 11]
+    .venv/bin/python -m bench.mixed_features [--reps 11]
 """
 
 from __future__ import annotations

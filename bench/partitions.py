@@ -1,6 +1,6 @@
 """The per-partition trade-off, offline: what splitting a stream over P partitions costs.
 
-    .venv/bin/python bench/partitions.py        # ~1-2 min on 2 cores, no Kafka
+    .venv/bin/python -m bench.partitions        # ~1-2 min on 2 cores, no Kafka
 
 riverbed keeps one River model per Kafka partition, so each model learns from 1/P of
 the stream. For each dataset and model this splits the stream the way Kafka's producer
@@ -241,7 +241,7 @@ def main() -> None:
     args.out.write_text(
         json.dumps(
             {
-                "command": ".venv/bin/python bench/partitions.py",
+                "command": ".venv/bin/python -m bench.partitions",
                 "python": platform.python_version(),
                 "river": river.__version__,
                 "cpus": os.cpu_count(),

@@ -1,6 +1,6 @@
 """``POST /predict`` at its limits: a worker's memory and event loop (issue 26, item 4).
 
-    .venv/bin/python bench/predict_limits.py      # ~30 s
+    .venv/bin/python -m bench.predict_limits      # ~30 s
 
 One riverbed worker (logreg, 1 partition, trained on 2,000 Agrawal events first) on
 the broker at RIVERBED_BROKER, or the project's local broker started for the run. Then,
@@ -26,15 +26,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "predict_limits.json"
+from bench.harness import (
+    RESULTS,
+    broker_settings,
+    delete_run_topics,
+    new_prefix,
+    ready,
+    run_settings,
+    start_worker,
+    stop_worker,
+    worker_env,
+)
+
+OUT = RESULTS / "predict_limits.json"
 MAX_BYTES = 4 * 1024 * 1024
 MAX_RECORDS = 1000
 
@@ -94,24 +104,21 @@ def _bodies() -> dict[str, bytes]:
 
 async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     import aiohttp
-    import compare
 
-    from riverbed.config import Settings
     from riverbed.devtools.produce import produce
 
-    prefix = compare._new_prefix("predlim")
-    env, port = compare._worker_env(bootstrap, prefix, f"predlim-{uuid.uuid4().hex[:8]}", "lim")
-    env.update(RIVERBED_MODEL="logreg", RIVERBED_PARTITIONS="1")
-    worker = compare._start_worker(env)
+    prefix = new_prefix("predlim")
+    env, port = worker_env(bootstrap, prefix, f"predlim-{uuid.uuid4().hex[:8]}", "lim",
+                           model="logreg", partitions=1)  # fmt: skip
+    worker = start_worker(env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
-        while not compare._ready(port):
+        while not ready(port):
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the worker did not become ready")
             await asyncio.sleep(0.2)  # polls readiness
-        s = Settings.from_env({"RIVERBED_BROKER": bootstrap, "RIVERBED_TOPIC_PREFIX": prefix,
-                               "RIVERBED_PARTITIONS": "1"})  # fmt: skip
+        s = run_settings(bootstrap, prefix, partitions=1)
         await produce(s, dataset="agrawal", limit=2000, seed=3)
         bodies = _bodies()
         phases: list[dict[str, Any]] = []
@@ -126,8 +133,7 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                     **{f"{k}_mb": v for k, v in _mem(worker.pid).items()},
                 })  # fmt: skip
     finally:
-        worker.terminate()
-        worker.wait(60)
+        stop_worker(worker)
     return {"python": sys.version.split()[0], "repeat": args.repeat, "phases": phases}
 
 
@@ -146,20 +152,16 @@ def markdown_table(out: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5, help="requests of each kind")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "bench"))
-    import compare
-
-    from riverbed.config import Settings
     from riverbed.devtools.broker import LocalBroker
 
-    settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"})
+    settings = broker_settings()
     broker = LocalBroker.start_unless_running(settings)
     try:
         out = asyncio.run(_run(args, settings.bootstrap))
     finally:
-        asyncio.run(compare._delete_run_topics(settings.bootstrap))
+        asyncio.run(delete_run_topics(settings.bootstrap))
         if broker is not None:
             broker.stop()
     print(markdown_table(out))

@@ -1,7 +1,7 @@
 """``POST /predict`` under load, and the stream under /predict's load (issue 16, item 4).
 
-    .venv/bin/python bench/predict_load.py               # ~3 min on 2 cores
-    .venv/bin/python bench/predict_load.py --seconds 5   # a quick look
+    .venv/bin/python -m bench.predict_load               # ~3 min on 2 cores
+    .venv/bin/python -m bench.predict_load --seconds 5   # a quick look
 
 One riverbed worker (logreg, 4 partitions, its own web port) on the broker at
 RIVERBED_BROKER, or the project's local broker started for the run. A paced producer
@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -49,9 +48,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "predict.json"
-PARTITIONS = 4
+from bench.harness import (
+    PARTITIONS,
+    RESULTS,
+    ROOT,
+    broker_settings,
+    delete_run_topics,
+    kafka_client,
+    new_prefix,
+    ready,
+    run_settings,
+    start_worker,
+    stop_worker,
+    worker_env,
+)
+
+OUT = RESULTS / "predict.json"
 GOAL_PREDICT_P99_MS = 10.0  # at 200 req/s
 GOAL_STREAM_P99_RATIO = 1.2  # with the load against without
 
@@ -287,30 +299,21 @@ def _stream_stats(
 
 
 async def _run(args: argparse.Namespace, bootstrap: str, broker_pid: int | None) -> dict[str, Any]:
-    import compare
     from aiokafka import AIOKafkaConsumer
 
-    from riverbed.config import Settings
     from riverbed.devtools.produce import dataset_stream, produce
 
-    client_args = compare._client()
-    prefix = compare._new_prefix("predload")
-    s = Settings.from_env(
-        {
-            "RIVERBED_BROKER": bootstrap,
-            "RIVERBED_TOPIC_PREFIX": prefix,
-            "RIVERBED_PARTITIONS": str(PARTITIONS),
-            **compare._security_env(),
-        }
+    client_args = kafka_client()
+    prefix = new_prefix("predload")
+    s = run_settings(bootstrap, prefix)
+    env, port = worker_env(
+        bootstrap, prefix, f"predload-{uuid.uuid4().hex[:8]}", "predict-load", model="logreg"
     )
-    env, port = compare._worker_env(
-        bootstrap, prefix, f"predload-{uuid.uuid4().hex[:8]}", "predict-load"
-    )
-    env["RIVERBED_MODEL"] = "logreg"
-    worker = compare._start_worker(env)
+    worker = start_worker(env)
     client = await asyncio.create_subprocess_exec(
         sys.executable,
-        __file__,
+        "-m",
+        "bench.predict_load",
         "--client",
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -326,7 +329,7 @@ async def _run(args: argparse.Namespace, bootstrap: str, broker_pid: int | None)
     try:
         json.loads(await asyncio.wait_for(client.stdout.readline(), 120))  # {"ready": true}
         deadline = time.monotonic() + 180
-        while not compare._ready(port):
+        while not ready(port):
             if worker.poll() is not None:
                 msg = f"the worker exited with {worker.returncode} before it was ready"
                 raise RuntimeError(msg)
@@ -385,8 +388,7 @@ async def _run(args: argparse.Namespace, bootstrap: str, broker_pid: int | None)
         except TimeoutError:
             client.kill()
         await watcher.stop()
-        worker.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(worker.wait, 60)
+        await asyncio.to_thread(stop_worker, worker)
     events = await _timestamps(bootstrap, prefix + "events", sent, client_args)
     preds = await _timestamps(bootstrap, prefix + "predictions", sent, client_args)
     skip = int(args.rate * args.warmup)
@@ -443,21 +445,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds left out of each phase")
     ap.add_argument("--warm-seconds", type=float, default=8.0, help="the warm-up phase")
     ap.add_argument("--rate", type=float, default=5000.0, help="the stream's events/s")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client:
         asyncio.run(_client_main())
         return
-    sys.path.insert(0, str(ROOT / "bench"))
-    import compare
-
-    from riverbed.config import Settings
     from riverbed.devtools.broker import LocalBroker
 
-    settings = Settings.from_env(
-        {k: v for k, v in os.environ.items() if k == "RIVERBED_BROKER"} | compare._security_env()
-    )
+    settings = broker_settings()
     load_start = os.getloadavg()
     broker = LocalBroker.start_unless_running(settings)
     bootstrap = settings.bootstrap
@@ -468,7 +464,7 @@ def main() -> None:
     try:
         out = asyncio.run(_run(args, bootstrap, broker_pid))
     finally:
-        deleted = asyncio.run(compare._delete_run_topics(bootstrap))
+        deleted = asyncio.run(delete_run_topics(bootstrap))
         print(f"deleted this run's {deleted} topics", flush=True)
         if broker is not None:
             broker.stop()

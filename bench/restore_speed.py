@@ -4,11 +4,12 @@ Issue 19, item 2: an unpickled object keeps a real ``__dict__`` and every attrib
 access of the model becomes a dict lookup (``app/learning/inline.py``); recovery now
 installs ``learner.rebuilt()``, an inline copy made before the partition goes live.
 
-    .venv/bin/python bench/restore_speed.py
+    .venv/bin/python -m bench.restore_speed
 """
 
 from __future__ import annotations
 
+import argparse
 import pickle
 import time
 
@@ -27,6 +28,8 @@ def per_record(learner: PartitionLearner, events: list[Event], start: int) -> fl
 
 
 def main() -> None:
+    # No options: --help says what it measures instead of running it.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     print(f"{'model':<10} {'unpickled µs':>13} {'rebuilt µs':>11}")
     for name in ("logreg", "hoeffding", "hst"):
         data = [Event(str(i), x, y) for i, (x, y) in enumerate(synth.Agrawal(seed=1).take(6000))]

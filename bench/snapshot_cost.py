@@ -1,6 +1,6 @@
 """Snapshot size and time for each catalog model after N events, and recovery time.
 
-    .venv/bin/python bench/snapshot_cost.py [--events 100000]
+    .venv/bin/python -m bench.snapshot_cost [--events 100000]
 
 Trains each catalog model test-then-train on N synthetic events (Agrawal for the
 classifiers and the anomaly detector, Friedman for the regressor), then measures:

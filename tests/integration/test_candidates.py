@@ -12,9 +12,9 @@ import pytest
 from river import metrics
 
 from riverbed import models
+from riverbed.devtools.replay import comparable, replay
 from tests.helpers import wait_for
 from tests.integration.helpers import RECV_TIMEOUT_S, Names, consume, riverbed, riverbed_env, total
-from tests.replay import comparable, replay
 
 pytestmark = pytest.mark.integration
 

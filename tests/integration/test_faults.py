@@ -16,6 +16,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
+from riverbed.devtools.replay import comparable, replay
 from tests.helpers import wait_for
 from tests.integration.helpers import (
     RECV_TIMEOUT_S,
@@ -29,7 +30,6 @@ from tests.integration.helpers import (
     total,
 )
 from tests.integration.test_recovery import check_exactly_once
-from tests.replay import comparable, replay
 
 STALL_SESSION_TIMEOUT_S = 6.0  # the local broker's group.min.session.timeout.ms
 RESTART_TIMEOUT_S = 120.0

@@ -10,6 +10,7 @@ import pytest
 from river import datasets, evaluate, metrics
 
 from riverbed import models
+from riverbed.devtools.replay import comparable, replay
 from tests.helpers import wait_for
 from tests.integration.helpers import (
     RECV_TIMEOUT_S,
@@ -20,7 +21,6 @@ from tests.integration.helpers import (
     riverbed_env,
     total,
 )
-from tests.replay import comparable, replay
 
 N_PHISHING = 1250
 

@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from riverbed import models
+from riverbed.devtools.replay import comparable
 from tests.helpers import wait_for
 from tests.integration.helpers import RECV_TIMEOUT_S, Names, consume, read_all, total
-from tests.replay import comparable
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from riverbed.devtools.replay import comparable, replay
 from tests.helpers import wait_for
 from tests.integration.helpers import (
     RECV_TIMEOUT_S,
@@ -27,7 +28,6 @@ from tests.integration.helpers import (
     read_all,
     total,
 )
-from tests.replay import comparable, replay
 
 N = 20_000
 AGRAWAL = ("--dataset", "agrawal", "--limit", str(N), "--id-prefix", "k")

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from riverbed.devtools.broker import STATE, LocalBroker, free_ports
+from riverbed.devtools.replay import comparable, replay
 from tests.helpers import ROOT, wait_for
 from tests.integration.helpers import (
     BROKER_START_TIMEOUT_S,
@@ -33,7 +34,6 @@ from tests.integration.helpers import (
     total,
 )
 from tests.integration.test_recovery import AGRAWAL, N, check_exactly_once
-from tests.replay import comparable, replay
 
 pytestmark = pytest.mark.integration
 

@@ -4,23 +4,15 @@ checkpoint cadence can be told from no checkpoints (issue 19's acceptance)."""
 from __future__ import annotations
 
 import doctest
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture(scope="module")
 def checkpoint_speed():
-    sys.path.insert(0, str(BENCH))  # the bench scripts import each other by name
-    try:
-        import checkpoint_speed
+    from bench import checkpoint_speed
 
-        yield checkpoint_speed
-    finally:
-        sys.path.remove(str(BENCH))
+    return checkpoint_speed
 
 
 def test_rounds_are_compared_with_their_own_none(checkpoint_speed):

@@ -7,11 +7,11 @@ import pytest
 from river import datasets, evaluate
 
 from riverbed import models
+from riverbed.devtools.replay import comparable, replay
 from riverbed.exceptions import InvalidRecord, ModelError
 from riverbed.learning import quality
 from riverbed.learning.learner import LabelOutcome, PartitionLearner
 from riverbed.records import Event, Label
-from tests.replay import comparable, replay
 
 
 def _learner(name: str = "logreg", **kw: int) -> PartitionLearner:

@@ -2,7 +2,9 @@
 
 Written independently of riverbed.learning.learner on purpose: it calls ``predict_one`` and
 ``predict_proba_one`` separately, in River's prequential order, so it also checks
-riverbed's shortcut of deriving ``y_pred`` from the probabilities.
+riverbed's shortcut of deriving ``y_pred`` from the probabilities. The tests compare a
+worker's predictions with it, and so does ``bench/failover.py`` after its kills (here,
+in the installed package, so that neither imports the other).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _key(k: Any) -> str:
 
 
 def replay(
-    model_name: str, steps: Iterable[tuple[str, dict[str, Any] | None, Any]]
+    model_name: str, steps: Iterable[tuple[str, Any, Any]]
 ) -> tuple[list[dict[str, Any]], Any]:
     """Run ``steps`` through a fresh catalog model; return predictions and the metric.
 
@@ -68,7 +70,7 @@ def replay(
             if spec.task == "anomaly":
                 model.learn_one(x)
         else:
-            x, for_metric = remembered[a]  # type: ignore[index]
+            x, for_metric = remembered[a]
             if for_metric is not None and for_metric != {}:
                 metric.update(b, for_metric)
             if spec.task != "anomaly":
