@@ -259,6 +259,8 @@ class Challengers(ModelHolder):
     promotion_min_positives: int
     promotions: int
     _since_promotion: int
+    pinned: bool  # riverbed pin: no automatic promotion until unpinned
+    last_label_offset: int
     shadow_predictions: bool
     shadows: list[dict[str, Any]]
     drift_events: list[dict[str, Any]]
@@ -303,6 +305,7 @@ class Challengers(ModelHolder):
         self.duels = [self._new_duel() for _ in challengers]
         self._since_promotion = 0
         self.promotions = 0
+        self.pinned = False
         self.shadow_predictions = shadow_predictions
         # Challengers' predictions not yet published (RIVERBED_SHADOW_PREDICTIONS).
         self.shadows = []
@@ -469,8 +472,72 @@ class Challengers(ModelHolder):
                 continue
             if best is None or verdict.statistic > best[1].statistic:
                 best = (i, verdict)
-        if best is not None:
+        if best is not None and not self.pinned:  # pinned: no automatic promotion
             self._promote(best[0], best[1], topic=topic, offset=offset)
+
+    # -- manual operations (riverbed promote, pin, unpin) ------------------------------
+    def candidate(self, name: str | None = None) -> ModelHolder:
+        """The candidate named ``name`` (None: the champion).
+
+        Raises
+        ------
+        KeyError
+            No candidate of that name (the message names those there are).
+        """
+        if name is None or name == self.spec.name:
+            return self
+        for c in self.challengers:
+            if c.name == name:
+                return c
+        names = ", ".join([self.spec.name, *(c.name for c in self.challengers)])
+        msg = f"partition {self.partition} has no candidate {name!r} (it has {names})"
+        raise KeyError(msg)
+
+    def promote(self, name: str, *, by: str) -> dict[str, Any]:
+        """Make challenger ``name`` the champion now, between two records (``riverbed
+        promote``); the operation's record (also published on the metrics topic)."""
+        if name == self.spec.name:
+            return self._operation("promote", by=by, changed=False, to=name)
+        self.candidate(name)  # a KeyError naming the candidates when there is none
+        i = next(i for i, c in enumerate(self.challengers) if c.name == name)
+        old = self.spec.name
+        self._swap(i)
+        self.promotions += 1
+        self._since_promotion = 0
+        self.duels = [self._new_duel() for _ in self.challengers]
+        return self._operation("promote", by=by, changed=True, to=name, **{"from": old})
+
+    def pin(self, name: str | None, *, by: str) -> dict[str, Any]:
+        """No automatic promotion until :meth:`unpin` (``riverbed pin``); with ``name``,
+        that candidate is promoted first."""
+        if name is not None and name != self.spec.name:
+            self.promote(name, by=by)
+        changed = not self.pinned
+        self.pinned = True
+        return self._operation("pin", by=by, changed=changed, champion=self.spec.name)
+
+    def unpin(self, *, by: str) -> dict[str, Any]:
+        """Automatic promotion again (RIVERBED_PROMOTION=auto), from here on."""
+        changed = self.pinned
+        self.pinned = False
+        self._since_promotion = 0
+        self.duels = [self._new_duel() for _ in self.challengers]
+        return self._operation("unpin", by=by, changed=changed, champion=self.spec.name)
+
+    def _operation(self, op: str, *, by: str, changed: bool, **fields: Any) -> dict[str, Any]:
+        """The audit record of a manual operation, at the offsets it was applied after."""
+        record = {
+            "type": "operation",
+            "op": op,
+            "partition": self.partition,
+            "events_offset": self.last_offset,
+            "labels_offset": self.last_label_offset,
+            "by": by,
+            "changed": changed,
+            **fields,
+        }
+        self.drift_events.append(record)
+        return record
 
     def _swap(self, i: int) -> None:
         """Challenger ``i`` becomes the champion; the champion becomes challenger ``i``."""

@@ -365,6 +365,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "learned_by_model": state.get("learned", 0),
             "decider": None,
             "_kafka_clock": True,
+            "pinned": False,
         }
         self.__dict__.update({**defaults, **state})
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
@@ -405,9 +406,13 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         return new
 
     # -- prediction ------------------------------------------------------------------
-    def predict_one(self, x: dict[str, Value]) -> tuple[Any, dict[Any, float] | None]:
+    def predict_one(
+        self, x: dict[str, Value], model: str | None = None
+    ) -> tuple[Any, dict[Any, float] | None]:
         """What the stream would predict for ``x`` now, changing nothing (``POST
         /predict``): the same feature cap, the same model, no learning, no counting.
+        With ``model``, what that candidate (a challenger: shadow scoring on demand)
+        would predict; a KeyError names the candidates when there is no such one.
 
         Examples
         --------
@@ -427,9 +432,10 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
                     room -= 1
                     kept[name] = v
             x = kept
-        y_pred, proba = self._predict(x)
-        if self.decider is not None and proba is not None:
-            y_pred = self.decider.decide(proba, record=False).y_pred
+        holder = self if model is None else self.candidate(model)
+        y_pred, proba = predict_with(holder, x)
+        if holder.decider is not None and proba is not None:
+            y_pred = holder.decider.decide(proba, record=False).y_pred
         return y_pred, proba
 
     # The champion's prediction: the shared function itself, so no extra call frame.
@@ -704,6 +710,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
                 for h in (self, *self.challengers)
             },
             "promotions": self.promotions,
+            "pinned": self.pinned,
             "drifts": self.drifts,
             "last_offset": self.last_offset,
             "last_label_offset": self.last_label_offset,

@@ -385,6 +385,12 @@ class Processor:
                     drift["metric"]["to_value"], drift["window"], drift["test"]["name"],
                     drift["test"]["statistic"], drift["test"]["p_value"],
                 )  # fmt: skip
+            elif drift["type"] == "operation":
+                logger.warning(
+                    "partition %d: %s by %s after events offset %d, labels offset %d%s",
+                    partition, drift["op"], drift["by"], drift["events_offset"],
+                    drift["labels_offset"], "" if drift["changed"] else " (nothing to change)",
+                )  # fmt: skip
             else:
                 logger.info(
                     "partition %d: %s drift detected at %s offset %d (error %s -> %s)",
