@@ -149,7 +149,7 @@ class SnapshotCodec:
         blob = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
         return blob, self.encode_blob(
             blob, learner.partition, learner.last_offset, learner.last_label_offset,
-            learner.lineup,
+            learner.version_summary(),
         )  # fmt: skip
 
     def encode_blob(
@@ -158,11 +158,13 @@ class SnapshotCodec:
         p: int,
         events_offset: int,
         labels_offset: int,
-        lineup: tuple[str, ...],
+        summary: dict[str, Any],
         sha256: str | None = None,
     ) -> list[Record]:
         """The chunk records then manifest of a learner's pickle ``blob``, made when it
-        had handled up to these offsets (``sha256``: its digest, when known)."""
+        had handled up to these offsets (``summary``: its
+        :meth:`~riverbed.learning.learner.PartitionLearner.version_summary`, ``model``
+        the names of its candidates; ``sha256``: its digest, when known)."""
         generation = uuid.uuid4().hex
         n = max(1, -(-len(blob) // self.chunk_bytes))
         gen_header = (GENERATION_HEADER, generation.encode())
@@ -183,7 +185,7 @@ class SnapshotCodec:
             "sha256": sha256 or hashlib.sha256(blob).hexdigest(),
             "events_offset": events_offset,
             "labels_offset": labels_offset,
-            "model": ",".join(lineup),
+            **summary,
             "riverbed": _VERSIONS["riverbed"],
             "river": _VERSIONS["river"],
             "created_ms": int(time.time() * 1000),
@@ -366,6 +368,8 @@ class Checkpointer:
         interval: float,
         on_failure: Callable[[BaseException], Any] | None = None,
         capture: str = "auto",
+        send_version: Send | None = None,
+        version_interval: float = 600.0,
     ) -> None:
         self.learners = learners
         self.codec = codec
@@ -403,6 +407,14 @@ class Checkpointer:
         self.last_capture_loop_seconds = 0.0
         self.on_failure = on_failure
         self.failed: BaseException | None = None
+        # Versions (riverbed versions, export --version, rollback): a snapshot copied
+        # to the versions topic, which keeps them for its retention, when a partition's
+        # last version is older than version_interval or its lineup changed since (a
+        # promotion, a manual operation).
+        self.send_version = send_version
+        self.version_interval = version_interval
+        self._versioned: dict[int, tuple[float, tuple[Any, ...]]] = {}
+        self.versions_written = 0
 
     # -- called by the agent, synchronously, per fetch --------------------------------
     def note(self, partition: int, records: int) -> None:
@@ -534,6 +546,8 @@ class Checkpointer:
             self.send(k, v, h, int(k)) for k, v, h in records if dict(h)[KIND_HEADER] == MANIFEST
         ]
         await asyncio.gather(*manifests)
+        if self.send_version is not None:
+            await self._write_versions(records)
         # 3. the offsets become committable
         now_ms = int(time.time() * 1000)
         for p, offsets in captured.items():
@@ -546,6 +560,33 @@ class Checkpointer:
         self.bytes_written += size
         self.last_seconds = time.perf_counter() - t0
         logger.debug("checkpoint: %d partitions in %.3f s", len(manifests), self.last_seconds)
+
+    async def _write_versions(self, records: list[Record]) -> None:
+        """Copy the snapshots that are due a version to the versions topic: chunks, then
+        the manifest, as to the snapshots topic."""
+        assert self.send_version is not None
+        now = time.monotonic()
+        due: set[int] = set()
+        for k, v, h in records:
+            if dict(h)[KIND_HEADER] != MANIFEST:
+                continue
+            meta = orjson.loads(v)
+            p = int(k)
+            key = (meta.get("champion"), meta.get("pinned"), meta.get("promotions"),
+                   meta.get("operations"), meta.get("model"))  # fmt: skip
+            last = self._versioned.get(p)
+            if last is None or now - last[0] >= self.version_interval or last[1] != key:
+                due.add(p)
+                self._versioned[p] = (now, key)
+        if not due:
+            return
+        send = self.send_version
+        chunks = [send(k, v, h, int(k.split(b"/")[0])) for k, v, h in records
+                  if dict(h)[KIND_HEADER] == CHUNK and int(k.split(b"/")[0]) in due]  # fmt: skip
+        await asyncio.gather(*chunks)
+        await asyncio.gather(*(send(k, v, h, int(k)) for k, v, h in records
+                               if dict(h)[KIND_HEADER] == MANIFEST and int(k) in due))  # fmt: skip
+        self.versions_written += len(due)
 
     def _inline_capture(
         self,
@@ -633,12 +674,12 @@ class Checkpointer:
         """
         taken = {p: learners[p] for p in sorted(captured)}
         marks = {p: (lr.journal, len(lr.journal)) for p, lr in taken.items()}
-        lineups = {p: lr.lineup for p, lr in taken.items()}  # as at the fork
+        summaries = {p: lr.version_summary() for p, lr in taken.items()}  # as at the fork
 
         def encode(p: int, blob: bytes, sha256: str) -> list[Record]:
             events_offset, labels_offset = captured[p]
             return self.codec.encode_blob(blob, p, events_offset, labels_offset,
-                                          lineups[p], sha256)  # fmt: skip
+                                          summaries[p], sha256)  # fmt: skip
 
         blobs = await fork_capture(taken, thread=self._thread, encode=encode)
         self.last_capture = "fork"
@@ -670,6 +711,7 @@ class Checkpointer:
     def describe(self) -> dict[str, Any]:
         return {
             "snapshots_written": self.written,
+            "versions_written": self.versions_written,
             "snapshot_bytes_written": self.bytes_written,
             "last_checkpoint_seconds": round(self.last_seconds, 6),
             "last_capture": self.last_capture,

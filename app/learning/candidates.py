@@ -260,6 +260,7 @@ class Challengers(ModelHolder):
     promotions: int
     _since_promotion: int
     pinned: bool  # riverbed pin: no automatic promotion until unpinned
+    operations: int  # manual operations applied (promote, pin, unpin, rollback, import)
     last_label_offset: int
     shadow_predictions: bool
     shadows: list[dict[str, Any]]
@@ -306,6 +307,7 @@ class Challengers(ModelHolder):
         self._since_promotion = 0
         self.promotions = 0
         self.pinned = False
+        self.operations = 0
         self.shadow_predictions = shadow_predictions
         # Challengers' predictions not yet published (RIVERBED_SHADOW_PREDICTIONS).
         self.shadows = []
@@ -526,6 +528,7 @@ class Challengers(ModelHolder):
 
     def _operation(self, op: str, *, by: str, changed: bool, **fields: Any) -> dict[str, Any]:
         """The audit record of a manual operation, at the offsets it was applied after."""
+        self.operations += 1
         record = {
             "type": "operation",
             "op": op,

@@ -366,6 +366,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "decider": None,
             "_kafka_clock": True,
             "pinned": False,
+            "operations": 0,
         }
         self.__dict__.update({**defaults, **state})
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
@@ -678,6 +679,31 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         out = LearnerOutputs(self.drift_events, self.shadows, self.culprits)
         self.drift_events, self.shadows, self.culprits = [], [], []
         return out
+
+    def version_summary(self) -> dict[str, Any]:
+        """What a snapshot's manifest says of the learner (``riverbed versions``): its
+        candidates, the champion, whether it is pinned, and each candidate's metrics
+        and labels learned then.
+
+        Examples
+        --------
+        >>> from riverbed import models
+        >>> learner = PartitionLearner(models.spec("logreg"), partition=0)
+        >>> learner.version_summary()["candidates"]["logreg"]["metric"]
+        {'name': 'Accuracy', 'value': None}
+
+        """
+        return {
+            "model": ",".join(self.lineup),
+            "champion": self.spec.name,
+            "pinned": self.pinned,
+            "promotions": self.promotions,
+            "operations": self.operations,
+            "candidates": {
+                h.spec.name: describe_quality(h, self.metric_window)
+                for h in (self, *self.challengers)
+            },
+        }
 
     # -- reporting -------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
