@@ -541,12 +541,13 @@ def _supervise(settings: Settings, args: list[str], loop: asyncio.AbstractEventL
     from riverbed.checkpoint.snapshots import load_key
     from riverbed.config import PROJECT_ROOT
     from riverbed.logs import setup_supervisor_logging
+    from riverbed.supervisor.gateway import Gateway
     from riverbed.supervisor.process import Supervisor
 
     # The children share the snapshot key: made once here, not raced by N processes.
     load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
     setup_supervisor_logging(settings.log_level)
-    return loop.run_until_complete(Supervisor(settings, args).run())
+    return loop.run_until_complete(Supervisor(settings, args).run(Gateway))
 
 
 def _faust(settings: Settings, args_list: list[str]) -> int:
@@ -593,7 +594,7 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             args_list = [*args_list, "--loglevel", settings.log_level]
         if settings.processes > 1:
             return _supervise(settings, args_list, loop)
-        from riverbed.supervisor.process import die_with_supervisor
+        from riverbed.lifetime import die_with_supervisor
 
         die_with_supervisor()
         # Faust makes only the last directory of datadir; a new RIVERBED_DATA_DIR (or a

@@ -41,13 +41,13 @@ from riverbed.kafka.topics import (
 from riverbed.kafka.transport import BatchTransport, BrokerWatch
 from riverbed.kafka.worker import Producers, faust_app
 from riverbed.learning.state import Learners
+from riverbed.lifetime import supervisor_gone
 from riverbed.pipeline import agents
 from riverbed.pipeline.processor import Processor
 from riverbed.pipeline.quarantine import Quarantine
 from riverbed.serving import predict, web
 from riverbed.serving.metrics import RiverbedMetrics
 from riverbed.serving.publisher import MetricsPublisher
-from riverbed.supervisor.process import supervisor_gone
 
 __all__ = ["check_layout", "create_app"]
 
