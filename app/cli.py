@@ -51,9 +51,9 @@ def _unreachable(settings: Settings, exc: BaseException) -> str:
 
 def _is_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the brokers did not answer (in time)."""
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from riverbed.kafka.clients import unreachable
 
-    return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | TimeoutError)
+    return unreachable(exc)
 
 
 def _model_error(settings: Settings) -> str | None:

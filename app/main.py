@@ -31,6 +31,7 @@ from riverbed.config import PROJECT_ROOT, Settings
 from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
 from riverbed.kafka.join import Joiner
+from riverbed.kafka.security import client_args
 from riverbed.kafka.topics import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DLQ_HEADROOM_BYTES,
@@ -97,7 +98,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     intake = Intake(fetches, {names.events, names.labels}, on_drained=checkpointer.checkpoint,
                     committable=checkpointer.committable, joiner=joiner)  # fmt: skip
     recovery = Recovery(learners, codec, names, group=settings.app_id, bootstrap=settings.bootstrap,
-                        checkpointer=checkpointer, client=settings.kafka_client(),
+                        checkpointer=checkpointer, client=client_args(settings),
                         warmup=settings.warmup)  # fmt: skip
     broker_watch = BrokerWatch(settings.session_timeout)  # /ready, and a stop's give-up
     app.transport = BatchTransport(

@@ -86,8 +86,9 @@ def _run_settings(bootstrap: str, prefix: str) -> Any:
 def _client() -> dict[str, Any]:
     """aiokafka connection arguments of every client of the run (riverbed's own)."""
     from riverbed.config import Settings
+    from riverbed.kafka.security import client_args
 
-    return Settings.from_env(_security_env()).kafka_client()
+    return client_args(Settings.from_env(_security_env()))
 
 
 def _quix_broker(bootstrap: str) -> Any:

@@ -63,8 +63,9 @@ READY_TIMEOUT_S = 120.0
 
 def _client() -> dict[str, Any]:
     from riverbed.config import Settings
+    from riverbed.kafka.security import client_args
 
-    return Settings.from_env(_security_env()).kafka_client()
+    return client_args(Settings.from_env(_security_env()))
 
 
 def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, Any]:

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
 from river import datasets
 from river.datasets import synth
 
 from riverbed.config import Settings
 from riverbed.exceptions import RiverbedError
+from riverbed.kafka import clients
 from riverbed.kafka.security import preflight
 from riverbed.kafka.topics import TopicNames, ensure_topics
 from riverbed.records import encode
@@ -143,15 +142,14 @@ async def produce(
     )
     if limit is not None:
         stream = itertools.islice(stream, limit)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
+    producer = clients.producer(
+        settings,
         linger_ms=5,
         acks="all",
         # A retry after a leader change must not write an event twice (it would be
         # learned twice): the broker drops a batch it already has.
         enable_idempotence=True,
         max_batch_size=256 * 1024,
-        **settings.kafka_client(),
     )
     await producer.start()
     stats = ProduceStats(id_prefix=prefix)
@@ -349,10 +347,7 @@ async def produce_file(
     await preflight(settings)  # a refused password or certificate: one clear error
     await ensure_topics(settings)  # the partitions riverbed wants, not auto-created ones
     stats = FileStats(topic=settings.topic(topic))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all", enable_idempotence=True,
-        **settings.kafka_client(),
-    )  # fmt: skip
+    producer = clients.producer(settings, linger_ms=5, acks="all", enable_idempotence=True)
     await producer.start()
     futures: list[asyncio.Future[Any]] = []
     t0 = started = time.monotonic()
@@ -381,7 +376,7 @@ async def produce_file(
                 stats.keyless += 1
             try:
                 futures.append(await producer.send(stats.topic, line, key=key))
-            except MessageSizeTooLargeError:
+            except clients.MessageSizeTooLargeError:
                 msg = (
                     f"line {lineno} has {len(line):,} bytes, more than a Kafka request "
                     "takes (1 MiB); nothing after it was sent"

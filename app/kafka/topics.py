@@ -12,21 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
+from riverbed.kafka.clients import admin_client
 
 __all__ = [
     "Cluster",
     "Layout",
     "TopicNames",
-    "admin_client",
     "check_layout",
+    "default_partition",
     "describe_cluster",
     "describe_topics",
     "ensure_topics",
@@ -91,6 +92,19 @@ def snapshots_topic(prefix: str, app_id: str) -> str:
 
     """
     return f"{prefix}snapshots.{app_id}"
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` among ``partitions``
+    (murmur2, as the Java clients, aiokafka and ``riverbed produce`` do).
+
+    Examples
+    --------
+    >>> default_partition(b"tx-1", 4), default_partition(b"tx-1", 1)
+    (1, 0)
+
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 # A dead letter carries the original key, value and headers plus riverbed's headers
@@ -330,21 +344,6 @@ async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -
         now,
         dlq_max,
     )
-
-
-@contextlib.asynccontextmanager
-async def admin_client(settings: Settings, timeout: float) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client of ``settings`` (security included), closed after."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        request_timeout_ms=int(timeout * 1000),
-        **settings.kafka_client(),
-    )
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        yield admin
-    finally:
-        await admin.close()
 
 
 async def describe_cluster(admin: AIOKafkaAdminClient) -> Cluster:

@@ -407,20 +407,10 @@ class Snapshot:
 async def _partition_count(settings: Settings, topic: str) -> int | None:
     """The topic's partition count (None: no such topic). Asked of the admin client for
     every topic: naming a missing topic could have the broker create it."""
-    import asyncio
+    from riverbed.kafka.clients import admin_client
 
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        request_timeout_ms=int(METADATA_TIMEOUT_S * 1000),
-        **settings.kafka_client(),
-    )
-    await asyncio.wait_for(admin.start(), METADATA_TIMEOUT_S)
-    try:
+    async with admin_client(settings, METADATA_TIMEOUT_S) as admin:
         topics = await admin.describe_topics()
-    finally:
-        await admin.close()
     for t in topics:
         if t["topic"] == topic:
             return len(t["partitions"])
@@ -438,7 +428,7 @@ async def latest_snapshot(settings: Settings, partition: int) -> Snapshot:
         No snapshots topic, no such partition, or no snapshot that loads.
 
     """
-    from riverbed.kafka.security import preflight
+    from riverbed.kafka.security import client_args, preflight
 
     key = snapshot_key(settings)
     topic = snapshots_topic(settings.topic_prefix, settings.app_id)
@@ -456,7 +446,7 @@ async def latest_snapshot(settings: Settings, partition: int) -> Snapshot:
         raise NoSnapshot(msg)
     records = (
         await read_snapshot_partitions(
-            settings.bootstrap, topic, [partition], **settings.kafka_client()
+            settings.bootstrap, topic, [partition], **client_args(settings)
         )
     )[partition]
     picked = pick_latest(
