@@ -5,8 +5,9 @@ models/ (outside the tree import-linter sees) imports nothing of app/."""
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
+import grimp
 from importlinter.cli import lint_imports
 
 from tests.helpers import ROOT
@@ -20,6 +21,70 @@ CLIENT_CLASSES = {"AIOKafkaConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient",
 def test_the_import_contracts_are_kept(monkeypatch: object) -> None:
     monkeypatch.chdir(ROOT)  # type: ignore[attr-defined]
     assert lint_imports(no_cache=True) == 0, "run `make lint` to see the broken contract"
+
+
+def _cycles(edges: Mapping[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's, iterative):
+    each is a set of modules that reach one another through their imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycles_are_found() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e", "d"}}
+    assert _cycles(edges) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_among_riverbeds_modules() -> None:
+    """No module of riverbed reaches itself through its imports: every import counts, at
+    the top of a module, in a function, or under TYPE_CHECKING (a cycle of those is a
+    tangle still). models/ cannot take part: it imports nothing of app/ (below)."""
+    graph = grimp.build_graph("riverbed", cache_dir=None)
+    edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+    described = []
+    for component in _cycles(edges):
+        a, b = component[0], component[1]
+        there = graph.find_shortest_chain(importer=a, imported=b) or ()
+        back = graph.find_shortest_chain(importer=b, imported=a) or ()
+        described.append(f"{', '.join(component)}: {' -> '.join([*there, *back[1:]])}")
+    assert not described, "import cycles:\n" + "\n".join(described)
 
 
 def _imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
