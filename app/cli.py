@@ -18,9 +18,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError, RiverbedError
+
+if TYPE_CHECKING:
+    # What add_subparsers() returns (argparse names its class only privately).
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["main"]
 
@@ -51,9 +56,9 @@ def _unreachable(settings: Settings, exc: BaseException) -> str:
 
 def _is_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the brokers did not answer (in time)."""
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from riverbed.kafka.clients import unreachable
 
-    return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | TimeoutError)
+    return unreachable(exc)
 
 
 def _model_error(settings: Settings) -> str | None:
@@ -320,7 +325,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from riverbed.devtools.produce import DATASETS, KEYS
+    from riverbed.devtools.produce import DATASETS
 
     p = argparse.ArgumentParser(
         prog="riverbed",
@@ -328,6 +333,33 @@ def _parser() -> argparse.ArgumentParser:
         "`riverbed worker` and the rest are Faust's command line.",
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _add_broker(sub)
+    _add_produce(sub)
+    _add_tail(sub)
+    # `worker` is Faust's command (main() hands it over before this parser): listed here
+    # so that `riverbed --help` shows the command a user runs most.
+    sub.add_parser(
+        "worker",
+        add_help=False,
+        help="run a worker: learn from events, publish predictions and serve HTTP (Faust's "
+        "worker command; `riverbed worker --help` lists its options)",
+    )
+    sub.add_parser("models", help="list the model catalog")
+    _add_export_and_inspect(sub)
+    sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
+    sub.add_parser(
+        "doctor",
+        help="the cluster's shape and riverbed's topics (replication, partitions, "
+        "retention, cleanup policy), and what to change; reads only",
+    )
+    d = sub.add_parser("demo", help="broker + worker + drifting stream + live accuracy")
+    d.add_argument("--rate", type=float, default=400.0)
+    d.add_argument("--dataset", choices=DATASETS, default="drift")
+    d.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    return p
+
+
+def _add_broker(sub: Subparsers) -> None:
     b = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, 127.0.0.1)")
     b.add_argument("action", choices=["start", "stop", "status", "fetch", "wipe"])
     b.add_argument(
@@ -338,6 +370,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a replicated cluster of N nodes (replication min(3, N), min.insync one less): "
         "node i serves PORT + 2(i-1), its controller the port after",
     )  # fmt: skip
+
+
+def _add_produce(sub: Subparsers) -> None:
+    from riverbed.devtools.produce import DATASETS, KEYS
+
     pr = sub.add_parser(
         "produce",
         help="replay a River dataset, a synthetic stream or your JSON lines into events",
@@ -395,6 +432,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--drift-at", type=int, default=5000, help="(datasets) drift position (dataset drift)"
     )
+
+
+def _add_tail(sub: Subparsers) -> None:
     t = sub.add_parser("tail", help="pretty-print a topic")
     t.add_argument("topic", help="events, labels, predictions, metrics, dlq or a full name")
     t.add_argument("--from-end", action="store_true", help="only new records")
@@ -405,15 +445,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="exit after this many seconds without a record",
     )
-    # `worker` is Faust's command (main() hands it over before this parser): listed here
-    # so that `riverbed --help` shows the command a user runs most.
-    sub.add_parser(
-        "worker",
-        add_help=False,
-        help="run a worker: learn from events, publish predictions and serve HTTP (Faust's "
-        "worker command; `riverbed worker --help` lists its options)",
-    )
-    sub.add_parser("models", help="list the model catalog")
+
+
+def _add_export_and_inspect(sub: Subparsers) -> None:
     ex = sub.add_parser(
         "export",
         help="write a partition's River model to a pickle that loads without riverbed",
@@ -440,17 +474,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     ins.add_argument("--partition", "-p", type=int, required=True, metavar="P")
     ins.add_argument("--json", action="store_true", help="machine-readable output")
-    sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
-    sub.add_parser(
-        "doctor",
-        help="the cluster's shape and riverbed's topics (replication, partitions, "
-        "retention, cleanup policy), and what to change; reads only",
-    )
-    d = sub.add_parser("demo", help="broker + worker + drifting stream + live accuracy")
-    d.add_argument("--rate", type=float, default=400.0)
-    d.add_argument("--dataset", choices=DATASETS, default="drift")
-    d.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -541,12 +564,13 @@ def _supervise(settings: Settings, args: list[str], loop: asyncio.AbstractEventL
     from riverbed.checkpoint.snapshots import load_key
     from riverbed.config import PROJECT_ROOT
     from riverbed.logs import setup_supervisor_logging
+    from riverbed.supervisor.gateway import Gateway
     from riverbed.supervisor.process import Supervisor
 
     # The children share the snapshot key: made once here, not raced by N processes.
     load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
     setup_supervisor_logging(settings.log_level)
-    return loop.run_until_complete(Supervisor(settings, args).run())
+    return loop.run_until_complete(Supervisor(settings, args).run(Gateway))
 
 
 def _faust(settings: Settings, args_list: list[str]) -> int:
@@ -593,7 +617,7 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             args_list = [*args_list, "--loglevel", settings.log_level]
         if settings.processes > 1:
             return _supervise(settings, args_list, loop)
-        from riverbed.supervisor.process import die_with_supervisor
+        from riverbed.lifetime import die_with_supervisor
 
         die_with_supervisor()
         # Faust makes only the last directory of datadir; a new RIVERBED_DATA_DIR (or a

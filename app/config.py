@@ -900,13 +900,6 @@ class Settings:
         """Bootstrap servers in Faust's ``kafka://host:port;...`` form."""
         return ";".join(f"kafka://{b}" for b in self.broker)
 
-    def kafka_client(self) -> dict[str, Any]:
-        """Connection arguments every aiokafka client of riverbed takes besides the
-        bootstrap servers: security protocol, SASL credentials, TLS context."""
-        from riverbed.kafka.security import client_args
-
-        return client_args(self)
-
     def topic(self, name: str) -> str:
         """Full name of one of riverbed's topics: the prefixed default, or the name set
         for events, labels and predictions."""

@@ -7,6 +7,7 @@ __all__ = [
     "BrokerError",
     "BrokerUnreachable",
     "ConfigError",
+    "IncompatibleLibrary",
     "InvalidRecord",
     "ModelError",
     "RiverbedError",
@@ -34,6 +35,11 @@ class TLSHandshakeFailed(BrokerUnreachable):
 
 class AuthenticationFailed(BrokerUnreachable):
     """A broker refused the SASL credentials (the message names the user, not the password)."""
+
+
+class IncompatibleLibrary(RiverbedError):
+    """An installed faust, mode, aiokafka or river lacks a private name riverbed relies
+    on (``riverbed.privates``: the message names the library, its version and the name)."""
 
 
 class BrokerError(RiverbedError):

@@ -30,6 +30,7 @@ from riverbed.config import PROJECT_ROOT, Settings
 from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
 from riverbed.kafka.join import Joiner
+from riverbed.kafka.security import client_args
 from riverbed.kafka.topics import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DLQ_HEADROOM_BYTES,
@@ -40,13 +41,13 @@ from riverbed.kafka.topics import (
 from riverbed.kafka.transport import BatchTransport, BrokerWatch
 from riverbed.kafka.worker import Producers, SnapshotSink, faust_app
 from riverbed.learning.state import Learners
+from riverbed.lifetime import supervisor_gone
 from riverbed.pipeline import agents
 from riverbed.pipeline.processor import Processor
 from riverbed.pipeline.quarantine import Quarantine
 from riverbed.serving import predict, web
 from riverbed.serving.metrics import RiverbedMetrics
 from riverbed.serving.publisher import MetricsPublisher
-from riverbed.supervisor.process import supervisor_gone
 
 __all__ = ["check_layout", "create_app"]
 
@@ -91,7 +92,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     intake = Intake(fetches, {names.events, names.labels}, on_drained=checkpointer.checkpoint,
                     committable=checkpointer.committable, joiner=joiner)  # fmt: skip
     recovery = Recovery(learners, codec, names, group=settings.app_id, bootstrap=settings.bootstrap,
-                        checkpointer=checkpointer, client=settings.kafka_client(),
+                        checkpointer=checkpointer, client=client_args(settings),
                         warmup=settings.warmup)  # fmt: skip
     broker_watch = BrokerWatch(settings.session_timeout)  # /ready, and a stop's give-up
     app.transport = BatchTransport(

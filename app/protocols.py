@@ -2,20 +2,19 @@
 
 They say exactly which part of a collaborator a module uses: of aiokafka's
 ``ConsumerRecord`` the five fields the processor reads, of ``AIOKafkaProducer`` the
-three calls the agent and the checkpoint make, of the learners' registry what the
-checkpointer needs. Tests pass plain lists, NamedTuples and fakes through them.
+three calls the agent and the checkpoint make. Tests pass plain lists, NamedTuples and
+fakes through them. They import nothing of riverbed (the bottom layer of
+``[tool.importlinter]``); what the checkpointer needs of the learners' registry is
+``riverbed.learning.state.LearnerRegistry``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from riverbed.learning.learner import PartitionLearner
-
-__all__ = ["LearnerRegistry", "RecordProducer", "SourceRecord"]
+__all__ = ["RecordProducer", "SourceRecord"]
 
 
 class SourceRecord(Protocol):
@@ -51,12 +50,3 @@ class RecordProducer(Protocol):
     async def send_batch(
         self, batch: Any, topic: str, *, partition: int
     ) -> asyncio.Future[Any]: ...
-
-
-class LearnerRegistry(Protocol):
-    """What the checkpointer needs of the partitions' learners (``Learners``)."""
-
-    def items(self) -> list[tuple[int, PartitionLearner]]: ...
-    def has(self, partition: int) -> bool: ...
-    def get(self, partition: int) -> PartitionLearner: ...
-    def replace(self, partition: int, learner: PartitionLearner) -> None: ...

@@ -80,8 +80,9 @@ def run_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS) -> A
 def kafka_client() -> dict[str, Any]:
     """aiokafka connection arguments of every client of the run (riverbed's own)."""
     from riverbed.config import Settings
+    from riverbed.kafka.security import client_args
 
-    return Settings.from_env(security_env()).kafka_client()
+    return client_args(Settings.from_env(security_env()))
 
 
 # -- the run's topics -------------------------------------------------------------------

@@ -29,6 +29,8 @@ from typing import Any
 from riverbed.checkpoint.snapshots import Checkpointer, Picked, SnapshotCodec, pick_latest
 from riverbed.checkpoint.warmup import missing_candidates, warm_up
 from riverbed.exceptions import ConfigError, RiverbedError
+from riverbed.kafka import clients
+from riverbed.kafka.clients import Connection, TopicPartition
 from riverbed.kafka.topics import TopicNames
 from riverbed.learning.learner import PartitionLearner
 from riverbed.learning.state import Learners
@@ -112,20 +114,17 @@ async def read_kafka_view(
 ) -> KafkaView:
     """Snapshot records (and legacy-topic records) of ``partitions`` and the first offset
     Kafka still has of each source partition."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     parts = sorted(set(partitions))
     view = KafkaView()
     if not parts:
         return view
     # A fresh assignment with auto_offset_reset="earliest" starts at the beginning;
     # seek_to_beginning() right after assign() left the fetcher idle in aiokafka 0.14.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = clients.consumer(
+        Connection(bootstrap, client),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_bytes=64 * 1024 * 1024,
-        **client,
     )
     await consumer.start()
     try:
@@ -152,13 +151,10 @@ async def read_committed(
     bootstrap: str, group: str, topics: Iterable[str], partitions: Iterable[int], **client: Any
 ) -> dict[tuple[str, int], int]:
     """The group's committed offsets of ``topics`` x ``partitions`` (absent: none)."""
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
     wanted = [TopicPartition(t, p) for t in topics for p in partitions]
     if not wanted:
         return {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client)
+    admin = clients.admin(Connection(bootstrap, client))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group, partitions=wanted)

@@ -39,7 +39,7 @@ from riverbed.checkpoint.capture import CaptureThread, fork_capture
 from riverbed.exceptions import RiverbedError
 from riverbed.learning.guard import suspect_blob
 from riverbed.learning.learner import PartitionLearner
-from riverbed.protocols import LearnerRegistry
+from riverbed.learning.state import LearnerRegistry
 
 __all__ = [
     "FORMAT_VERSION",

@@ -17,9 +17,9 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from riverbed.exceptions import InvalidRecord, ModelError
+from riverbed.kafka import clients
+from riverbed.kafka.clients import Connection, TopicPartition
 from riverbed.kafka.join import merged
 from riverbed.learning.learner import MODEL_FIELDS, Candidate, LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
@@ -44,7 +44,7 @@ async def _read(
     """Records of ``topic[partition]`` from the earliest retained offset to ``last``."""
     if last < 0:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client)
+    consumer = clients.consumer(Connection(bootstrap, client), enable_auto_commit=False)
     await consumer.start()
     out: list[Any] = []
     try:

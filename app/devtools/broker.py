@@ -94,10 +94,10 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 async def _metadata(bootstrap: str, timeout: float, client_args: dict[str, Any]) -> bool:
-    from aiokafka.client import AIOKafkaClient
+    from riverbed.kafka import clients
 
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **client_args
+    client = clients.client(
+        clients.Connection(bootstrap, client_args), request_timeout_ms=int(timeout * 1000)
     )
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
@@ -287,7 +287,9 @@ class LocalBroker:
 
         Returns the broker this call started (the caller stops it), else None.
         """
-        if answers_metadata(settings.bootstrap, **settings.kafka_client()):
+        from riverbed.kafka.security import client_args
+
+        if answers_metadata(settings.bootstrap, **client_args(settings)):
             return None
         broker = cls.from_settings(settings)
         broker.start()

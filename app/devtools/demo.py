@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from riverbed.config import Settings
 from riverbed.devtools.broker import STATE, LocalBroker
 from riverbed.devtools.produce import ProduceStats, produce
 from riverbed.exceptions import BrokerError
+from riverbed.kafka import clients
 
 __all__ = ["run_demo"]
 
@@ -149,13 +149,8 @@ async def _read_topics(settings: Settings, live: _Live) -> None:
     """Our predictions (accuracy, and where each event lies in the stream), and the
     detections and promotions the worker publishes on the metrics topic."""
     predictions, metrics = settings.topic("predictions"), settings.topic("metrics")
-    consumer = AIOKafkaConsumer(
-        predictions,
-        metrics,
-        bootstrap_servers=settings.bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-        **settings.kafka_client(),
+    consumer = clients.consumer(
+        settings, predictions, metrics, enable_auto_commit=False, auto_offset_reset="latest"
     )
     await consumer.start()
     try:

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
 from river import datasets
 from river.datasets import synth
 
 from riverbed.config import Settings
 from riverbed.exceptions import RiverbedError
+from riverbed.kafka import clients
 from riverbed.kafka.security import preflight
 from riverbed.kafka.topics import TopicNames, ensure_topics
 from riverbed.records import encode
@@ -143,60 +142,82 @@ async def produce(
     )
     if limit is not None:
         stream = itertools.islice(stream, limit)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
+    producer = clients.producer(
+        settings,
         linger_ms=5,
         acks="all",
         # A retry after a leader change must not write an event twice (it would be
         # learned twice): the broker drops a batch it already has.
         enable_idempotence=True,
         max_batch_size=256 * 1024,
-        **settings.kafka_client(),
     )
     await producer.start()
     stats = ProduceStats(id_prefix=prefix)
-    waiting: deque[tuple[int, bytes | None, int | None, bytes]] = deque()
-    futures: list[asyncio.Future[Any]] = []
-    t0 = started = time.monotonic()
+    started = time.monotonic()
     try:
-        for i, (x, y) in enumerate(stream):
-            if rate > 0 and i > 0:
-                ahead = t0 + i / rate - time.monotonic()
-                if ahead > 0.001:
-                    await asyncio.sleep(ahead)  # pacing to the requested rate
-            rid = f"{prefix}-{i}"
-            k = rid.encode() if key == "id" else None
-            part = None if k is not None else i % n_partitions
-            event: dict[str, Any] = {"id": rid, "x": x, "ts": int(time.time() * 1000)}
-            if labels and label_delay == 0 and y is not None:
-                event["y"] = y
-            futures.append(await producer.send(names.events, encode(event), key=k, partition=part))
-            if i == 0:
-                # The schedule starts once the first send went through: it waited for
-                # the topic's metadata, and the events due meanwhile would go as a burst.
-                t0 = time.monotonic()
-            stats.events += 1
-            if labels and label_delay > 0 and y is not None:
-                waiting.append((i + label_delay, k, part, encode({"id": rid, "y": y})))
-            while waiting and waiting[0][0] <= i:
-                _, lk, lp, lv = waiting.popleft()
-                futures.append(await producer.send(names.labels, lv, key=lk, partition=lp))
-                stats.labels += 1
-            if len(futures) >= 2000:
-                await asyncio.gather(*futures)
-                futures.clear()
-            if on_sent is not None and i % 100 == 0:
-                on_sent(stats)
-        while waiting:
-            _, lk, lp, lv = waiting.popleft()
-            futures.append(await producer.send(names.labels, lv, key=lk, partition=lp))
-            stats.labels += 1
-        await asyncio.gather(*futures)
-        await producer.flush()
+        await _send_events(
+            producer, stream, names, stats, keyed=key == "id", n_partitions=n_partitions,
+            rate=rate, labels=labels, label_delay=label_delay, on_sent=on_sent,
+        )  # fmt: skip
     finally:
         await producer.stop()
         stats.seconds = time.monotonic() - started
     return stats
+
+
+async def _send_events(
+    producer: Any,
+    stream: Iterable[tuple[dict[str, Any], Any]],
+    names: TopicNames,
+    stats: ProduceStats,
+    *,
+    keyed: bool,
+    n_partitions: int,
+    rate: float,
+    labels: bool,
+    label_delay: int,
+    on_sent: Any,
+) -> None:
+    """:func:`produce`'s loop: each event (its id the key, or round-robin), its label
+    inline or ``label_delay`` events later, paced to ``rate``; then every send acked."""
+    prefix = stats.id_prefix
+    waiting: deque[tuple[int, bytes | None, int | None, bytes]] = deque()
+    futures: list[asyncio.Future[Any]] = []
+    t0 = time.monotonic()
+    for i, (x, y) in enumerate(stream):
+        if rate > 0 and i > 0:
+            ahead = t0 + i / rate - time.monotonic()
+            if ahead > 0.001:
+                await asyncio.sleep(ahead)  # pacing to the requested rate
+        rid = f"{prefix}-{i}"
+        k = rid.encode() if keyed else None
+        part = None if k is not None else i % n_partitions
+        event: dict[str, Any] = {"id": rid, "x": x, "ts": int(time.time() * 1000)}
+        if labels and label_delay == 0 and y is not None:
+            event["y"] = y
+        futures.append(await producer.send(names.events, encode(event), key=k, partition=part))
+        if i == 0:
+            # The schedule starts once the first send went through: it waited for
+            # the topic's metadata, and the events due meanwhile would go as a burst.
+            t0 = time.monotonic()
+        stats.events += 1
+        if labels and label_delay > 0 and y is not None:
+            waiting.append((i + label_delay, k, part, encode({"id": rid, "y": y})))
+        while waiting and waiting[0][0] <= i:
+            _, lk, lp, lv = waiting.popleft()
+            futures.append(await producer.send(names.labels, lv, key=lk, partition=lp))
+            stats.labels += 1
+        if len(futures) >= 2000:
+            await asyncio.gather(*futures)
+            futures.clear()
+        if on_sent is not None and i % 100 == 0:
+            on_sent(stats)
+    while waiting:
+        _, lk, lp, lv = waiting.popleft()
+        futures.append(await producer.send(names.labels, lv, key=lk, partition=lp))
+        stats.labels += 1
+    await asyncio.gather(*futures)
+    await producer.flush()
 
 
 # -- --file: the user's own JSON lines ------------------------------------------------
@@ -349,10 +370,7 @@ async def produce_file(
     await preflight(settings)  # a refused password or certificate: one clear error
     await ensure_topics(settings)  # the partitions riverbed wants, not auto-created ones
     stats = FileStats(topic=settings.topic(topic))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all", enable_idempotence=True,
-        **settings.kafka_client(),
-    )  # fmt: skip
+    producer = clients.producer(settings, linger_ms=5, acks="all", enable_idempotence=True)
     await producer.start()
     futures: list[asyncio.Future[Any]] = []
     t0 = started = time.monotonic()
@@ -381,7 +399,7 @@ async def produce_file(
                 stats.keyless += 1
             try:
                 futures.append(await producer.send(stats.topic, line, key=key))
-            except MessageSizeTooLargeError:
+            except clients.MessageSizeTooLargeError:
                 msg = (
                     f"line {lineno} has {len(line):,} bytes, more than a Kafka request "
                     "takes (1 MiB); nothing after it was sent"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import errno
 import select
@@ -10,11 +9,10 @@ import sys
 from typing import TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from riverbed.config import Settings
 from riverbed.exceptions import RiverbedError
+from riverbed.kafka import clients
 from riverbed.kafka.security import preflight
 
 __all__ = ["MissingTopic", "format_record", "tail"]
@@ -59,16 +57,8 @@ async def _check_exists(settings: Settings, topic: str) -> None:
     """Raise :class:`MissingTopic` unless the cluster has ``topic``. Asked of the admin
     client, whose metadata request names no topic: a consumer subscribing to a missing
     topic would have a broker with ``auto.create.topics.enable`` create it."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        request_timeout_ms=int(METADATA_TIMEOUT_S * 1000),
-        **settings.kafka_client(),
-    )
-    await asyncio.wait_for(admin.start(), METADATA_TIMEOUT_S)
-    try:
+    async with clients.admin_client(settings, METADATA_TIMEOUT_S) as admin:
         topics = await admin.list_topics()
-    finally:
-        await admin.close()
     if topic not in topics:
         near = difflib.get_close_matches(topic, topics, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
@@ -111,11 +101,10 @@ async def tail(
     """
     await preflight(settings)  # a refused password or certificate: one clear error
     await _check_exists(settings, topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
+    consumer = clients.consumer(
+        settings,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
-        **settings.kafka_client(),
     )
     await consumer.start()
     seen = 0

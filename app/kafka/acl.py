@@ -23,6 +23,7 @@ from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Schema, String
 
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
+from riverbed.kafka import clients
 from riverbed.kafka.topics import TopicNames
 
 __all__ = ["OPERATIONS", "Needed", "check_permissions", "needed", "required"]
@@ -151,7 +152,7 @@ def assignor_topic(app_id: str) -> str:
 async def needed(settings: Settings, *, timeout: float = 10.0) -> list[Needed]:
     """The operations of :func:`required` this principal may not perform (empty when the
     cluster has no authorizer, or allows them all)."""
-    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap, **settings.kafka_client())
+    client = clients.client(settings)
     await asyncio.wait_for(client.bootstrap(), timeout)
     try:
         want = required(settings)

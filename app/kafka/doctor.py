@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from riverbed.config import Settings
+from riverbed.kafka.clients import admin_client
 from riverbed.kafka.topics import (
     NAMES,
     Cluster,
     TopicNames,
-    admin_client,
     describe_cluster,
     describe_topics,
     topic_configs,

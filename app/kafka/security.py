@@ -3,10 +3,11 @@ start-up check that they work.
 
 ``RIVERBED_SECURITY_PROTOCOL``, ``RIVERBED_SASL_*`` and ``RIVERBED_SSL_*`` become
 aiokafka's own ``security_protocol``, ``sasl_*`` and ``ssl_context`` arguments (the
-context made by aiokafka's :func:`~aiokafka.helpers.create_ssl_context`), so the
-worker's admin and recovery clients, ``produce``, ``tail`` and the bench connect alike;
-:func:`faust_credentials` gives Faust the same as its own credentials object, which
-Faust turns back into these arguments for its consumer and producers.
+context made by aiokafka's :func:`~aiokafka.helpers.create_ssl_context`), which
+``app/kafka/clients.py`` gives every client it makes, so the worker's admin and recovery
+clients, ``produce``, ``tail`` and the bench connect alike; :func:`faust_credentials`
+gives Faust the same as its own credentials object, which Faust turns back into these
+arguments for its consumer and producers.
 
 :func:`preflight` connects once, the way every client will, before anything else
 starts: a wrong password or an untrusted certificate is then one clear

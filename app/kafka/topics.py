@@ -12,21 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError
+from riverbed.kafka.clients import admin_client
 
 __all__ = [
     "Cluster",
     "Layout",
     "TopicNames",
-    "admin_client",
     "check_layout",
+    "default_partition",
     "describe_cluster",
     "describe_topics",
     "ensure_topics",
@@ -91,6 +92,19 @@ def snapshots_topic(prefix: str, app_id: str) -> str:
 
     """
     return f"{prefix}snapshots.{app_id}"
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` among ``partitions``
+    (murmur2, as the Java clients, aiokafka and ``riverbed produce`` do).
+
+    Examples
+    --------
+    >>> default_partition(b"tx-1", 4), default_partition(b"tx-1", 1)
+    (1, 0)
+
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 # A dead letter carries the original key, value and headers plus riverbed's headers
@@ -202,26 +216,7 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
             advice = cluster.advice(topic, factor)
             if advice:
                 logger.warning("%s", advice)
-        present = {t: existing[t] for t in co if t in existing}
-        if len(set(present.values())) > 1:
-            detail = ", ".join(f"{t}={c}" for t, c in present.items())
-            msg = (
-                f"topics must have the same number of partitions ({detail}); nothing was "
-                "created. Recreate the odd one, or add partitions to match "
-                "(kafka-topics.sh --alter --partitions N); RIVERBED_PARTITIONS applies only "
-                "to topics riverbed creates"
-            )
-            raise ConfigError(msg)
-        count = next(iter(present.values())) if present else settings.partitions
-        if present and count != settings.partitions:
-            logger.warning(
-                "%s exist with %d partitions; RIVERBED_PARTITIONS=%d only applies to "
-                "topics riverbed creates, so the missing ones get %d too",
-                ", ".join(present),
-                count,
-                settings.partitions,
-                count,
-            )
+        count = _co_partition_count(settings, {t: existing[t] for t in co if t in existing})
         configs = await topic_configs(
             admin, [t for t in (names.events, names.labels) if t in existing]
         )
@@ -237,31 +232,8 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
                          topic_configs=_create_config(names, t, dlq_max, cluster, replication))
                 for t in missing
             ]  # fmt: skip
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
-                created = await admin.create_topics(new)
-                refused = [t for t, code, *_ in getattr(created, "topic_errors", ())
-                           if code == TOPIC_AUTHORIZATION_FAILED]  # fmt: skip
-                if refused:
-                    msg = (
-                        f"Kafka does not allow this principal Create on topic "
-                        f"{', '.join(refused)}: create them beforehand (with {count} "
-                        "partitions) or grant Create (README: Running on a real cluster)"
-                    )
-                    raise ConfigError(msg)
-            logger.info("created topics %s with %d partitions, replication factor %d",
-                        missing, count, replication)  # fmt: skip
-            if cluster.advice("", replication):
-                logger.warning(
-                    "RIVERBED_REPLICATION=%d is below what a cluster of %d brokers "
-                    "(default.replication.factor=%d) needs: losing one broker stops riverbed "
-                    "or loses its models (auto, the default, follows the cluster)",
-                    replication, cluster.brokers, cluster.default_replication,
-                )  # fmt: skip
-            for _ in range(50):  # metadata is eventually consistent after creation
-                existing = await _partition_counts(admin, list(wanted))
-                if all(t in existing for t in wanted):
-                    break
-                await asyncio.sleep(0.1)
+            await _create(admin, new, cluster, replication)
+            existing = await _wait_for_metadata(admin, list(wanted))
         else:
             await _raise_dlq_limit(admin, names.dlq, dlq_max)
         snap = await topic_configs(admin, [names.snapshots])
@@ -275,6 +247,83 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
         session_timeout_ms=cluster.session_timeout_ms,
         replication=replication,
     )
+
+
+def _co_partition_count(settings: Settings, present: dict[str, int]) -> int:
+    """The partition count of the missing topics: that of the co-partitioned topics that
+    exist (``present``), else ``RIVERBED_PARTITIONS``.
+
+    Raises
+    ------
+    ConfigError
+        When ``present`` topics disagree.
+
+    """
+    if len(set(present.values())) > 1:
+        detail = ", ".join(f"{t}={c}" for t, c in present.items())
+        msg = (
+            f"topics must have the same number of partitions ({detail}); nothing was "
+            "created. Recreate the odd one, or add partitions to match "
+            "(kafka-topics.sh --alter --partitions N); RIVERBED_PARTITIONS applies only "
+            "to topics riverbed creates"
+        )
+        raise ConfigError(msg)
+    count = next(iter(present.values())) if present else settings.partitions
+    if present and count != settings.partitions:
+        logger.warning(
+            "%s exist with %d partitions; RIVERBED_PARTITIONS=%d only applies to "
+            "topics riverbed creates, so the missing ones get %d too",
+            ", ".join(present),
+            count,
+            settings.partitions,
+            count,
+        )
+    return count
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, new: list[NewTopic], cluster: Cluster, replication: int
+) -> None:
+    """Create the ``new`` topics (another worker may have won the race: fine).
+
+    Raises
+    ------
+    ConfigError
+        When the principal may not Create them.
+
+    """
+    count = new[0].num_partitions
+    with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
+        created = await admin.create_topics(new)
+        refused = [t for t, code, *_ in getattr(created, "topic_errors", ())
+                   if code == TOPIC_AUTHORIZATION_FAILED]  # fmt: skip
+        if refused:
+            msg = (
+                f"Kafka does not allow this principal Create on topic "
+                f"{', '.join(refused)}: create them beforehand (with {count} "
+                "partitions) or grant Create (README: Running on a real cluster)"
+            )
+            raise ConfigError(msg)
+    logger.info("created topics %s with %d partitions, replication factor %d",
+                [t.name for t in new], count, replication)  # fmt: skip
+    if cluster.advice("", replication):
+        logger.warning(
+            "RIVERBED_REPLICATION=%d is below what a cluster of %d brokers "
+            "(default.replication.factor=%d) needs: losing one broker stops riverbed "
+            "or loses its models (auto, the default, follows the cluster)",
+            replication, cluster.brokers, cluster.default_replication,
+        )  # fmt: skip
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    """The partition counts of ``topics``, once all are in the metadata (which is
+    eventually consistent after creation; at most ~5 s, then what is known)."""
+    for _ in range(50):
+        existing = await _partition_counts(admin, topics)
+        if all(t in existing for t in topics):
+            break
+        await asyncio.sleep(0.1)
+    return existing
 
 
 def _create_config(
@@ -330,21 +379,6 @@ async def _raise_dlq_limit(admin: AIOKafkaAdminClient, dlq: str, dlq_max: int) -
         now,
         dlq_max,
     )
-
-
-@contextlib.asynccontextmanager
-async def admin_client(settings: Settings, timeout: float) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client of ``settings`` (security included), closed after."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        request_timeout_ms=int(timeout * 1000),
-        **settings.kafka_client(),
-    )
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        yield admin
-    finally:
-        await admin.close()
 
 
 async def describe_cluster(admin: AIOKafkaAdminClient) -> Cluster:

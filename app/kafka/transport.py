@@ -19,6 +19,10 @@ Everything else (group membership, assignment, seeking to committed offsets afte
 rebalance, the commit itself) is Faust's. The consumer runs on the app's event loop
 (:class:`LoopConsumerThread`) unless ``RIVERBED_CONSUMER_THREAD`` asks for Faust's
 own consumer thread.
+
+The private methods of Faust and mode these classes override (``_drain_messages``,
+``_new_offset``, ``_stopped_set`` ...) are listed in ``app/kafka/compat.py``, and every
+private attribute or method they read, write or call goes through compat's accessors.
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         partitions just assigned to this worker to another. ``stop()`` closes the
         coordinator (LeaveGroup) first, then the fetcher, then the client.
         """
-        consumer = self._consumer
+        consumer = compat.thread_consumer(self)
         if consumer is not None and self._closing is None:
             self._closing = asyncio.run_coroutine_threadsafe(consumer.stop(), self.thread_loop)
 
@@ -144,7 +148,7 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         """Short broker waits while records flow, the idle wait when they do not."""
         # aiokafka reads it into each FetchRequest it builds; no public setter.
         wait = self._busy_wait_ms if busy else max(self._busy_wait_ms, self.IDLE_FETCH_WAIT_MS)
-        compat.set_fetch_max_wait(self._consumer, wait)
+        compat.set_fetch_max_wait(compat.thread_consumer(self), wait)
 
 
 class LoopConsumerThread(BatchConsumerThread):
@@ -174,7 +178,7 @@ class LoopConsumerThread(BatchConsumerThread):
 
     def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
         super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
-        self._close_thread_loop_on_stop = False  # the app's loop: not ours to close
+        compat.keep_thread_loop(self)  # the app's loop: not ours to close
 
     # -- mode.Service's own lifecycle, instead of ServiceThread's thread hand-offs ------
     async def start(self) -> None:
@@ -237,13 +241,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
         ours = intake.topics
         deliver, deliver_nowait = intake.deliver, intake.deliver_nowait
         callback = self.callback
-        to_message = self._to_message
-        consumer_stopped = cast(Service, self)._stopped.is_set
-        fetcher_stopped = cast(Service, fetcher)._stopped.is_set
-        read_offset = self._read_offset
+        to_message = compat.to_message(self)
+        wait_next_records = compat.wait_next_records(self)
+        consumer_stopped = compat.stopped(self).is_set
+        fetcher_stopped = compat.stopped(fetcher).is_set
+        read_offset = compat.read_offsets(self)
         track_end_offset = self.app.monitor.track_tp_end_offset
-        buffered = self._buffered_partitions
-        pace = cast(BatchConsumerThread, self._thread).pace
+        buffered = compat.buffered_partitions(self)
+        pace = cast(BatchConsumerThread, compat.consumer_thread(self)).pace
         if intake.joiner is not None:
             intake.joiner.offsets = self._source_offsets
             intake.joiner.in_transit = intake.in_transit
@@ -251,7 +256,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                records, active = await self._wait_next_records(1.0)
+                records, active = await wait_next_records(1.0)
                 # Handed out by aiokafka (its positions moved past them) but not with
                 # the agent yet: the joiner must not take their partitions as read.
                 intake.arriving(records or {})
@@ -305,7 +310,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def _source_offsets(self, topic: str, partition: int) -> tuple[int, int] | None:
         """``(high watermark, position)`` of a source partition (app/kafka/join.py)."""
-        consumer = cast(BatchConsumerThread, self._thread)._consumer
+        consumer = compat.thread_consumer(compat.consumer_thread(self))
         return None if consumer is None else compat.fetch_offsets(consumer, TP(topic, partition))
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:

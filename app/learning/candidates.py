@@ -34,7 +34,7 @@ from riverbed.records import Event, Value
 
 if TYPE_CHECKING:
     from riverbed.learning.labels import Pending
-    from riverbed.learning.learner import LearnerSettings
+    from riverbed.learning.settings import LearnerSettings
 
 __all__ = [
     "DETECTORS",

@@ -30,8 +30,7 @@ from riverbed.learning.guard import nonfinite
 from riverbed.records import FieldMapping
 
 if TYPE_CHECKING:
-    from riverbed.learning.candidates import Candidate
-    from riverbed.learning.learner import LearnerSettings
+    from riverbed.learning.settings import LearnerSettings
     from riverbed.models import ModelSpec
 
 __all__ = ["LEARN", "NONFINITE_REASON", "PREDICT", "Culprit", "NonFiniteState", "UndoJournal"]
@@ -74,7 +73,7 @@ class UndoJournal:
     model: Any
     metric: Any
     rolling: Any
-    challengers: list[Candidate]
+    challengers: list[Any]  # Candidate (candidates.py): model, metric and rolling read here
     learned: int
     drift_events: list[dict[str, Any]]
     culprits: list[Culprit]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from riverbed import models
 from riverbed.config import Settings
@@ -19,9 +19,19 @@ from riverbed.learning.learner import LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
 from riverbed.records import FieldMapping
 
-__all__ = ["Learners", "check_picklable"]
+__all__ = ["LearnerRegistry", "Learners", "check_picklable"]
 
 logger = logging.getLogger(__name__)
+
+
+class LearnerRegistry(Protocol):
+    """What the checkpointer needs of the partitions' learners (:class:`Learners`;
+    structural: tests pass fakes)."""
+
+    def items(self) -> list[tuple[int, PartitionLearner]]: ...
+    def has(self, partition: int) -> bool: ...
+    def get(self, partition: int) -> PartitionLearner: ...
+    def replace(self, partition: int, learner: PartitionLearner) -> None: ...
 
 
 def check_picklable(spec: ModelSpec) -> None:

@@ -36,6 +36,7 @@ from riverbed.checkpoint.snapshots import SnapshotCodec, pick_latest
 from riverbed.config import PROJECT_ROOT, Settings
 from riverbed.exceptions import ConfigError, RiverbedError
 from riverbed.kafka.topics import snapshots_topic
+from riverbed.learning import river_compat
 from riverbed.learning.learner import PartitionLearner
 from riverbed.models import final_step
 from riverbed.models.features import MixedScaler
@@ -186,10 +187,7 @@ _PLAIN = (str, int, float, bool, type(None))
 
 def _step(step: Any) -> str:
     """``Name(param=value, ...)`` with the parameters that are plain values."""
-    try:
-        params = step._get_params()
-    except Exception:
-        params = {}
+    params = river_compat.params(step)
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items() if isinstance(v, _PLAIN))
     return f"{type(step).__name__}({shown})"
 
@@ -223,6 +221,7 @@ def describe_model(model: Any) -> dict[str, Any]:
     0
 
     """
+    river_compat.check()  # the private names of River read here
     steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
     est = final_step(model)
     doc: dict[str, Any] = {"estimator": type(est).__name__, "steps": [_step(s) for s in steps]}
@@ -251,7 +250,7 @@ def describe_model(model: Any) -> dict[str, Any]:
             "height": int(est.height),
             "window_size": int(est.window_size),
             "in_window": int(est.counter),  # events into the current window
-            "first_window_done": not est._first_window,
+            "first_window_done": not river_compat.first_window(est),
         }
     return doc
 
@@ -407,20 +406,10 @@ class Snapshot:
 async def _partition_count(settings: Settings, topic: str) -> int | None:
     """The topic's partition count (None: no such topic). Asked of the admin client for
     every topic: naming a missing topic could have the broker create it."""
-    import asyncio
+    from riverbed.kafka.clients import admin_client
 
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
-        request_timeout_ms=int(METADATA_TIMEOUT_S * 1000),
-        **settings.kafka_client(),
-    )
-    await asyncio.wait_for(admin.start(), METADATA_TIMEOUT_S)
-    try:
+    async with admin_client(settings, METADATA_TIMEOUT_S) as admin:
         topics = await admin.describe_topics()
-    finally:
-        await admin.close()
     for t in topics:
         if t["topic"] == topic:
             return len(t["partitions"])
@@ -438,7 +427,7 @@ async def latest_snapshot(settings: Settings, partition: int) -> Snapshot:
         No snapshots topic, no such partition, or no snapshot that loads.
 
     """
-    from riverbed.kafka.security import preflight
+    from riverbed.kafka.security import client_args, preflight
 
     key = snapshot_key(settings)
     topic = snapshots_topic(settings.topic_prefix, settings.app_id)
@@ -456,7 +445,7 @@ async def latest_snapshot(settings: Settings, partition: int) -> Snapshot:
         raise NoSnapshot(msg)
     records = (
         await read_snapshot_partitions(
-            settings.bootstrap, topic, [partition], **settings.kafka_client()
+            settings.bootstrap, topic, [partition], **client_args(settings)
         )
     )[partition]
     picked = pick_latest(

@@ -28,11 +28,11 @@ import aiohttp
 import faust
 import orjson
 from aiohttp import web
-from aiokafka.partitioner import murmur2
 from faust.types import AppT
 from faust.web import Request, Response, View
 
 from riverbed.exceptions import InvalidRecord
+from riverbed.kafka.topics import default_partition
 from riverbed.learning.state import Learners
 from riverbed.records import Event, FieldMapping, encode
 from riverbed.serving.auth import authorized
@@ -55,7 +55,7 @@ def key_partition(key: str, partitions: int) -> int:
     (1, 0)
 
     """
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return default_partition(key.encode(), partitions)
 
 
 ANSWER_SLICE = 64  # records of a /predict body answered between two turns of the loop

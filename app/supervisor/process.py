@@ -31,16 +31,16 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from riverbed.config import Settings
-from riverbed.lifetime import die_with_parent
+from riverbed.lifetime import SUPERVISOR_ENV
 
-__all__ = ["Child", "Supervisor", "child_env"]
+__all__ = ["Child", "Server", "Supervisor", "child_env"]
 
 logger = logging.getLogger("riverbed.supervisor")
 
@@ -50,6 +50,13 @@ STABLE_AFTER_S = 30.0  # a child up this long starts its next backoff from the s
 STOP_TIMEOUT_S = 60.0  # a child's graceful stop (final checkpoint) before SIGKILL
 POLL_S = 0.1  # how often a wait for another process's exit looks
 CONFIG_ERROR = 2  # riverbed's exit status for a refused setting: restarting cannot help
+
+
+class Server(Protocol):
+    """The supervisor's HTTP server (``riverbed.supervisor.gateway.Gateway``)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 def child_env(settings: Settings, slot: int, environ: dict[str, str]) -> dict[str, str]:
@@ -82,42 +89,6 @@ def child_env(settings: Settings, slot: int, environ: dict[str, str]) -> dict[st
     )
     env[SUPERVISOR_ENV] = str(os.getpid())  # not a setting: the child dies with this pid
     return env
-
-
-# The supervisor's pid, in its children's environment (app/supervisor/process.py's
-# die_with_supervisor reads it). Not RIVERBED_-prefixed: settings refuse unknown names.
-SUPERVISOR_ENV = "_RIVERBED_SUPERVISOR_PID"
-
-
-def die_with_supervisor(environ: Mapping[str, str] | None = None) -> None:
-    """In a supervised worker: be sent SIGTERM when the supervisor dies, even by kill -9
-    (Linux's PR_SET_PDEATHSIG), and exit at once if it is already gone.
-
-    A kill -9 of the supervisor left its children running under PID 1, consuming and
-    holding their ports, and a new supervisor's children then crash-looped on them.
-    """
-    env = os.environ if environ is None else environ
-    parent = env.get(SUPERVISOR_ENV)
-    if not parent:
-        return
-    die_with_parent(signal.SIGTERM)
-    if supervisor_gone(env):  # it died before the line above took effect
-        logger.error("the supervisor (pid %s) is gone; this worker stops", parent)
-        raise SystemExit(1)
-
-
-def supervisor_gone(environ: Mapping[str, str] | None = None) -> bool:
-    """In a supervised worker: whether its supervisor has died (it was re-parented).
-    Where ``PR_SET_PDEATHSIG`` does not exist, the worker looks every second.
-
-    >>> supervisor_gone({}), supervisor_gone({SUPERVISOR_ENV: str(os.getppid())})
-    (False, False)
-    >>> supervisor_gone({SUPERVISOR_ENV: "1"})  # re-parented: init, or a subreaper
-    True
-    """
-    env = os.environ if environ is None else environ
-    parent = env.get(SUPERVISOR_ENV)
-    return parent is not None and parent != "" and os.getppid() != int(parent)
 
 
 def _is_riverbed(pid: int) -> bool:
@@ -244,9 +215,10 @@ class Supervisor:
         """Stop the workers a previous supervisor on these ports left (by its PID file),
         and check the ports are free; the reason they are not, if they are not.
 
-        A supervisor killed with -9 takes its children with it (:func:`die_with_supervisor`),
-        but they stop gracefully, holding their ports a few seconds; a new supervisor
-        whose children were started meanwhile crash-looped on ``address already in use``.
+        A supervisor killed with -9 takes its children with it
+        (:func:`riverbed.lifetime.die_with_supervisor`), but they stop gracefully, holding
+        their ports a few seconds; a new supervisor whose children were started meanwhile
+        crash-looped on ``address already in use``.
         """
         try:
             previous = json.loads(self.pid_file.read_text())
@@ -453,10 +425,11 @@ class Supervisor:
                 child.process.kill()
             await child.process.wait()
 
-    async def run(self) -> int:
-        """Run until SIGTERM/SIGINT (exit 0) or giving up (exit 1)."""
-        from riverbed.supervisor.gateway import Gateway
-
+    async def run(self, gateway: Callable[[Supervisor], Server]) -> int:
+        """Run until SIGTERM/SIGINT (exit 0) or giving up (exit 1), serving the machine's
+        HTTP entry point made by ``gateway`` (``riverbed.supervisor.gateway.Gateway``,
+        which reads this supervisor: passed in, so that neither module imports the other).
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
@@ -464,13 +437,13 @@ class Supervisor:
         if busy:
             print(f"riverbed: error: {busy}", file=sys.stderr)
             return 1
-        gateway = Gateway(self)
+        server = gateway(self)
         try:
-            await gateway.start()
+            await server.start()
         except OSError as exc:
             print(f"riverbed: error: the supervisor cannot serve port {self.settings.web_port}:"
                   f" {exc.strerror}", file=sys.stderr)  # fmt: skip
-            await gateway.stop()
+            await server.stop()
             return 1
         try:
             for child in self.children:
@@ -482,7 +455,7 @@ class Supervisor:
                 w.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
         finally:
-            await gateway.stop()
+            await server.stop()
             with contextlib.suppress(OSError):
                 self.pid_file.unlink()
         if self.failure:

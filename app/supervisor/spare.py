@@ -45,7 +45,7 @@ def _preload() -> None:
 def wait_for_slot() -> list[str]:
     """In the spare: preload, then wait for a slot; apply its environment and return the
     worker's arguments. Exits (0) when the supervisor closes stdin without one."""
-    from riverbed.supervisor.process import die_with_supervisor
+    from riverbed.lifetime import die_with_supervisor
 
     die_with_supervisor()
     _preload()

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from riverbed.kafka import compat
 from tests.helpers import ROOT, wait_for
 
 BROKER_START_TIMEOUT_S = 120.0
@@ -267,7 +268,7 @@ def read_all(bootstrap: str, topic: str, **client: Any) -> list[Any]:
         try:
             parts = consumer.partitions_for_topic(topic) or set()
             if not parts:
-                await consumer._client.force_metadata_update()
+                await compat.client_of(consumer).force_metadata_update()
                 parts = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(tps)

@@ -31,6 +31,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from riverbed import models
 from riverbed.config import Settings
+from riverbed.kafka.security import client_args
 from tests.helpers import wait_for
 from tests.integration.helpers import RECV_TIMEOUT_S, Names, consume, riverbed_env, total
 from tests.integration.secured import Secured
@@ -75,7 +76,7 @@ class Cluster:
     @property
     def client(self) -> dict[str, Any]:
         env = riverbed_env(self.bootstrap, Names(), **self.settings)
-        return Settings.from_env(env).kafka_client()
+        return client_args(Settings.from_env(env))
 
 
 def plaintext(kafka: str) -> Cluster:

@@ -8,6 +8,7 @@ import pytest
 from river import checks, datasets
 
 from riverbed import models
+from riverbed.learning import river_compat
 from riverbed.models import UnknownModel
 
 
@@ -23,12 +24,8 @@ def _checks() -> list:
     for name in models.available():
         model = models.build(name)
         if models.spec(name).task == "anomaly":
-            original = checks._yield_datasets
-            checks._yield_datasets = _offline_anomaly_datasets
-            try:
+            with river_compat.offline_check_datasets(_offline_anomaly_datasets):
                 found = list(checks.yield_checks(model))
-            finally:
-                checks._yield_datasets = original
         else:
             found = list(checks.yield_checks(model))
         for check in found:

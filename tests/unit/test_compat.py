@@ -1,4 +1,5 @@
-"""The private names of faust, mode and aiokafka riverbed touches, against the installed ones."""
+"""The private names of faust, mode, aiokafka and River riverbed touches, against the installed
+ones (``riverbed.kafka.compat``, ``riverbed.learning.river_compat``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,21 @@ import faust
 import pytest
 
 from riverbed.kafka import compat
+from riverbed.learning import river_compat
 
 
 def test_every_private_name_is_there_in_the_installed_libraries() -> None:
     compat.check()  # raises IncompatibleLibrary naming what is missing
+    compat.check(tests=True)  # and those only riverbed's tests use
+    river_compat.check(tests=True)  # River's
+
+
+def test_a_name_only_tests_use_does_not_stop_a_worker() -> None:
+    gone = compat.Private("mode-streaming", "mode.worker:Worker", "_renamed_setup", "method",
+                          "a test's", tests_only=True)  # fmt: skip
+    compat.check((*compat.PRIVATE, gone))
+    with pytest.raises(compat.IncompatibleLibrary, match="_renamed_setup"):
+        compat.check((*compat.PRIVATE, gone), tests=True)
 
 
 def test_a_missing_name_stops_start_up_naming_library_version_and_name() -> None:

@@ -14,6 +14,7 @@ from river import datasets, linear_model
 from riverbed import models
 from riverbed.checkpoint.snapshots import Checkpointer, SnapshotCodec
 from riverbed.exceptions import ModelError
+from riverbed.learning import river_compat
 from riverbed.learning.learner import LEARN, PartitionLearner
 from riverbed.learning.state import Learners
 from riverbed.logs import RateLimit
@@ -77,7 +78,7 @@ class _SilentPoison(linear_model.LogisticRegression):
     def learn_one(self, x: dict[str, Any], y: Any, w: float = 1.0) -> None:
         super().learn_one(x, y, w)
         if "poison" in x:
-            self._weights["a"] = float("nan")
+            river_compat.weights(self)["a"] = float("nan")
 
 
 def _silent() -> _SilentPoison:

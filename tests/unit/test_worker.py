@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from riverbed.config import Settings
+from riverbed.kafka import compat
 from riverbed.kafka.worker import Worker
 from riverbed.main import create_app
 
@@ -27,7 +28,7 @@ def test_the_root_logger_keeps_the_configured_level(level: str) -> None:
     loop = asyncio.new_event_loop()
     try:
         worker = app.Worker(loglevel=level, loop=loop, redirect_stdouts=False)
-        worker._setup_logging()
+        compat.setup_logging(worker)
         assert root.level == logging.getLevelName(level.upper())
         assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
         assert all(h.level >= root.level for h in root.handlers if h not in saved[1])
