@@ -89,8 +89,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     # The consumer gives the joiner its offsets when it starts fetching.
     joiner = Joiner(names.events, names.labels, offsets=lambda _t, _p: None,
                     idle_s=settings.join_idle)  # fmt: skip
-    intake = Intake(fetches, {names.events, names.labels}, on_drained=checkpointer.checkpoint,
-                    committable=checkpointer.committable, joiner=joiner)  # fmt: skip
+    intake = Intake(fetches, {names.events, names.labels}, checkpoint=checkpointer,
+                    joiner=joiner)  # fmt: skip
     recovery = Recovery(learners, codec, names, group=settings.app_id, bootstrap=settings.bootstrap,
                         checkpointer=checkpointer, client=client_args(settings),
                         warmup=settings.warmup)  # fmt: skip

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-__all__ = ["RecordProducer", "SourceRecord"]
+__all__ = ["Assignments", "Checkpoint", "RecordProducer", "SourceRecord"]
 
 
 class SourceRecord(Protocol):
@@ -50,3 +50,22 @@ class RecordProducer(Protocol):
     async def send_batch(
         self, batch: Any, topic: str, *, partition: int
     ) -> asyncio.Future[Any]: ...
+
+
+class Checkpoint(Protocol):
+    """What the consumer's side needs of the checkpoint
+    (``riverbed.checkpoint.snapshots.Checkpointer``): one written once the agent is idle
+    during a drain, and the offset it allows committing."""
+
+    async def checkpoint(self) -> None: ...
+
+    def committable(self, topic: str, partition: int) -> int | None: ...
+
+
+class Assignments(Protocol):
+    """What the transport needs of the recovery (``riverbed.checkpoint.recovery.Recovery``):
+    to be told an assignment begins, and where each partition's records resume."""
+
+    def assigning(self) -> None: ...
+
+    async def positions(self) -> dict[tuple[str, int], int]: ...

@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from riverbed.kafka import compat
 from riverbed.kafka.join import Joiner
+from riverbed.protocols import Checkpoint
 
 __all__ = ["Fetch", "Intake"]
 
@@ -65,10 +66,10 @@ class Intake:
         The Faust channel the agent iterates.
     topics
         Names of the topics handled in fetches (events and labels).
-    on_drained
-        Awaited once the agent is idle during a drain: writes the checkpoint.
-    committable
-        ``committable(topic, partition)``: the offset the consumer may commit.
+    checkpoint
+        The worker's checkpoint: ``checkpoint()`` is awaited once the agent is idle
+        during a drain, and ``committable(topic, partition)`` is the offset the consumer
+        may commit.
 
     Examples
     --------
@@ -76,10 +77,12 @@ class Intake:
     >>> class Box:
     ...     def __init__(self): self.items = []
     ...     async def put(self, value): self.items.append(value)
-    >>> async def checkpoint(): pass
+    >>> class Checkpoint:
+    ...     async def checkpoint(self): pass
+    ...     def committable(self, topic, partition): return None
     >>> async def scenario():
     ...     box = Box()
-    ...     intake = Intake(box, {"ev"}, on_drained=checkpoint, committable=lambda t, p: None)
+    ...     intake = Intake(box, {"ev"}, checkpoint=Checkpoint())
     ...     intake.attach()
     ...     await intake.deliver({("ev", 0): [1, 2]})
     ...     fetch = box.items[0]
@@ -95,8 +98,7 @@ class Intake:
         channel: Channel,
         topics: set[str] | frozenset[str],
         *,
-        on_drained: Callable[[], Awaitable[Any]],
-        committable: Callable[[str, int], int | None],
+        checkpoint: Checkpoint,
         joiner: Joiner | None = None,
     ) -> None:
         self.channel = channel
@@ -105,8 +107,7 @@ class Intake:
         # consumer gives it the lag of each partition. Without one (tests of the
         # hand-off alone), records go through as fetched.
         self.joiner = joiner
-        self.on_drained = on_drained
-        self.committable = committable
+        self.checkpoint = checkpoint
         self.epoch = 0
         self.fetches = 0
         # Fetches queued for the agent, per (topic, partition) they hold records of: a
@@ -183,7 +184,7 @@ class Intake:
                 DRAIN_TIMEOUT_S,
             )
         self.forget()
-        await self.on_drained()
+        await self.checkpoint.checkpoint()
 
     def forget(self) -> None:
         """Drop the records waiting in the joiner and the fetches queued for the agent

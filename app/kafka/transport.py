@@ -42,6 +42,7 @@ from mode.utils.futures import maybe_async
 
 from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
+from riverbed.protocols import Assignments
 
 __all__ = [
     "BatchConsumer",
@@ -354,7 +355,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic in self.intake.topics:
-            return self.intake.committable(tp.topic, tp.partition)
+            return self.intake.checkpoint.committable(tp.topic, tp.partition)
         return super()._new_offset(tp)
 
     async def wait_empty(self) -> None:
@@ -400,7 +401,7 @@ class BatchTransport(faust_aiokafka.Transport):
         self,
         *args: Any,
         intake: Intake,
-        recovery: Any = None,
+        recovery: Assignments | None = None,
         fetch_max_wait: float = 0.5,
         consumer_thread: bool = False,
         broker_watch: BrokerWatch,
@@ -409,6 +410,6 @@ class BatchTransport(faust_aiokafka.Transport):
         super().__init__(*args, **kwargs)
         self.broker_watch = broker_watch
         self.intake = intake
-        self.recovery = recovery  # riverbed.checkpoint.recovery.Recovery: where partitions resume
+        self.recovery = recovery  # where partitions resume
         self.fetch_max_wait = fetch_max_wait
         self.consumer_thread = consumer_thread

@@ -14,10 +14,14 @@ def test_deliver_nowait_queues_only_when_nothing_would_wait() -> None:
         app = faust.App("riverbed-intake-test", broker="memory://", store="memory://")
         channel = app.channel(maxsize=2)
 
-        async def checkpoint() -> None:
-            return None
+        class Checkpoint:
+            async def checkpoint(self) -> None:
+                return None
 
-        intake = Intake(channel, {"ev"}, on_drained=checkpoint, committable=lambda t, p: None)
+            def committable(self, topic: str, partition: int) -> int | None:
+                return None
+
+        intake = Intake(channel, {"ev"}, checkpoint=Checkpoint())
         assert not intake.deliver_nowait({("ev", 0): [1]}), "no agent attached yet"
         sub = channel.clone(is_iterator=True)  # what an agent's stream iterates
         intake.attach()
