@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from riverbed.config import Settings
 from riverbed.exceptions import ConfigError, RiverbedError
@@ -31,6 +31,7 @@ __all__ = ["main"]
 
 PROJECT_COMMANDS = {
     "broker", "produce", "tail", "models", "config", "demo", "export", "inspect", "doctor",
+    "versions",
 }  # fmt: skip
 HELP = ("-h", "--help")
 # Options of `produce` that only a dataset takes, and those only --file takes.
@@ -266,15 +267,16 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     import time
     from pathlib import Path
 
-    from riverbed.serving.export import dumps, latest_snapshot
+    from riverbed.serving.export import dumps, load_snapshot
 
     out = args.out or f"model-p{args.partition}.pkl"
     if out == "-" and sys.stdout.isatty():
         return _fail("--out -: stdout is a terminal; redirect it, or give --out FILE")
-    snap = asyncio.run(latest_snapshot(settings, args.partition))
+    snap = asyncio.run(load_snapshot(settings, args.partition, args.version))
     for reason in snap.refused:
         print(f"riverbed: warning: skipped the newer {reason}", file=sys.stderr)
-    exported = dumps(snap.learner.model)
+    holder = snap.learner.candidate(args.model)
+    exported = dumps(holder.model)
     if out == "-":
         sys.stdout.buffer.write(exported.blob)
         sys.stdout.buffer.flush()
@@ -291,26 +293,78 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         report = sys.stdout
     meta, learner = snap.meta, snap.learner
     age = time.time() - meta["created_ms"] / 1000
+    which = "the snapshot" if snap.version is None else f"version {snap.version}"
+    role = "champion" if holder is learner else "challenger"
     print(
-        f"exported {learner.spec.name} of partition {args.partition} to "
-        f"{'stdout' if out == '-' else out} ({len(exported.blob):,} bytes): the snapshot at "
+        f"exported {holder.spec.name} ({role}) of partition {args.partition} to "
+        f"{'stdout' if out == '-' else out} ({len(exported.blob):,} bytes): {which} at "
         f"events offset {meta['events_offset']}, labels offset {meta['labels_offset']}, "
-        f"written {age:.1f} s ago ({learner.learned:,} labels learned); "
+        f"written {age:.1f} s ago ({holder.learned_by_model:,} labels learned); "
         f"{exported.loads_with}",
         file=report,
     )
     return 0
 
 
+def _cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson
+
+    from riverbed.serving.export import list_versions
+
+    found, refused = asyncio.run(list_versions(settings, args.partition))
+    if args.json:
+        print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_versions(found))
+    if refused:
+        print(f"riverbed: warning: {refused} versions do not verify with "
+              "RIVERBED_SNAPSHOT_KEY (not listed)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def format_versions(found: list[dict[str, Any]]) -> str:
+    """``riverbed versions``' table: one line a version, newest first.
+
+    Examples
+    --------
+    >>> print(format_versions([{"version": 12, "events_offset": 999, "labels_offset": 40,
+    ...     "created": "2026-12-06T17:00:00+00:00", "champion": "hoeffding", "pinned": True,
+    ...     "candidates": {"hoeffding": {"metric": {"name": "ROCAUC", "value": 0.9}},
+    ...                    "logreg": {"metric": {"name": "ROCAUC", "value": None}}},
+    ...     "bytes": 2048, "sha256": "ab" * 32}]))
+    version  events  labels  created                    champion      bytes  sha256
+      candidates
+         12     999      40  2026-12-06T17:00:00+00:00  hoeffding*     2048  abababababab
+      hoeffding ROCAUC 0.9000, logreg ROCAUC -
+
+    """
+    head = (f"{'version':>7}  {'events':>6}  {'labels':>6}  {'created':<25}  {'champion':<12}"
+            f"  {'bytes':>5}  {'sha256':<12}  candidates")  # fmt: skip
+    lines = [head]
+    for v in found:
+        cands = ", ".join(
+            f"{name} {q['metric']['name']} "
+            + ("-" if q["metric"]["value"] is None else f"{q['metric']['value']:.4f}")
+            for name, q in v["candidates"].items()
+        )
+        champion = v["champion"] + ("*" if v["pinned"] else "")
+        lines.append(f"{v['version']:>7}  {v['events_offset']:>6}  {v['labels_offset']:>6}  "
+                     f"{v['created']:<25}  {champion:<12}  {v['bytes']:>5}  "
+                     f"{v['sha256'][:12]:<12}  {cands}")  # fmt: skip
+    return "\n".join(lines)
+
+
 def _cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     import orjson
 
-    from riverbed.serving.export import format_inspection, inspection, latest_snapshot
+    from riverbed.serving.export import format_inspection, inspection, load_snapshot
 
-    snap = asyncio.run(latest_snapshot(settings, args.partition))
+    snap = asyncio.run(load_snapshot(settings, args.partition, args.version))
     for reason in snap.refused:
         print(f"riverbed: warning: skipped the newer {reason}", file=sys.stderr)
-    doc = inspection(snap.learner, snap.meta, snap.topic)
+    doc = inspection(snap.learner, snap.meta, snap.topic, model=args.model)
+    if snap.version is not None:
+        doc["version"] = snap.version
     if args.json:
         print(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
     else:
@@ -457,6 +511,7 @@ def _add_export_and_inspect(sub: Subparsers) -> None:
         "and predicts as the partition's learner did at that snapshot.",
     )
     ex.add_argument("--partition", "-p", type=int, required=True, metavar="P")
+    _add_model_and_version(ex)
     ex.add_argument(
         "--out",
         "-o",
@@ -473,7 +528,26 @@ def _add_export_and_inspect(sub: Subparsers) -> None:
         "tree, each tree of a forest.",
     )
     ins.add_argument("--partition", "-p", type=int, required=True, metavar="P")
+    _add_model_and_version(ins)
     ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ver = sub.add_parser(
+        "versions",
+        help="list a partition's versions (snapshots kept in the versions topic)",
+        description="Read the app's versions topic (no worker needed) and list partition "
+        "P's versions that verify (RIVERBED_SNAPSHOT_KEY), newest first: offsets, time, "
+        "champion (* pinned), size, digest, and each candidate's metric then.",
+    )
+    ver.add_argument("--partition", "-p", type=int, required=True, metavar="P")
+    ver.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_model_and_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", metavar="NAME", default=None,
+                        help="a candidate of the partition (default: its champion)")  # fmt: skip
+    parser.add_argument(
+        "--version", "-V", type=int, metavar="V", default=None,
+        help="a version (riverbed versions) instead of the newest snapshot",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

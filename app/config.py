@@ -658,6 +658,21 @@ SPECS: tuple[_Spec, ...] = (
         "...or after this many seconds, whichever comes first.",
     ),
     _Spec(
+        "version_interval",
+        "600",
+        _non_negative_float,
+        "Seconds between a partition's versions: a snapshot also copied to the versions "
+        "topic (riverbed versions, export --version, rollback); a promotion or a manual "
+        "operation makes one at once; 0: every snapshot is a version.",
+    ),
+    _Spec(
+        "versions_retention",
+        "604800",
+        _positive_float,
+        "Seconds the versions topic keeps versions (its retention.ms, set when riverbed "
+        "creates it).",
+    ),
+    _Spec(
         "checkpoint_capture",
         "auto",
         _choice("auto", "inline", "fork"),
@@ -791,6 +806,8 @@ class Settings:
     consumer_thread: bool
     snapshot_every: int
     snapshot_interval: float
+    version_interval: float
+    versions_retention: float
     checkpoint_capture: str
     snapshot_key: str = field(repr=False)
     snapshot_chunk_bytes: int

@@ -12,6 +12,7 @@ __all__ = [
     "ModelError",
     "RiverbedError",
     "TLSHandshakeFailed",
+    "UnknownCandidate",
 ]
 
 
@@ -80,3 +81,10 @@ class ModelError(RiverbedError):
         super().__init__(f"model failed to {stage}: {type(cause).__name__}: {cause}")
         self.stage = stage
         self.cause = cause
+
+
+class UnknownCandidate(RiverbedError, KeyError):
+    """A model name that is not one of a partition's candidates (the message names them)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -42,7 +42,7 @@ from riverbed.kafka.transport import BatchTransport, BrokerWatch
 from riverbed.kafka.worker import Producers, SnapshotSink, faust_app
 from riverbed.learning.state import Learners
 from riverbed.lifetime import supervisor_gone
-from riverbed.pipeline import agents
+from riverbed.pipeline import agents, operations
 from riverbed.pipeline.processor import Processor
 from riverbed.pipeline.quarantine import Quarantine
 from riverbed.serving import predict, web
@@ -77,11 +77,12 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     key = load_key(settings.snapshot_key, PROJECT_ROOT / ".riverbed" / "snapshot.key")
     codec = SnapshotCodec(key, settings.snapshot_chunk_bytes,
                           model_name=",".join(s.name for s in lineup))  # fmt: skip
-    sink = SnapshotSink(app, names.snapshots)
+    sink = SnapshotSink(app, names.snapshots, names.versions)
     checkpointer = Checkpointer(
         learners, codec, send=sink.send, topics=(names.events, names.labels),
         every=settings.snapshot_every, interval=settings.snapshot_interval,
         on_failure=sink.on_failure, capture=settings.checkpoint_capture,
+        send_version=sink.send_version, version_interval=settings.version_interval,
     )  # fmt: skip
     # Fetches reach the agent whole through this channel (app/kafka/intake.py); the
     # transport must be ours before anything asks for Faust's.
@@ -114,10 +115,14 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
         model=spec.name,
     )  # fmt: skip
 
+    ops = operations.Operations(settings, learners, processor, checkpointer, predictor,
+                                producers.predictions)  # fmt: skip
+
     def document() -> dict[str, Any]:
         """The /models body; Prometheus' scrape-time metrics are read from it too."""
         return {**learners.describe(), **processor.describe(), **checkpointer.describe(),
                 **intake.describe(), **recovery.describe(), **predictor.describe(),
+                **ops.describe(),
                 "ready": status.ready, "drift_detector": settings.drift_detector}  # fmt: skip
 
     def highwater(partition: int) -> int | None:
@@ -135,6 +140,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     web.register(app, document, status, metrics)
     web.register_model_export(app, learners, settings.http_token)
     predict.register(app, predictor)
+    operations.register(app, ops)
     return app
 
 

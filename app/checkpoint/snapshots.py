@@ -244,9 +244,31 @@ class SnapshotCodec:
 
 
 @dataclass
-class _Found:
+class Found:
+    """A snapshot partition's manifests and chunks (:func:`gather`)."""
+
     manifests: list[tuple[int, bytes]] = field(default_factory=list)  # (offset, value)
     chunks: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (generation, i)
+
+    def chunks_of(self, generation: str) -> dict[int, bytes]:
+        """The chunks of one snapshot (its manifest's ``generation``), by index."""
+        return {i: v for (g, i), v in self.chunks.items() if g == generation}
+
+
+def gather(partition: int, records: Iterable[tuple[int, bytes | None, bytes | None, Any]]) -> Found:
+    """The manifests and chunks of ``partition`` among a snapshots (or versions)
+    topic's ``(offset, key, value, headers)`` records."""
+    found = Found()
+    for offset, key, value, headers in records:
+        if key is None or value is None:
+            continue
+        kind = dict(headers or ()).get(KIND_HEADER)
+        gen = dict(headers or ()).get(GENERATION_HEADER, b"").decode()
+        if kind == MANIFEST and key == str(partition).encode():
+            found.manifests.append((offset, value))
+        elif kind == CHUNK and key.startswith(f"{partition}/".encode()):
+            found.chunks[(gen, int(key.rsplit(b"/", 1)[1]))] = value
+    return found
 
 
 @dataclass
@@ -282,21 +304,12 @@ def pick_latest(
     ``records`` are ``(offset, key, value, headers)``. Returns the learner (or None)
     and the reasons newer manifests were refused.
     """
-    found = _Found()
-    for offset, key, value, headers in records:
-        if key is None or value is None:
-            continue
-        kind = dict(headers or ()).get(KIND_HEADER)
-        gen = dict(headers or ()).get(GENERATION_HEADER, b"").decode()
-        if kind == MANIFEST and key == str(partition).encode():
-            found.manifests.append((offset, value))
-        elif kind == CHUNK and key.startswith(f"{partition}/".encode()):
-            found.chunks[(gen, int(key.rsplit(b"/", 1)[1]))] = value
+    found = gather(partition, records)
     picked = Picked(None, [], manifests=len(found.manifests))
     for offset, manifest in sorted(found.manifests, reverse=True):
         try:
             meta = codec.verify(manifest)
-            chunks = {i: v for (g, i), v in found.chunks.items() if g == meta["generation"]}
+            chunks = found.chunks_of(meta["generation"])
             picked.learner, picked.meta = codec.decode(manifest, chunks), meta
             return picked
         except BadSignature as exc:

@@ -24,7 +24,7 @@ from riverbed.kafka.join import merged
 from riverbed.learning.learner import MODEL_FIELDS, Candidate, LearnerSettings, PartitionLearner
 from riverbed.models import ModelSpec
 
-__all__ = ["missing_candidates", "warm_up"]
+__all__ = ["missing_candidates", "read_range", "replay_into", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,13 @@ async def _read(
     bootstrap: str, client: dict[str, Any], topic: str, partition: int, last: int
 ) -> list[Any]:
     """Records of ``topic[partition]`` from the earliest retained offset to ``last``."""
+    return await read_range(bootstrap, client, topic, partition, -1, last)
+
+
+async def read_range(
+    bootstrap: str, client: dict[str, Any], topic: str, partition: int, after: int, last: int
+) -> list[Any]:
+    """Retained records of ``topic[partition]`` with offsets in ``(after, last]``."""
     if last < 0:
         return []
     consumer = clients.consumer(Connection(bootstrap, client), enable_auto_commit=False)
@@ -51,12 +58,14 @@ async def _read(
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
+        if after >= 0 and await consumer.position(tp) <= after:
+            consumer.seek(tp, after + 1)
         while True:
             if await consumer.position(tp) > last:
                 break
             batch = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS)
             records = batch.get(tp, [])
-            out.extend(r for r in records if r.offset <= last)
+            out.extend(r for r in records if after < r.offset <= last)
             if not records and await consumer.position(tp) > last:
                 break
     finally:
@@ -88,27 +97,7 @@ async def warm_up(
         **{**settings.fields(), "lineup": tuple(new), "shadow_predictions": False,
            "promotion_window": 0},
     )  # fmt: skip
-    decode_event = settings.mapping.event_decoder()
-    decode_label = settings.mapping.label_decoder()
-    # The live worker's order (app/kafka/join.py), so the warmed model is the one a
-    # worker that had the candidate from the start would hold.
-    for done, (is_label, r) in enumerate(merged(events, labels), 1):
-        kind, offset = int(is_label), r.offset
-        try:
-            if kind == 0:
-                event = decode_event(r.value, r.key, len(r.value or b""))
-                warm.process_event(event, offset=offset, ts_ms=r.timestamp)
-            else:
-                label = decode_label(r.value, r.key, len(r.value or b""))
-                warm.process_label(label, offset=offset, ts_ms=r.timestamp)
-        except (InvalidRecord, ModelError):
-            # A dead letter of the live run: left out here too.
-            warm.skip(offset, label=kind == 1)
-        if done % PROGRESS_EVERY == 0:
-            total = len(events) + len(labels)
-            logger.info("partition %d: warming up %s: %d of %d records", p,
-                        ", ".join(s.name for s in new), done, total)  # fmt: skip
-        warm.drift_events.clear()
+    replay_into(warm, events, labels, settings, what=", ".join(s.name for s in new))
     # The warm learner's champion and challengers become the learner's challengers.
     champion = object.__new__(Candidate)
     for name in MODEL_FIELDS:
@@ -134,3 +123,35 @@ async def warm_up(
     )  # fmt: skip
     return {"partition": p, "candidates": [s.name for s in new], "events": len(events),
             "labels": len(labels), "seconds": round(seconds, 3)}  # fmt: skip
+
+
+def replay_into(
+    learner: PartitionLearner,
+    events: list[Any],
+    labels: list[Any],
+    settings: LearnerSettings,
+    *,
+    what: str,
+) -> None:
+    """Handle retained ``events`` and ``labels`` with ``learner`` in the live worker's
+    order (app/kafka/join.py), publishing nothing: a record the live run dead-lettered
+    is left out here too."""
+    decode_event = settings.mapping.event_decoder()
+    decode_label = settings.mapping.label_decoder()
+    p = learner.partition
+    for done, (is_label, r) in enumerate(merged(events, labels), 1):
+        kind, offset = int(is_label), r.offset
+        try:
+            if kind == 0:
+                event = decode_event(r.value, r.key, len(r.value or b""))
+                learner.process_event(event, offset=offset, ts_ms=r.timestamp)
+            else:
+                label = decode_label(r.value, r.key, len(r.value or b""))
+                learner.process_label(label, offset=offset, ts_ms=r.timestamp)
+        except (InvalidRecord, ModelError):
+            learner.skip(offset, label=kind == 1)
+        if done % PROGRESS_EVERY == 0:
+            total = len(events) + len(labels)
+            logger.info("partition %d: replaying into %s: %d of %d records", p, what, done,
+                        total)  # fmt: skip
+        learner.take_outputs()  # a replay publishes nothing

@@ -133,6 +133,7 @@ def required(settings: Settings) -> list[Needed]:
         names.metrics: ("Write",),
         names.dlq: ("Write", "DescribeConfigs"),
         names.snapshots: ("Read", "Write", "DescribeConfigs"),
+        names.versions: ("Read", "Write"),
         # Faust's assignor writes the group's leader here and its consumer reads it; it
         # declares the topic at every start (CreateTopics, which Kafka authorizes before
         # it finds the topic exists), so Create even when the topic was made beforehand.

@@ -55,7 +55,7 @@ class Report:
 async def examine(settings: Settings, *, timeout: float = 30.0) -> Report:
     """The cluster and riverbed's topics (those of ``settings``) as they are."""
     names = TopicNames.from_settings(settings)
-    wanted = [getattr(names, n) for n in NAMES]
+    wanted = [getattr(names, n) for n in (*NAMES, "versions")]
     async with admin_client(settings, timeout) as admin:
         cluster = await describe_cluster(admin)
         described = await describe_topics(admin, wanted)

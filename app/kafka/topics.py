@@ -33,6 +33,7 @@ __all__ = [
     "ensure_topics",
     "snapshots_topic",
     "topic_configs",
+    "versions_topic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ NAMES = ("events", "labels", "predictions", "metrics", "dlq", "snapshots")
 TOPIC_AUTHORIZATION_FAILED = 29  # a CreateTopics result's error code
 # These must share a partition count: a label joins its event in the same partition,
 # a prediction is written to its event's partition, and so is its learner's snapshot.
-CO_PARTITIONED = ("events", "labels", "predictions", "snapshots")
+CO_PARTITIONED = ("events", "labels", "predictions", "snapshots", "versions")
 # The snapshots topic keeps the latest record per key; small segments let the log
 # cleaner drop superseded snapshots soon, so recovery reads little.
 SNAPSHOT_CONFIG = {
@@ -70,6 +71,9 @@ class TopicNames:
     dlq: str
     snapshots: str
     legacy_snapshots: str = ""
+    # The app's versions: snapshots kept for their retention (riverbed versions,
+    # export --version, rollback), keyed and partitioned as the snapshots.
+    versions: str = ""
     # The challengers' predictions (RIVERBED_SHADOW_PREDICTIONS), partitioned like the
     # predictions: made only when that setting is on.
     shadow: str = ""
@@ -79,7 +83,8 @@ class TopicNames:
         names = {n: settings.topic(n) for n in NAMES}
         names["snapshots"] = snapshots_topic(settings.topic_prefix, settings.app_id)
         shadow = f"{names['predictions']}.shadow" if settings.shadow_predictions else ""
-        return cls(**names, legacy_snapshots=settings.topic("snapshots"), shadow=shadow)
+        return cls(**names, legacy_snapshots=settings.topic("snapshots"), shadow=shadow,
+                   versions=versions_topic(settings.topic_prefix, settings.app_id))  # fmt: skip
 
 
 def snapshots_topic(prefix: str, app_id: str) -> str:
@@ -92,6 +97,15 @@ def snapshots_topic(prefix: str, app_id: str) -> str:
 
     """
     return f"{prefix}snapshots.{app_id}"
+
+
+def versions_topic(prefix: str, app_id: str) -> str:
+    """The app's versions topic.
+
+    >>> versions_topic("riverbed.", "fraud")
+    'riverbed.versions.fraud'
+    """
+    return f"{prefix}versions.{app_id}"
 
 
 def default_partition(key: bytes, partitions: int) -> int:
@@ -203,7 +217,7 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
 
     """
     names = TopicNames.from_settings(settings)
-    wanted = {getattr(names, n): n for n in NAMES}
+    wanted = {getattr(names, n): n for n in (*NAMES, "versions")}
     if names.shadow:
         wanted[names.shadow] = "shadow"
     co = [getattr(names, n) for n in CO_PARTITIONED]
@@ -228,8 +242,8 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [
-                NewTopic(t, count, replication,
-                         topic_configs=_create_config(names, t, dlq_max, cluster, replication))
+                NewTopic(t, count, replication, topic_configs=_create_config(
+                    names, t, dlq_max, cluster, replication, settings.versions_retention))
                 for t in missing
             ]  # fmt: skip
             await _create(admin, new, cluster, replication)
@@ -327,11 +341,21 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, topics: list[str]) -> d
 
 
 def _create_config(
-    names: TopicNames, topic: str, dlq_max: int, cluster: Cluster, replication: int
+    names: TopicNames,
+    topic: str,
+    dlq_max: int,
+    cluster: Cluster,
+    replication: int,
+    versions_retention_s: float,
 ) -> dict[str, str] | None:
+    insync = cluster.snapshot_min_insync(replication)
+    durable = {"min.insync.replicas": str(insync)} if insync else {}
     if topic == names.snapshots:
-        insync = cluster.snapshot_min_insync(replication)
-        return {**SNAPSHOT_CONFIG, **({"min.insync.replicas": str(insync)} if insync else {})}
+        return {**SNAPSHOT_CONFIG, **durable}
+    if topic == names.versions:
+        # Every version is kept for the retention (not compacted: each one is a model).
+        return {"cleanup.policy": "delete",
+                "retention.ms": str(int(versions_retention_s * 1000)), **durable}  # fmt: skip
     if topic == names.dlq:
         return {"max.message.bytes": str(dlq_max)}
     return None

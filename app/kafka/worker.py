@@ -195,9 +195,10 @@ class SnapshotSink:
     the producers need the transport): :attr:`producers` is set once they exist.
     """
 
-    def __init__(self, app: faust.App, topic: str) -> None:
+    def __init__(self, app: faust.App, topic: str, versions: str) -> None:
         self.app = app
         self.topic = topic
+        self.versions = versions
         self.producers: Producers | None = None
         self._crash: list[asyncio.Future[None]] = []  # held until the worker stops
 
@@ -208,6 +209,14 @@ class SnapshotSink:
             msg = "a snapshot was sent before the worker's producers were built"
             raise RuntimeError(msg)
         return await self.producers.send_and_wait(self.topic, key, value, headers, partition)
+
+    async def send_version(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]],
+                           partition: int) -> Any:  # fmt: skip
+        """A version's record (a snapshot's, copied); returns once Kafka has it."""
+        if self.producers is None:
+            msg = "a version was sent before the worker's producers were built"
+            raise RuntimeError(msg)
+        return await self.producers.send_and_wait(self.versions, key, value, headers, partition)
 
     def on_failure(self, reason: BaseException) -> None:
         """The checkpoint failed: the worker stops (a restart redoes what it had not)."""

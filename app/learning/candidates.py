@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from river import base, drift
 
+from riverbed.exceptions import UnknownCandidate
 from riverbed.learning import quality
 from riverbed.learning.judgment import PairedTest
 from riverbed.learning.promotion import SIGNIFICANCE, Decided, Duel, decision_of
@@ -483,7 +484,7 @@ class Challengers(ModelHolder):
 
         Raises
         ------
-        KeyError
+        UnknownCandidate
             No candidate of that name (the message names those there are).
         """
         if name is None or name == self.spec.name:
@@ -493,21 +494,21 @@ class Challengers(ModelHolder):
                 return c
         names = ", ".join([self.spec.name, *(c.name for c in self.challengers)])
         msg = f"partition {self.partition} has no candidate {name!r} (it has {names})"
-        raise KeyError(msg)
+        raise UnknownCandidate(msg)
 
     def promote(self, name: str, *, by: str) -> dict[str, Any]:
         """Make challenger ``name`` the champion now, between two records (``riverbed
         promote``); the operation's record (also published on the metrics topic)."""
         if name == self.spec.name:
-            return self._operation("promote", by=by, changed=False, to=name)
-        self.candidate(name)  # a KeyError naming the candidates when there is none
+            return self.audit("promote", by=by, changed=False, to=name)
+        self.candidate(name)  # UnknownCandidate, naming the candidates, when there is none
         i = next(i for i, c in enumerate(self.challengers) if c.name == name)
         old = self.spec.name
         self._swap(i)
         self.promotions += 1
         self._since_promotion = 0
         self.duels = [self._new_duel() for _ in self.challengers]
-        return self._operation("promote", by=by, changed=True, to=name, **{"from": old})
+        return self.audit("promote", by=by, changed=True, to=name, **{"from": old})
 
     def pin(self, name: str | None, *, by: str) -> dict[str, Any]:
         """No automatic promotion until :meth:`unpin` (``riverbed pin``); with ``name``,
@@ -516,7 +517,7 @@ class Challengers(ModelHolder):
             self.promote(name, by=by)
         changed = not self.pinned
         self.pinned = True
-        return self._operation("pin", by=by, changed=changed, champion=self.spec.name)
+        return self.audit("pin", by=by, changed=changed, champion=self.spec.name)
 
     def unpin(self, *, by: str) -> dict[str, Any]:
         """Automatic promotion again (RIVERBED_PROMOTION=auto), from here on."""
@@ -524,9 +525,9 @@ class Challengers(ModelHolder):
         self.pinned = False
         self._since_promotion = 0
         self.duels = [self._new_duel() for _ in self.challengers]
-        return self._operation("unpin", by=by, changed=changed, champion=self.spec.name)
+        return self.audit("unpin", by=by, changed=changed, champion=self.spec.name)
 
-    def _operation(self, op: str, *, by: str, changed: bool, **fields: Any) -> dict[str, Any]:
+    def audit(self, op: str, *, by: str, changed: bool, **fields: Any) -> dict[str, Any]:
         """The audit record of a manual operation, at the offsets it was applied after."""
         self.operations += 1
         record = {

@@ -214,6 +214,8 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         self.restored_offset: int | None = None  # events offset of the snapshot it came from
         self.rollbacks = 0
         self.snapshot_bytes = 0  # size of the last snapshot's pickle
+        # Ranges deliberately not learned: a rollback to a version (riverbed rollback).
+        self.skipped: list[dict[str, Any]] = []
         # Learns undone by a repair (non-finite state found later than the learn): the
         # processor dead-letters them. Pickled, so a crash does not lose them.
         self.culprits: list[Culprit] = []
@@ -334,6 +336,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "_kafka_clock": True,
             "pinned": False,
             "operations": 0,
+            "skipped": [],
         }
         self.__dict__.update({**defaults, **state})
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
@@ -647,6 +650,36 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         self.drift_events, self.shadows, self.culprits = [], [], []
         return out
 
+    def rolled_back_to(
+        self, old: PartitionLearner, *, version: int, by: str, replayed: bool
+    ) -> tuple[PartitionLearner, dict[str, Any]]:
+        """The learner that carries on after ``riverbed rollback``: ``old`` (version
+        ``version``'s learner, whole: its candidates, metrics, buffers and counters) at
+        this learner's offsets, so the records between them are deliberately not
+        learned; with ``replayed``, ``old`` has re-learned them already (its offsets
+        are this learner's). Returns it and the operation's record (the skipped range
+        with it), which it keeps for ``/models``.
+        """
+        skipped = None
+        if not replayed:
+            skipped = {
+                "events": [old.last_offset + 1, self.last_offset],
+                "labels": [old.last_label_offset + 1, self.last_label_offset],
+            }
+        old.last_offset, old.last_label_offset = self.last_offset, self.last_label_offset
+        old.snapshot_offset, old.snapshot_ms = self.snapshot_offset, self.snapshot_ms
+        old.restored_offset = self.restored_offset
+        old.skipped = [*self.skipped, *([{"version": version, **skipped}] if skipped else [])]
+        old.operations = max(old.operations, self.operations)
+        old.drift_events = self.drift_events
+        old.configure(self.settings)
+        record = old.audit(
+            "rollback", by=by, changed=True, version=version, replayed=replayed,
+            skipped=skipped, champion=old.spec.name,
+        )  # fmt: skip
+        old.rebase()  # an undo rebuilds from here, not from the version's offsets
+        return old, record
+
     def version_summary(self) -> dict[str, Any]:
         """What a snapshot's manifest says of the learner (``riverbed versions``): its
         candidates, the champion, whether it is pinned, and each candidate's metrics
@@ -704,6 +737,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             },
             "promotions": self.promotions,
             "pinned": self.pinned,
+            "skipped": self.skipped,
             "drifts": self.drifts,
             "last_offset": self.last_offset,
             "last_label_offset": self.last_label_offset,

@@ -284,6 +284,13 @@ class Processor:
         if self.metrics is not None:
             self.metrics.observe_latencies(partition, latencies)
 
+    def outgoing(self, made: LearnerOutputs, partition: int) -> list[Outgoing]:
+        """What the learner made besides predictions (``take_outputs``), as records to
+        publish (a manual operation's record, published outside the agent's runs)."""
+        others: list[Outgoing] = []
+        self._publish(made, partition, others)
+        return others
+
     def _publish(self, made: LearnerOutputs, partition: int, others: list[Outgoing]) -> None:
         """What the learner made besides predictions, as records to publish."""
         if made.shadows:

@@ -33,9 +33,10 @@ from river import compose
 
 from riverbed.checkpoint.recovery import read_snapshot_partitions
 from riverbed.checkpoint.snapshots import SnapshotCodec, pick_latest
+from riverbed.checkpoint.versions import NoVersion, describe_versions, load_version
 from riverbed.config import PROJECT_ROOT, Settings
 from riverbed.exceptions import ConfigError, RiverbedError
-from riverbed.kafka.topics import snapshots_topic
+from riverbed.kafka.topics import snapshots_topic, versions_topic
 from riverbed.learning import river_compat
 from riverbed.learning.learner import PartitionLearner
 from riverbed.models import final_step
@@ -50,6 +51,8 @@ __all__ = [
     "format_inspection",
     "inspection",
     "latest_snapshot",
+    "list_versions",
+    "load_snapshot",
     "portable",
 ]
 
@@ -256,21 +259,25 @@ def describe_model(model: Any) -> dict[str, Any]:
 
 
 def inspection(learner: PartitionLearner, meta: dict[str, Any] | None = None,
-               topic: str | None = None, now: float | None = None) -> dict[str, Any]:  # fmt: skip
+               topic: str | None = None, now: float | None = None,
+               model: str | None = None) -> dict[str, Any]:  # fmt: skip
     """What ``riverbed inspect`` prints (``--json``): the learner's counters, its
-    snapshot and its model's structure."""
+    snapshot and the structure of its champion's model (or of candidate ``model``)."""
     now = time.time() if now is None else now
     d = learner.describe()
+    holder = learner.candidate(model)
+    name = holder.spec.name
     doc: dict[str, Any] = {
         "partition": learner.partition,
-        "model": learner.spec.name,
+        "model": name,
+        "champion": learner.spec.name,
         "task": learner.task,
         "events": d["events"],
         "learned": d["learned"],
         "labels": d["labels"],
         "pending": d["pending"],
-        "metric": d["metric"],
-        "drifts": d["drifts"],
+        "metric": d["candidates"][name]["metric"],
+        "drifts": d["candidates"][name]["drifts"],
         "features": d["features"],
         "last_offset": d["last_offset"],
         "last_label_offset": d["last_label_offset"],
@@ -288,7 +295,7 @@ def inspection(learner: PartitionLearner, meta: dict[str, Any] | None = None,
             "riverbed": meta["riverbed"],
             "river": meta["river"],
         }
-    doc["structure"] = describe_model(learner.model)
+    doc["structure"] = describe_model(holder.model)
     return doc
 
 
@@ -395,12 +402,13 @@ def snapshot_key(settings: Settings) -> bytes:
 
 @dataclass
 class Snapshot:
-    """The newest snapshot of a partition that verifies, decoded."""
+    """The newest snapshot of a partition that verifies, or one of its versions, decoded."""
 
     learner: PartitionLearner
     meta: dict[str, Any]
     topic: str
     refused: list[str] = field(default_factory=list)  # newer ones that did not verify
+    version: int | None = None  # the version's number, when read from the versions topic
 
 
 async def _partition_count(settings: Settings, topic: str) -> int | None:
@@ -414,6 +422,53 @@ async def _partition_count(settings: Settings, topic: str) -> int | None:
         if t["topic"] == topic:
             return len(t["partitions"])
     return None
+
+
+async def read_versions(settings: Settings, partition: int) -> list[Any]:
+    """Every record of the partition of the app's versions topic.
+
+    Raises
+    ------
+    NoVersion
+        No versions topic, or no such partition.
+
+    """
+    from riverbed.kafka.security import client_args, preflight
+
+    topic = versions_topic(settings.topic_prefix, settings.app_id)
+    await preflight(settings)
+    count = await _partition_count(settings, topic)
+    if count is None:
+        msg = (
+            f"no versions topic {topic} at RIVERBED_BROKER={settings.bootstrap}: no worker "
+            f"of RIVERBED_APP_ID={settings.app_id} of this version has run there"
+        )
+        raise NoVersion(msg)
+    if not 0 <= partition < count:
+        msg = f"{topic} has partitions 0..{count - 1}, not {partition}"
+        raise NoVersion(msg)
+    got = await read_snapshot_partitions(settings.bootstrap, topic, [partition],
+                                         **client_args(settings))  # fmt: skip
+    return got[partition]
+
+
+async def list_versions(settings: Settings, partition: int) -> tuple[list[dict[str, Any]], int]:
+    """``riverbed versions``: the partition's versions, newest first, and how many did
+    not verify with ``RIVERBED_SNAPSHOT_KEY``."""
+    records = await read_versions(settings, partition)
+    return describe_versions(SnapshotCodec(snapshot_key(settings)), partition, records)
+
+
+async def load_snapshot(settings: Settings, partition: int, version: int | None) -> Snapshot:
+    """Version ``version`` of the partition (from the versions topic), or with None the
+    newest snapshot that verifies (from the snapshots topic)."""
+    if version is None:
+        return await latest_snapshot(settings, partition)
+    records = await read_versions(settings, partition)
+    codec = SnapshotCodec(snapshot_key(settings))
+    learner, found = load_version(codec, partition, records, version)
+    topic = versions_topic(settings.topic_prefix, settings.app_id)
+    return Snapshot(learner, found.meta, topic, version=found.version)
 
 
 async def latest_snapshot(settings: Settings, partition: int) -> Snapshot:

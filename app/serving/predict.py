@@ -31,7 +31,7 @@ from aiohttp import web
 from faust.types import AppT
 from faust.web import Request, Response, View
 
-from riverbed.exceptions import InvalidRecord
+from riverbed.exceptions import InvalidRecord, UnknownCandidate
 from riverbed.kafka.topics import default_partition
 from riverbed.learning.state import Learners
 from riverbed.records import Event, FieldMapping, encode
@@ -168,16 +168,20 @@ class Predictor:
                 raise HTTPProblem(400, where + exc.reason) from None
         return events, many
 
-    def answer(self, partition: int, events: list[Event]) -> list[dict[str, Any]]:
-        """The live model's predictions for ``events`` (this worker owns ``partition``)."""
+    def answer(
+        self, partition: int, events: list[Event], model: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The live model's predictions for ``events`` (this worker owns ``partition``);
+        with ``model``, that candidate's (a challenger: shadow scoring on demand)."""
         learner = self.learners.get(partition)
+        name = learner.candidate(model).spec.name
         out = []
         for event in events:
-            y_pred, proba = learner.predict_one(event.x)
+            y_pred, proba = learner.predict_one(event.x, model)
             one: dict[str, Any] = {"y_pred": y_pred}
             if proba is not None:
                 one["proba"] = proba
-            one.update(model=learner.spec.name, partition=partition, offset=learner.last_offset)
+            one.update(model=name, partition=partition, offset=learner.last_offset)
             if event.id:
                 one["id"] = event.id
             out.append(one)
@@ -212,11 +216,15 @@ class Predictor:
                 for start in range(0, len(events), ANSWER_SLICE):
                     if start:
                         await asyncio.sleep(0)  # the stream and heartbeats go on meanwhile
-                    answers += self.answer(partition, events[start : start + ANSWER_SLICE])
+                    answers += self.answer(
+                        partition, events[start : start + ANSWER_SLICE], query.get("model")
+                    )
                 return 200, encode(answers if many else answers[0]), {}
-            return await self._forward(app, request, partition, body)
+            return await self.forward(app, request, partition, body)
         except HTTPProblem as problem:
             return problem.status, encode({"error": problem.reason}), problem.headers
+        except UnknownCandidate as exc:
+            return 404, encode({"error": str(exc)}), {}
 
     async def _body(self, request: web.Request) -> bytes:
         """The body, refused with 413 past ``RIVERBED_MAX_RECORD_BYTES`` x the batch bound."""
@@ -256,9 +264,18 @@ class Predictor:
     def _too_big(self) -> str:
         return f"the body is over {self.max_body} bytes (RIVERBED_PREDICT_MAX_BYTES)"
 
-    async def _forward(
-        self, app: AppT, request: web.Request, partition: int, body: bytes
+    async def forward(
+        self,
+        app: AppT,
+        request: web.Request,
+        partition: int,
+        body: bytes,
+        *,
+        path: str | None = None,
     ) -> tuple[int, bytes, dict[str, str]]:
+        """The answer of the worker that owns ``partition`` to ``request`` (its path, or
+        ``path``); a 503 while nobody owns it, a 502 for an owner the token must not
+        reach."""
         moved = HTTPProblem(503, f"partition {partition} is moving between workers",
                             {"Retry-After": RETRY_AFTER_S})  # fmt: skip
         if request.headers.get(FORWARDED):
@@ -279,7 +296,7 @@ class Predictor:
         self.forwarded += 1
         try:
             async with app.http_client.post(
-                f"{owner}{request.path_qs}",
+                f"{owner}{path or request.path_qs}",
                 data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S),
@@ -288,8 +305,8 @@ class Predictor:
                 keep = {k: v for k, v in response.headers.items() if k == "Retry-After"}
                 return response.status, out, keep
         except (aiohttp.ClientError, TimeoutError) as exc:
-            logger.warning("forwarding /predict for partition %d to %s failed: %r",
-                           partition, owner, exc)  # fmt: skip
+            logger.warning("forwarding %s for partition %d to %s failed: %r",
+                           path or request.path, partition, owner, exc)  # fmt: skip
             msg = f"the owner of partition {partition} ({owner}) did not answer: {exc!r}"
             raise HTTPProblem(503, msg, {"Retry-After": RETRY_AFTER_S}) from None
 

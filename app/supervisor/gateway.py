@@ -141,6 +141,10 @@ class Gateway:
         app.router.add_get("/", self.page)
         app.router.add_post("/predict", self.predict)
         app.router.add_get("/models/{partition}/model", self.model_export)
+        # Versions are read from Kafka, and an operation is forwarded to the partition's
+        # owner: any live child does.
+        app.router.add_get("/models/{partition}/versions", self.any_child)
+        app.router.add_post("/models/{partition}/{op}", self.any_child)
         return app
 
     async def start(self) -> None:
@@ -298,6 +302,15 @@ class Gateway:
                       "(RIVERBED_PREDICT_MAX_BYTES)")  # fmt: skip
             return web.Response(body=orjson.dumps({"error": reason}), status=413,
                                 content_type="application/json")  # fmt: skip
+        return await self._relay(child, request, body, RELAY_TIMEOUT_S)
+
+    async def any_child(self, request: web.Request) -> web.Response:
+        """A live child answers (it forwards to the owner what must be)."""
+        live = [c for c in self.supervisor.children if c.alive]
+        if not live:
+            return self._unavailable("no worker process is running")
+        child = live[next(self._next) % len(live)]
+        body = await request.read() if request.method == "POST" else None
         return await self._relay(child, request, body, RELAY_TIMEOUT_S)
 
     async def model_export(self, request: web.Request) -> web.Response:

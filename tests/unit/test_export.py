@@ -225,7 +225,7 @@ def test_export_writes_the_model_and_says_what_it_exported(
     monkeypatch.chdir(tmp_path)
     assert main(["export", "--partition", "0"]) == 0
     said = capsys.readouterr().out
-    assert "exported logreg of partition 0 to model-p0.pkl" in said
+    assert "exported logreg (champion) of partition 0 to model-p0.pkl" in said
     assert "events offset 199, labels offset -1" in said and "200 labels learned" in said
     assert "loads with pickle where river" in said
     model = pickle.loads((tmp_path / "model-p0.pkl").read_bytes())
