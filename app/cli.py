@@ -31,7 +31,7 @@ __all__ = ["main"]
 
 PROJECT_COMMANDS = {
     "broker", "produce", "tail", "models", "config", "demo", "export", "inspect", "doctor",
-    "versions",
+    "versions", "promote", "pin", "unpin", "rollback",
 }  # fmt: skip
 HELP = ("-h", "--help")
 # Options of `produce` that only a dataset takes, and those only --file takes.
@@ -400,6 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("models", help="list the model catalog")
     _add_export_and_inspect(sub)
+    _add_operations(sub)
     sub.add_parser("config", help="list every RIVERBED_* setting, its value and meaning")
     sub.add_parser(
         "doctor",
@@ -499,6 +500,98 @@ def _add_tail(sub: Subparsers) -> None:
         default=None,
         help="exit after this many seconds without a record",
     )
+
+
+OPERATION_HELP = {
+    "promote": "make a challenger the champion of partition P (or all) now",
+    "pin": "no automatic promotion on partition P (or all) until unpinned; --model promotes first",
+    "unpin": "automatic promotion again on partition P (or all)",
+    "rollback": "partition P's candidates go back to version V and carry on from now",
+}
+
+
+def _add_operations(sub: Subparsers) -> None:
+    for op, text in OPERATION_HELP.items():
+        cmd = sub.add_parser(
+            op, help=text,
+            description=f"{text[0].upper()}{text[1:]}: asks a running worker (--url), which "
+            "forwards to the partition's owner; applied between two records, published on "
+            "the metrics topic with who and the offsets (the audit trail), and in a "
+            "snapshot before the answer. RIVERBED_HTTP_TOKEN is sent when set.",
+        )  # fmt: skip
+        if op == "rollback":
+            cmd.add_argument("--partition", "-p", type=int, required=True, metavar="P")
+            cmd.add_argument("--version", "-V", type=int, required=True, metavar="V",
+                             help="the version (riverbed versions)")  # fmt: skip
+            cmd.add_argument(
+                "--replay", action="store_true",
+                help="re-learn the retained records after V (default: they are not learned)",
+            )  # fmt: skip
+        else:
+            cmd.add_argument("--partition", "-p", required=True, metavar="P|all")
+        if op in ("promote", "pin"):
+            cmd.add_argument("--model", "-m", metavar="NAME", required=op == "promote",
+                             default=None, help="a candidate of the partition")  # fmt: skip
+        cmd.add_argument("--url", metavar="URL", default=None,
+                         help="a worker's HTTP address (default: http://127.0.0.1:"
+                         "RIVERBED_WEB_PORT)")  # fmt: skip
+
+
+def _operate(op: str, args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+    import socket
+    import urllib.error
+    import urllib.request
+
+    import orjson
+
+    partition = str(args.partition)
+    if partition != "all" and not partition.isdigit():
+        return _fail(f"--partition {partition}: a partition number or all")
+    body: dict[str, Any] = {"by": f"{getpass.getuser()}@{socket.gethostname()}"}
+    if getattr(args, "model", None):
+        body["model"] = args.model
+    if op == "rollback":
+        body.update(version=args.version, replay=args.replay)
+    url = (args.url or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        return _fail(f"--url {url}: an http:// or https:// address")
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        f"{url}/models/{partition}/{op}", data=orjson.dumps(body), method="POST",
+        headers={"Content-Type": "application/json",
+                 **({"Authorization": f"Bearer {settings.http_token}"}
+                    if settings.http_token else {})},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:  # noqa: S310 - http(s) only
+            status, answer = r.status, orjson.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        status, answer = exc.code, orjson.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, OSError) as exc:
+        return _fail(f"no worker answers at {url} ({exc}); give --url")
+    for one in answer if isinstance(answer, list) else [answer]:
+        if "error" in one:
+            where = f"partition {one['partition']}: " if "partition" in one else ""
+            print(f"riverbed: error: {where}{one['error']}", file=sys.stderr)
+        else:
+            print(orjson.dumps(one).decode())
+    return 0 if status == 200 else 1
+
+
+def _cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+    return _operate("promote", args, settings)
+
+
+def _cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
+    return _operate("pin", args, settings)
+
+
+def _cmd_unpin(args: argparse.Namespace, settings: Settings) -> int:
+    return _operate("unpin", args, settings)
+
+
+def _cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    return _operate("rollback", args, settings)
 
 
 def _add_export_and_inspect(sub: Subparsers) -> None:
