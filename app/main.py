@@ -138,7 +138,7 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     _timers(app, settings, publisher, checkpointer, broker_watch)
     agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
     web.register(app, document, status, metrics)
-    web.register_model_export(app, learners, settings.http_token)
+    web.register_model_export(app, learners, settings)
     predict.register(app, predictor)
     operations.register(app, ops)
     return app

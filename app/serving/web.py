@@ -13,10 +13,12 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from riverbed.config import Settings
+from riverbed.exceptions import RiverbedError, UnknownCandidate
 from riverbed.kafka.transport import BrokerWatch
 from riverbed.learning.state import Learners
 from riverbed.serving.auth import authorized
-from riverbed.serving.export import dumps
+from riverbed.serving.export import dumps, load_snapshot
 from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["WorkerStatus", "lag", "register", "register_model_export"]
@@ -112,36 +114,54 @@ def register(app: faust.App, document: Callable[[], dict[str, Any]], status: Wor
         return web.bytes(page, content_type="text/html")
 
 
-def register_model_export(app: faust.App, learners: Learners, token: str) -> None:
-    """``GET /models/<p>/model``: partition p's live River model, pickled as ``riverbed
-    export`` writes it (loads without riverbed); ``token``: ``RIVERBED_HTTP_TOKEN``."""
+def register_model_export(app: faust.App, learners: Learners, settings: Settings) -> None:
+    """``GET /models/<p>/model``: partition p's live River model (``?model=NAME``: that
+    candidate's; ``?version=V``: that version's, read from the versions topic), pickled
+    as ``riverbed export`` writes it (loads without riverbed); guarded by
+    ``RIVERBED_HTTP_TOKEN``."""
 
     @app.page("/models/{partition}/model")
     async def model_export(web: View, request: Request, partition: str) -> Response:
-        if not authorized(request, token):
+        if not authorized(request, settings.http_token):
             return web.json(
                 {"error": "RIVERBED_HTTP_TOKEN is set: send Authorization: Bearer <token>"},
                 status=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
         p = int(partition) if partition.isascii() and partition.isdigit() else -1
-        if p not in learners.assigned:
-            owned = sorted(learners.assigned)
-            msg = f"partition {partition} is not this worker's; it owns {owned}"
-            return web.json({"error": msg}, status=404)
-        if not learners.has(p):
-            msg = f"partition {p} is being restored"
-            return web.json({"error": msg}, status=503, headers={"Retry-After": "1"})
-        learner = learners.get(p)
+        version = request.query.get("version")
+        if version is not None:
+            if not version.isdigit():
+                return web.json({"error": f"version={version!r}: a number"}, status=400)
+            try:
+                snap = await load_snapshot(settings, p, int(version))
+            except RiverbedError as exc:
+                return web.json({"error": str(exc)}, status=404)
+            learner = snap.learner
+        else:
+            if p not in learners.assigned:
+                owned = sorted(learners.assigned)
+                msg = f"partition {partition} is not this worker's; it owns {owned}"
+                return web.json({"error": msg}, status=404)
+            if not learners.has(p):
+                msg = f"partition {p} is being restored"
+                return web.json({"error": msg}, status=503, headers={"Retry-After": "1"})
+            learner = learners.get(p)
+        try:
+            holder = learner.candidate(request.query.get("model"))
+        except UnknownCandidate as exc:
+            return web.json({"error": str(exc)}, status=404)
         # Pickled on the event loop, between two fetches of the agent, so the model is
         # never half-way through one. That holds the loop (7 ms for hst's 170 KB, 130 ms
         # for a 10 MB forest): fine for an occasional export. A copy pickled in a thread
         # would free the loop, but taking the copy costs about as much.
-        exported = dumps(learner.model)
+        exported = dumps(holder.model)
         headers = {
             "Content-Disposition": f'attachment; filename="model-p{p}.pkl"',
-            "X-Riverbed-Model": learner.spec.name,
+            "X-Riverbed-Model": holder.spec.name,
+            "X-Riverbed-Champion": learner.spec.name,
             "X-Riverbed-Events-Offset": str(learner.last_offset),
             "X-Riverbed-Labels-Offset": str(learner.last_label_offset),
+            **({"X-Riverbed-Version": version} if version is not None else {}),
         }
         return web.bytes(exported.blob, content_type="application/octet-stream", headers=headers)

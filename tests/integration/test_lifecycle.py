@@ -143,6 +143,11 @@ def test_a_manual_promotion_survives_a_kill_9_and_any_candidate_is_exported_and_
     assert asked["proba"] == {str(k).lower(): v for k, v in plain.predict_proba_one(x).items()}
     champion = post(again.port, "/predict?partition=0", {"x": x})
     assert champion["model"] == "hoeffding" and champion["proba"] != asked["proba"]
+    url = f"http://127.0.0.1:{again.port}/models/0/model?model=logreg"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.headers["X-Riverbed-Model"] == "logreg"
+        live = pickle.loads(r.read())  # noqa: S301 - the test's own worker
+    assert live.predict_proba_one(x) == plain.predict_proba_one(x)
 
 
 def test_pinned_never_promotes_and_rollbacks_to_a_version_survive_a_kill_9(
