@@ -146,7 +146,7 @@ def test_a_manual_promotion_survives_a_kill_9_and_any_candidate_is_exported_and_
     url = f"http://127.0.0.1:{again.port}/models/0/model?model=logreg"
     with urllib.request.urlopen(url, timeout=10) as r:
         assert r.headers["X-Riverbed-Model"] == "logreg"
-        live = pickle.loads(r.read())  # noqa: S301 - the test's own worker
+        live = pickle.loads(r.read())
     assert live.predict_proba_one(x) == plain.predict_proba_one(x)
 
 
