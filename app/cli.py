@@ -31,7 +31,7 @@ __all__ = ["main"]
 
 PROJECT_COMMANDS = {
     "broker", "produce", "tail", "models", "config", "demo", "export", "inspect", "doctor",
-    "versions", "promote", "pin", "unpin", "rollback",
+    "versions", "promote", "pin", "unpin", "rollback", "import",
 }  # fmt: skip
 HELP = ("-h", "--help")
 # Options of `produce` that only a dataset takes, and those only --file takes.
@@ -507,6 +507,7 @@ OPERATION_HELP = {
     "pin": "no automatic promotion on partition P (or all) until unpinned; --model promotes first",
     "unpin": "automatic promotion again on partition P (or all)",
     "rollback": "partition P's candidates go back to version V and carry on from now",
+    "import": "a River model trained elsewhere joins partition P (or all) as a candidate",
 }
 
 
@@ -529,9 +530,15 @@ def _add_operations(sub: Subparsers) -> None:
             )  # fmt: skip
         else:
             cmd.add_argument("--partition", "-p", required=True, metavar="P|all")
-        if op in ("promote", "pin"):
-            cmd.add_argument("--model", "-m", metavar="NAME", required=op == "promote",
+        if op in ("promote", "pin", "import"):
+            cmd.add_argument("--model", "-m", metavar="NAME", required=op != "pin",
                              default=None, help="a candidate of the partition")  # fmt: skip
+        if op == "import":
+            cmd.add_argument("--file", "-f", required=True, metavar="FILE.pkl",
+                             help="a pickled River estimator of the partition's task (what "
+                             "riverbed export writes); loading it runs its code")  # fmt: skip
+            cmd.add_argument("--champion", action="store_true",
+                             help="the champion at once (default: a challenger)")  # fmt: skip
         cmd.add_argument("--url", metavar="URL", default=None,
                          help="a worker's HTTP address (default: http://127.0.0.1:"
                          "RIVERBED_WEB_PORT)")  # fmt: skip
@@ -556,12 +563,20 @@ def _operate(op: str, args: argparse.Namespace, settings: Settings) -> int:
     url = (args.url or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
     if not url.startswith(("http://", "https://")):
         return _fail(f"--url {url}: an http:// or https:// address")
+    path, data, kind = f"/models/{partition}/{op}", orjson.dumps(body), "application/json"
+    if op == "import":
+        from urllib.parse import urlencode
+
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as exc:
+            return _fail(f"cannot read --file {args.file}: {exc.strerror or exc}")
+        query = {"model": args.model, "by": body["by"], "champion": int(args.champion)}
+        path, kind = f"{path}?{urlencode(query)}", "application/octet-stream"
+    auth = {"Authorization": f"Bearer {settings.http_token}"} if settings.http_token else {}
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
-        f"{url}/models/{partition}/{op}", data=orjson.dumps(body), method="POST",
-        headers={"Content-Type": "application/json",
-                 **({"Authorization": f"Bearer {settings.http_token}"}
-                    if settings.http_token else {})},
-    )  # fmt: skip
+        f"{url}{path}", data=data, method="POST", headers={"Content-Type": kind, **auth}
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as r:  # noqa: S310 - http(s) only
             status, answer = r.status, orjson.loads(r.read())
@@ -592,6 +607,10 @@ def _cmd_unpin(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     return _operate("rollback", args, settings)
+
+
+def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    return _operate("import", args, settings)
 
 
 def _add_export_and_inspect(sub: Subparsers) -> None:

@@ -7,6 +7,7 @@ __all__ = [
     "BrokerError",
     "BrokerUnreachable",
     "ConfigError",
+    "DuplicateCandidate",
     "IncompatibleLibrary",
     "InvalidRecord",
     "ModelError",
@@ -88,3 +89,7 @@ class UnknownCandidate(RiverbedError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class DuplicateCandidate(RiverbedError):
+    """An imported model's name is a candidate's already."""

@@ -18,6 +18,7 @@ below, and what it calls of the other parts is declared under ``TYPE_CHECKING``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from river import base, drift
 
-from riverbed.exceptions import UnknownCandidate
+from riverbed.exceptions import DuplicateCandidate, UnknownCandidate
 from riverbed.learning import quality
 from riverbed.learning.judgment import PairedTest
 from riverbed.learning.promotion import SIGNIFICANCE, Decided, Duel, decision_of
@@ -262,6 +263,7 @@ class Challengers(ModelHolder):
     _since_promotion: int
     pinned: bool  # riverbed pin: no automatic promotion until unpinned
     operations: int  # manual operations applied (promote, pin, unpin, rollback, import)
+    imported: set[str]  # candidates imported (riverbed import), kept across restarts
     last_label_offset: int
     shadow_predictions: bool
     shadows: list[dict[str, Any]]
@@ -309,6 +311,7 @@ class Challengers(ModelHolder):
         self.promotions = 0
         self.pinned = False
         self.operations = 0
+        self.imported = set()
         self.shadow_predictions = shadow_predictions
         # Challengers' predictions not yet published (RIVERBED_SHADOW_PREDICTIONS).
         self.shadows = []
@@ -329,6 +332,11 @@ class Challengers(ModelHolder):
         champion stays (a promotion made it so; RIVERBED_MODEL's first is only the
         champion at start)."""
         lineup = settings.lineup or (self.spec,)
+        # Imported candidates (riverbed import) stay though RIVERBED_MODEL does not name them.
+        configured = {s.name for s in lineup}
+        extra_specs = [h.spec for h in (self, *self.challengers)
+                if h.spec.name in self.imported and h.spec.name not in configured]  # fmt: skip
+        lineup = (*lineup, *extra_specs)
         self._lineup_specs = lineup
         self.lineup = tuple(s.name for s in lineup)
         wanted = list(self.lineup)
@@ -510,6 +518,31 @@ class Challengers(ModelHolder):
         self.duels = [self._new_duel() for _ in self.challengers]
         return self.audit("promote", by=by, changed=True, to=name, **{"from": old})
 
+    def import_model(self, name: str, model: Any, *, champion: bool, by: str) -> dict[str, Any]:
+        """``model`` (a River estimator trained elsewhere, of this learner's task) joins
+        as challenger ``name`` (``riverbed import``), or as the champion with
+        ``champion``; it predicts from the next record on and learns as the others do.
+        Its fresh form (a drift reset) is River's ``clone()`` of it."""
+        if name in {self.spec.name, *(c.name for c in self.challengers)}:
+            msg = (
+                f"partition {self.partition} has a candidate {name!r} already; choose another name"
+            )
+            raise DuplicateCandidate(msg)
+        spec = ModelSpec(name, self.spec.task, functools.partial(_fresh, model), self.spec.metric)
+        c = Candidate(spec, metric=self.metric_name, window=self.metric_window,
+                      detector=self.drift_detector, threshold=self.threshold)  # fmt: skip
+        c.model = model
+        self.challengers.append(c)
+        self.duels.append(self._new_duel())
+        self.imported.add(name)
+        self._lineup_specs = (*self._lineup_specs, spec)
+        self.lineup = (*self.lineup, name)
+        record = self.audit("import", by=by, changed=True, model=name,
+                            estimator=type(model).__name__, as_champion=champion)  # fmt: skip
+        if champion:
+            self.promote(name, by=by)
+        return record
+
     def pin(self, name: str | None, *, by: str) -> dict[str, Any]:
         """No automatic promotion until :meth:`unpin` (``riverbed pin``); with ``name``,
         that candidate is promoted first."""
@@ -643,3 +676,8 @@ class Challengers(ModelHolder):
             # Re-warm: a fresh model learns the new concept; the metric keeps its history.
             h.model = h.spec.build()
             h.detector = make_detector(self.drift_detector)
+
+
+def _fresh(model: Any) -> Any:
+    """An imported model's fresh form: its parameters, nothing learned (River's clone)."""
+    return model.clone()

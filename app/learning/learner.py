@@ -337,6 +337,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "pinned": False,
             "operations": 0,
             "skipped": [],
+            "imported": set(),
         }
         self.__dict__.update({**defaults, **state})
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):

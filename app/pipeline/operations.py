@@ -33,6 +33,7 @@ from riverbed.checkpoint.warmup import read_range, replay_into
 from riverbed.config import Settings
 from riverbed.exceptions import RiverbedError, UnknownCandidate
 from riverbed.kafka.security import client_args
+from riverbed.learning.imported import loaded_estimator
 from riverbed.learning.state import Learners
 from riverbed.pipeline.processor import Processor
 from riverbed.protocols import RecordProducer
@@ -44,7 +45,7 @@ __all__ = ["OPERATIONS", "Operations", "register"]
 
 logger = logging.getLogger(__name__)
 
-OPERATIONS = ("promote", "pin", "unpin", "rollback")
+OPERATIONS = ("promote", "pin", "unpin", "rollback", "import")
 
 
 class Operations:
@@ -80,6 +81,8 @@ class Operations:
             if op not in OPERATIONS:
                 raise HTTPProblem(404, f"no operation {op!r}: one of {', '.join(OPERATIONS)}")
             body = await request.read()
+            if op == "import":
+                return await self._import(app, request, partition, body)
             args = self._args(body)
             args.setdefault("by", f"http:{request.remote}")
             if partition == "all":
@@ -90,6 +93,37 @@ class Operations:
             return 200, orjson.dumps(await self.apply(p, op, args)), {}
         except HTTPProblem as problem:
             return problem.status, orjson.dumps({"error": problem.reason}), problem.headers
+
+    async def _import(
+        self, app: Any, request: web.Request, partition: str, body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """``POST /models/<p>/import?model=NAME[&champion=1]`` with a pickled River model
+        as the body (``riverbed import``). Unpickling runs the file's code: refused
+        unless ``RIVERBED_HTTP_TOKEN`` is set (and sent)."""
+        if not self.predictor.token:
+            raise HTTPProblem(403, "an import unpickles the file, which runs its code: set "
+                              "RIVERBED_HTTP_TOKEN on the workers to allow imports")  # fmt: skip
+        name = request.query.get("model", "")
+        if not name:
+            raise HTTPProblem(400, "name the imported candidate: ?model=NAME")
+        args = {"model": name, "champion": request.query.get("champion") in ("1", "true"),
+                "by": request.query.get("by") or f"http:{request.remote}"}  # fmt: skip
+        if partition == "all":
+            answers = []
+            for p in range(self.predictor.partitions):
+                if p in self.learners.assigned:
+                    status, out = 200, orjson.dumps(await self.apply(p, "import", args, body))
+                else:
+                    path = f"/models/{p}/import?{request.query_string}"
+                    status, out, _ = await self.predictor.forward(app, request, p, body,
+                                                                  path=path)  # fmt: skip
+                answers.append({"partition": p, "status": status, **orjson.loads(out)})
+            status = 200 if all(a["status"] == 200 for a in answers) else 207
+            return status, orjson.dumps(answers), {}
+        p = self.predictor.partition_of({"partition": partition})
+        if p not in self.learners.assigned:
+            return await self.predictor.forward(app, request, p, body)
+        return 200, orjson.dumps(await self.apply(p, "import", args, body)), {}
 
     @staticmethod
     def _args(body: bytes) -> dict[str, Any]:
@@ -120,7 +154,9 @@ class Operations:
         status = 200 if all(a["status"] == 200 for a in answers) else 207
         return status, orjson.dumps(answers), {}
 
-    async def apply(self, p: int, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def apply(
+        self, p: int, op: str, args: dict[str, Any], payload: bytes = b""
+    ) -> dict[str, Any]:
         """Apply ``op`` to partition ``p`` (this worker's), publish its record and make
         it durable; the record, with the snapshot's offsets."""
         if not self.learners.has(p):
@@ -132,6 +168,11 @@ class Operations:
         try:
             if op == "rollback":
                 record = await self._rollback(p, args, by)
+            elif op == "import":
+                learner = self.learners.get(p)
+                model = loaded_estimator(payload, learner.task)
+                record = learner.import_model(str(args["model"]), model,
+                                              champion=bool(args["champion"]), by=by)  # fmt: skip
             else:
                 learner = self.learners.get(p)
                 if op == "promote":

@@ -202,3 +202,50 @@ def test_pinned_never_promotes_and_rollbacks_to_a_version_survive_a_kill_9(
     expected = run(old, 2400, 2799)
     live = predictions(kafka, names, 2799)
     assert {o: live[o] for o in range(2400, 2800)} == expected
+
+
+def test_an_imported_model_predicts_as_the_file_does_from_its_offset_through_a_kill_9(
+    start_worker: Any, kafka: str, names: Names, output_dir: Path
+) -> None:
+    from river import linear_model, preprocessing
+
+    plain = start_worker(**SETTINGS)
+    refused = riverbed("import", "--partition", "0", "--model", "x", "--file", __file__,
+                       "--url", f"http://127.0.0.1:{plain.port}", env=plain.env)  # fmt: skip
+    assert refused.returncode == 1 and "set RIVERBED_HTTP_TOKEN" in refused.stderr
+    plain.stop()
+
+    secured = {**SETTINGS, "http_token": "s3cret"}
+    worker = start_worker(**secured)
+    send(kafka, names, 0, 499)
+    handled(worker, 499)
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    for x, y in STREAM[:300]:  # trained offline, on other data
+        model.learn_one(x, y)
+    path = output_dir / "offline.pkl"
+    path.write_bytes(pickle.dumps(model))
+    wrong = output_dir / "wrong.pkl"
+    wrong.write_bytes(pickle.dumps(linear_model.LinearRegression()))
+    bad = riverbed("import", "--partition", "0", "--model", "lr", "--file", str(wrong),
+                   "--url", f"http://127.0.0.1:{worker.port}", env=worker.env)  # fmt: skip
+    assert bad.returncode == 1 and "not a river.base.Classifier" in bad.stderr, bad.stderr
+    (op,) = operate(worker, "import", "--partition", "0", "--model", "offline", "--file",
+                    str(path), "--champion")  # fmt: skip
+    assert (op["op"], op["model"], op["events_offset"]) == ("import", "offline", 499)
+    worker.stop(signal.SIGKILL)  # right after the answer
+
+    again = start_worker(**secured)
+    doc = again.models()["partitions"]["0"]
+    assert doc["champion"] == "offline" and set(doc["candidates"]) == {
+        "offline",
+        "logreg",
+        "hoeffding",
+    }, "kept across a restart though RIVERBED_MODEL does not name it"
+    send(kafka, names, 500, 899)
+    handled(again, 899)
+    live = predictions(kafka, names, 899)
+    for i in range(500, 900):
+        x, y = STREAM[i]
+        proba = {str(k).lower(): v for k, v in model.predict_proba_one(x).items()}
+        assert live[i] == {"proba": proba, "model": "offline"}, i
+        model.learn_one(x, y)

@@ -85,3 +85,24 @@ def test_a_challenger_is_asked_without_changing_anything() -> None:
     )
     assert lr.predict_one(x, model="logreg") == lr.predict_one(x)
     assert lr.events == events
+
+
+def test_an_imported_model_joins_and_stays_through_a_restart_s_configure() -> None:
+    from river import linear_model, preprocessing
+
+    from riverbed.exceptions import DuplicateCandidate
+    from riverbed.learning.learner import LearnerSettings
+
+    lr = learner("logreg,hoeffding")
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    op = lr.import_model("offline", model, champion=False, by="test")
+    assert op["op"] == "import" and lr.challengers[-1].name == "offline"
+    with pytest.raises(DuplicateCandidate):
+        lr.import_model("logreg", model, champion=False, by="test")
+    restored = pickle.loads(pickle.dumps(lr))
+    # A worker's settings name only RIVERBED_MODEL's candidates: the import stays.
+    restored.configure(LearnerSettings(lineup=tuple(models.lineup("logreg,hoeffding"))))
+    assert [c.name for c in restored.challengers] == ["hoeffding", "offline"]
+    assert restored.candidate("offline").model.predict_proba_one({"a": 1.0}) == (
+        model.predict_proba_one({"a": 1.0})
+    )
