@@ -269,18 +269,41 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     from riverbed.serving.export import dumps, load_snapshot
 
-    out = args.out or f"model-p{args.partition}.pkl"
-    if out == "-" and sys.stdout.isatty():
+    as_mlflow = args.format == "mlflow"
+    out = args.out or f"model-p{args.partition}" + ("-mlflow" if as_mlflow else ".pkl")
+    if as_mlflow:
+        from riverbed.serving.mlflow_model import check_out
+
+        if out == "-":
+            return _fail("--format mlflow writes a directory: give --out DIR, not -")
+        check_out(Path(out))  # before the snapshot is read: an error at once
+    elif out == "-" and sys.stdout.isatty():
         return _fail("--out -: stdout is a terminal; redirect it, or give --out FILE")
     snap = asyncio.run(load_snapshot(settings, args.partition, args.version))
     for reason in snap.refused:
         print(f"riverbed: warning: skipped the newer {reason}", file=sys.stderr)
     holder = snap.learner.candidate(args.model)
     exported = dumps(holder.model)
-    if out == "-":
+    meta, learner = snap.meta, snap.learner
+    role = "champion" if holder is learner else "challenger"
+    report = sys.stdout
+    if as_mlflow:
+        from riverbed.serving.mlflow_model import write_mlflow_model
+
+        info = _provenance(args, settings, snap, holder, role)
+        written = write_mlflow_model(Path(out), exported, info)
+        where = f"the MLflow model {out}"
+        loads = (
+            f"loads with mlflow.pyfunc.load_model({str(out)!r}) where mlflow, pandas and "
+            f"river {info['river']} are installed (its requirements.txt), not riverbed"
+        )
+        if written.unpinned:
+            loads += (f" and these modules import: {', '.join(written.unpinned)} (not in "
+                      "requirements.txt: no installed distribution provides them)")  # fmt: skip
+    elif out == "-":
         sys.stdout.buffer.write(exported.blob)
         sys.stdout.buffer.flush()
-        report = sys.stderr
+        report, where, loads = sys.stderr, "stdout", exported.loads_with
     else:
         path = Path(out)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -290,20 +313,51 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             return _fail(f"cannot write --out {out}: {exc.strerror or exc}")
-        report = sys.stdout
-    meta, learner = snap.meta, snap.learner
+        where, loads = out, exported.loads_with
     age = time.time() - meta["created_ms"] / 1000
     which = "the snapshot" if snap.version is None else f"version {snap.version}"
-    role = "champion" if holder is learner else "challenger"
     print(
         f"exported {holder.spec.name} ({role}) of partition {args.partition} to "
-        f"{'stdout' if out == '-' else out} ({len(exported.blob):,} bytes): {which} at "
+        f"{where} ({len(exported.blob):,} bytes): {which} at "
         f"events offset {meta['events_offset']}, labels offset {meta['labels_offset']}, "
-        f"written {age:.1f} s ago ({holder.learned_by_model:,} labels learned); "
-        f"{exported.loads_with}",
+        f"written {age:.1f} s ago ({holder.learned_by_model:,} labels learned); {loads}",
         file=report,
     )
     return 0
+
+
+def _provenance(
+    args: argparse.Namespace, settings: Settings, snap: Any, holder: Any, role: str
+) -> dict[str, Any]:
+    """What an MLflow export says of its model (data/riverbed.json, MLmodel's metadata)."""
+    from datetime import UTC, datetime
+    from importlib.metadata import version
+
+    meta = snap.meta
+    created = datetime.fromtimestamp(meta["created_ms"] / 1000, UTC)
+    info: dict[str, Any] = {
+        "task": holder.spec.task,
+        "model": holder.spec.name,
+        "role": role,
+        "app_id": settings.app_id,
+        "partition": args.partition,
+        "topic": snap.topic,
+        "version": snap.version,
+        "events_offset": meta["events_offset"],
+        "labels_offset": meta["labels_offset"],
+        "snapshot_created": created.isoformat(timespec="seconds"),
+        "labels_learned": holder.learned_by_model,
+        "snapshot_riverbed": meta["riverbed"],
+        "riverbed": version("riverbed"),
+        "river": version("river"),
+    }
+    decider = getattr(holder, "decider", None)
+    if decider is not None:
+        # y_pred is River's own (the most probable class); RIVERBED_THRESHOLD's rule and
+        # the threshold then in force, for whoever applies it to the probabilities.
+        d = decider.describe()
+        info["threshold"] = {"rule": d["rule"], "target": d["target"], "value": d["value"]}
+    return info
 
 
 def _cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
@@ -616,20 +670,32 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def _add_export_and_inspect(sub: Subparsers) -> None:
     ex = sub.add_parser(
         "export",
-        help="write a partition's River model to a pickle that loads without riverbed",
+        help="write a partition's River model to a pickle (or an MLflow model) that loads "
+        "without riverbed",
         description="Read the newest snapshot of partition P that verifies "
         "(RIVERBED_SNAPSHOT_KEY) from the app's snapshots topic, no worker needed, and "
         "write its River model with pickle: it loads in a Python with river installed "
-        "and predicts as the partition's learner did at that snapshot.",
+        "and predicts as the partition's learner did at that snapshot. With --format "
+        "mlflow, an MLflow model directory (python_function flavour) that "
+        "mlflow.pyfunc.load_model loads where mlflow, pandas and river are installed.",
     )
     ex.add_argument("--partition", "-p", type=int, required=True, metavar="P")
     _add_model_and_version(ex)
     ex.add_argument(
+        "--format",
+        "-f",
+        choices=["pickle", "mlflow"],
+        default="pickle",
+        help="pickle: the River model's pickle (default); mlflow: an MLflow model directory",
+    )
+    ex.add_argument(
         "--out",
         "-o",
-        metavar="FILE",
+        metavar="PATH",
         default=None,
-        help="where to write the pickle (default: model-p<P>.pkl; -: stdout, not a terminal)",
+        help="where to write the pickle (default: model-p<P>.pkl; -: stdout, not a "
+        "terminal), or with --format mlflow a new or empty directory (default: "
+        "model-p<P>-mlflow)",
     )
     ins = sub.add_parser(
         "inspect",

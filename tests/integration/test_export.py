@@ -100,6 +100,15 @@ def test_export_and_inspect_a_stopped_worker_s_model(
         out = riverbed("export", "--partition", str(p), "--out", str(exported[p]), env=env)
         assert out.returncode == 0, out.stderr
         assert f"events offset {offsets[p]}, labels offset -1" in out.stdout, out.stdout
+    # And as an MLflow model (tests/unit/test_mlflow_export.py loads one with mlflow): the
+    # same snapshot, said in its riverbed.json; its pickle is checked with the others below.
+    mlflow_dir = tmp_path / "mlflow-p1"
+    out = riverbed("export", "-p", "1", "--format", "mlflow", "--out", str(mlflow_dir), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "to the MLflow model " in out.stdout and "mlflow.pyfunc.load_model" in out.stdout
+    info = json.loads((mlflow_dir / "data" / "riverbed.json").read_text())
+    assert (info["partition"], info["events_offset"], info["labels_offset"]) == (1, offsets[1], -1)
+    assert (mlflow_dir / "MLmodel").read_text().startswith("flavors:\n  python_function:\n")
     wrong = riverbed("export", "-p", "0", "--out", str(tmp_path / "no.pkl"),
                      env={**env, "RIVERBED_SNAPSHOT_KEY": "not-the-key"})  # fmt: skip
     assert wrong.returncode == 2 and "RIVERBED_SNAPSHOT_KEY" in wrong.stderr, wrong.stderr
@@ -121,7 +130,9 @@ def test_export_and_inspect_a_stopped_worker_s_model(
             model.learn_one(event["x"], event["y"])
         expected[p] = [(model.predict_one(x), model.predict_proba_one(x)) for x, _ in probes]
     jobs = [(path, "classification", probes) for p in (0, 1) for path in (exported[p], live[p])]
+    jobs.append((mlflow_dir / "data" / "model.pkl", "classification", probes))
     got = predict_without_riverbed(jobs, tmp_path)
+    assert got[4]["before"] == expected[1], "partition 1: the MLflow model's pickle != replay"
     for i, p in enumerate((0, 1)):
         assert got[2 * i]["before"] == expected[p], f"partition {p}: export != replay"
         assert got[2 * i + 1]["before"] == expected[p], f"partition {p}: live != replay"

@@ -269,3 +269,56 @@ def test_inspect_prints_the_parts_a_user_wants(
     assert main(["inspect", "--partition", "0", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["snapshot"]["events_offset"] == 199 and doc["structure"]["linear"]["weights"] > 0
+
+
+def test_export_format_mlflow_writes_a_directory(
+    cli_env: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--format mlflow``: an MLflow model directory (tests/unit/test_mlflow_export.py
+    checks what is in it), by default model-p<P>-mlflow; never stdout, never into a
+    file or a directory that is not empty (refused before the snapshot is read)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "-p", "0", "--format", "mlflow"]) == 0
+    said = capsys.readouterr().out
+    assert "exported logreg (champion) of partition 0 to the MLflow model model-p0-mlflow (" in said
+    assert "loads with mlflow.pyfunc.load_model('model-p0-mlflow') where mlflow, pandas" in said
+    out = tmp_path / "model-p0-mlflow"
+    info = json.loads((out / "data" / "riverbed.json").read_text())
+    assert info["task"] == "classification" and info["role"] == "champion"
+    assert info["events_offset"] == 199 and info["labels_learned"] == 200
+    assert info["version"] is None and info["topic"] == "riverbed.snapshots.riverbed"
+    model = pickle.loads((out / "data" / "model.pkl").read_bytes())
+    assert list(model.steps) == ["TransformerUnion", "LogisticRegression"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-p0-mlflow"]  # no temporary
+
+    cli_env["records"] = []  # any read of the snapshot now fails: the refusals come first
+    assert main(["export", "-p", "0", "-f", "mlflow", "--out", str(out)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert main(["export", "-p", "0", "-f", "mlflow", "--out", "-"]) == 2
+    assert "--format mlflow writes a directory" in capsys.readouterr().err
+    (tmp_path / "f.pkl").write_bytes(b"")
+    assert main(["export", "-p", "0", "-f", "mlflow", "--out", "f.pkl"]) == 2
+    assert "a file exists there" in capsys.readouterr().err
+
+
+def test_export_format_mlflow_of_a_challenger_names_it_and_the_threshold(
+    cli_env: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lineup = (models.spec("logreg"), models.spec("hoeffding"))
+    learner = PartitionLearner(lineup[0], partition=0, lineup=lineup, threshold="0.3")
+    for i, (x, y, _) in enumerate(mixed_stream(120)):
+        learner.process_event(Event(f"e{i}", x, y), offset=i, ts_ms=i)
+    cli_env["records"] = records_of([learner], b"k", 100_000)
+    out = tmp_path / "h"
+    assert main(["export", "-p", "0", "-m", "hoeffding", "-f", "mlflow", "-o", str(out)]) == 0
+    assert "exported hoeffding (challenger) of partition 0" in capsys.readouterr().out
+    info = json.loads((out / "data" / "riverbed.json").read_text())
+    assert (info["model"], info["role"], info["task"]) == ("hoeffding", "challenger",
+                                                           "classification")  # fmt: skip
+    assert info["threshold"] == {"rule": "fixed", "target": 0.3, "value": 0.3}
+    model = pickle.loads((out / "data" / "model.pkl").read_bytes())
+    x = mixed_stream(1, seed=4)[0][0]
+    assert model.predict_proba_one(x) == learner.candidate("hoeffding").model.predict_proba_one(x)
