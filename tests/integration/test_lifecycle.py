@@ -40,7 +40,7 @@ SETTINGS = {
 }
 # Agrawal's function 2 is a staircase a tree learns and a linear model cannot: an
 # unpinned partition promotes hoeffding on it.
-STREAM = [(x, y) for x, y in synth.Agrawal(classification_function=2, seed=7).take(1400)]
+STREAM = [(x, y) for x, y in synth.Agrawal(classification_function=2, seed=7).take(2000)]
 
 
 def send(kafka: str, names: Names, first: int, last: int) -> None:
@@ -159,10 +159,15 @@ def test_pinned_never_promotes_and_rollbacks_to_a_version_survive_a_kill_9(
 ) -> None:
     auto = {"promotion": "auto", "promotion_window": 300, "metric_window": 300}
     settings, learner_cfg = learner_settings(kafka, names, **auto)
-    worker = start_worker(**SETTINGS, **auto)
-    (pin,) = operate(worker, "pin", "--partition", "all")
+    first = start_worker(**SETTINGS, **auto)
+    (pin,) = operate(first, "pin", "--partition", "all")
     assert pin["op"] == "pin" and pin["partition"] == 0 and pin["changed"]
-    send(kafka, names, 0, 999)
+    first.stop(signal.SIGKILL)  # right after the answer: the pin is in the snapshot
+    worker = start_worker(**SETTINGS, **auto, web_port=first.port)
+    send(kafka, names, 0, 599)
+    wait_for(lambda: worker.models()["partitions"]["0"]["snapshot_offset"] == 599,
+             timeout=RECV_TIMEOUT_S, what="a snapshot (a version) at 599")  # fmt: skip
+    send(kafka, names, 600, 999)
     handled(worker, 999)
     doc = worker.models()["partitions"]["0"]
     assert doc["promotions"] == 0 and doc["champion"] == "logreg" and doc["pinned"]
@@ -174,8 +179,7 @@ def test_pinned_never_promotes_and_rollbacks_to_a_version_survive_a_kill_9(
     assert listed.returncode == 0, listed.stderr
     versions = orjson.loads(listed.stdout)
     assert versions == sorted(versions, key=lambda v: -v["version"]), "newest first"
-    v = next(v for v in reversed(versions) if v["events_offset"] >= 300)
-    assert v["events_offset"] < 999, versions
+    v = next(v for v in versions if v["events_offset"] == 599)
     assert set(v["candidates"]) == {"logreg", "hoeffding"} and v["pinned"]
 
     (back,) = operate(worker, "rollback", "--partition", "0", "--version", str(v["version"]))
@@ -207,6 +211,18 @@ def test_pinned_never_promotes_and_rollbacks_to_a_version_survive_a_kill_9(
     expected = run(old, 1200, 1399)
     live = predictions(kafka, names, 1399)
     assert {o: live[o] for o in range(1200, 1400)} == expected
+
+    # Unpinned at 1399, the partition promotes again as the offline run does.
+    (unpin,) = operate(third, "unpin", "--partition", "0")
+    assert (unpin["op"], unpin["events_offset"], unpin["changed"]) == ("unpin", 1399, True)
+    send(kafka, names, 1400, 1999)
+    handled(third, 1999)
+    old.unpin(by="offline")
+    expected = run(old, 1400, 1999)
+    assert old.promotions > 0
+    live = predictions(kafka, names, 1999)
+    assert {o: live[o] for o in range(1400, 2000)} == expected
+    assert third.models()["partitions"]["0"]["promotions"] == old.promotions
 
 
 def test_an_imported_model_predicts_as_the_file_does_from_its_offset_through_a_kill_9(
