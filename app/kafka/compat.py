@@ -32,6 +32,7 @@ __all__ = [
     "PRIVATE",
     "IncompatibleLibrary",
     "Private",
+    "assignment_url",
     "buffered_partitions",
     "channel_queues",
     "check",
@@ -43,6 +44,7 @@ __all__ = [
     "keep_thread_loop",
     "producer_of",
     "read_offsets",
+    "request_rejoin",
     "set_fetch_max_wait",
     "set_thread_consumer",
     "setup_logging",
@@ -122,6 +124,10 @@ PRIVATE: tuple[Private, ...] = (
             "attribute", "its coordinator_id is None while no broker answers for the group "
             "(a failed heartbeat marks it dead at once); no public accessor "
             "(coordinator_known)"),
+    # -- a static member restarted at another URL (app/kafka/assignor.py) -------------
+    Private("faust-streaming", "faust.assignor.partition_assignor:PartitionAssignor",
+            "_decompress", "method", "the assignment's user data, as on_assignment reads it, "
+            "for the URL the leader gave this member (assignment_url)"),
     # -- aiokafka: a partition's lag without an await (app/kafka/join.py) ---------------
     Private("aiokafka", "aiokafka.consumer.consumer:AIOKafkaConsumer", "_subscription",
             "attribute", "its assignment's per-partition high watermark and position; "
@@ -253,6 +259,18 @@ def channel_queues(channel: Any) -> list[Any]:
 def producer_of(faust_producer: Any) -> Any:
     """The aiokafka producer inside a Faust producer (started with it)."""
     return faust_producer._ensure_producer()
+
+
+def assignment_url(assignor: Any, assignment: Any) -> str:
+    """The URL the group's leader gave this member in ``assignment`` (Faust's metadata)."""
+    from faust.assignor.client_assignment import ClientMetadata
+
+    return str(ClientMetadata.loads(assignor._decompress(assignment.user_data)).url)
+
+
+def request_rejoin(consumer: Any) -> None:
+    """Ask an aiokafka consumer's group coordinator to join the group again."""
+    consumer._coordinator.request_rejoin()
 
 
 def setup_logging(worker: Any) -> None:

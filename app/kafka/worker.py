@@ -20,6 +20,7 @@ from faust.tables.manager import TableManager as FaustTableManager
 from riverbed import logs
 from riverbed.config import Settings
 from riverbed.kafka import compat, security
+from riverbed.kafka.assignor import Assignor
 from riverbed.protocols import RecordProducer
 
 __all__ = ["Producers", "SnapshotSink", "Worker", "faust_app"]
@@ -117,6 +118,8 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int, replication: int = 1) -
         # gets its partitions back with no rebalance of the others (the supervisor gives
         # each slot one).
         consumer_group_instance_id=settings.group_instance_id or None,
+        # A static member restarted at another URL (app/kafka/assignor.py).
+        PartitionAssignor=Assignor,
         # A new consumer group learns from the beginning of the stream, not only
         # from events produced after it started.
         consumer_auto_offset_reset="earliest",

@@ -270,3 +270,20 @@ def test_an_imported_model_predicts_as_the_file_does_from_its_offset_through_a_k
         proba = {str(k).lower(): v for k, v in model.predict_proba_one(x).items()}
         assert live[i] == {"proba": proba, "model": "offline"}, i
         model.learn_one(x, y)
+
+
+def test_a_static_member_restarted_at_another_url_takes_its_partitions_back(
+    start_worker: Any, kafka: str, names: Names
+) -> None:
+    # Faust's assignor asserted the leader's URL for the member was its own: a worker
+    # restarted with the same group.instance.id on another port never became ready.
+    worker = start_worker(**SETTINGS)
+    send(kafka, names, 0, 199)
+    handled(worker, 199)
+    worker.stop(signal.SIGKILL)
+    moved = start_worker(**SETTINGS)  # another port, the same group.instance.id
+    assert moved.port != worker.port
+    assert moved.models()["assigned"] == [0]
+    send(kafka, names, 200, 299)
+    handled(moved, 299)
+    assert "joining again so that the group learns the new URL" in moved.log.read_text()
