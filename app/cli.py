@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -771,7 +772,70 @@ def main(argv: Sequence[str] | None = None) -> int:
             if _is_unreachable(exc):
                 return _fail(_unreachable(settings, exc))
             raise
+    if args_list[0] == "worker" and any(a in HELP for a in args_list[1:]):
+        print(worker_help(settings))
+        return 0
+    if args_list[:2] == ["worker", "--faust-help"]:
+        args_list = ["worker", "--help", *args_list[2:]]
     return _faust(settings, args_list)
+
+
+def worker_help(settings: Settings) -> str:
+    """``riverbed worker --help``: riverbed's options and where its settings come from,
+    then a pointer to Faust's own (its web host and port defaults are not riverbed's).
+
+    Examples
+    --------
+    >>> print(worker_help(Settings.from_env({})))  # doctest: +ELLIPSIS
+    usage: riverbed worker [--processes N|auto] [-l LEVEL] [Faust's worker options]
+    ...
+      --processes N|auto  worker processes under one supervisor (RIVERBED_PROCESSES, now 1)...
+      HTTP                127.0.0.1:6066 (RIVERBED_WEB_HOST, RIVERBED_WEB_PORT)
+    ...
+
+    """
+    return "\n".join(
+        [
+            "usage: riverbed worker [--processes N|auto] [-l LEVEL] [Faust's worker options]",
+            "",
+            "Consume the events and labels topics, predict every event before learning from it,",
+            "and publish predictions, metrics and dead letters (README: Use it). Settings are",
+            "RIVERBED_* environment variables (riverbed config lists them with their values).",
+            "",
+            "options:",
+            f"  --processes N|auto  worker processes under one supervisor (RIVERBED_PROCESSES, "
+            f"now {settings.processes}); auto: one per CPU",
+            "  -l LEVEL            log level: debug, info, warning, error (Faust's --loglevel)",
+            "  -h, --help          this help",
+            "  --faust-help        Faust's own worker options (its --web-host and --web-port",
+            "                      defaults, 0.0.0.0 and 6066, are not riverbed's: riverbed's",
+            "                      come from the settings below)",
+            "",
+            "where it serves and reads:",
+            f"  HTTP                {settings.web_host}:{settings.web_port} (RIVERBED_WEB_HOST, "
+            "RIVERBED_WEB_PORT)",
+            f"  Kafka               {settings.bootstrap} (RIVERBED_BROKER)",
+            f"  topics              prefix {settings.topic_prefix!r} (RIVERBED_TOPIC_PREFIX), "
+            f"app {settings.app_id!r} (RIVERBED_APP_ID)",
+            f"  model               {settings.model} (RIVERBED_MODEL; riverbed models lists them)",
+        ]
+    )
+
+
+def _log_level(args: list[str], settings: Settings) -> str:
+    """The level of ``-l X`` / ``--loglevel X`` / ``--loglevel=X``, else the setting's.
+
+    >>> _log_level(["worker", "-l", "info"], Settings.from_env({}))
+    'info'
+    >>> _log_level(["worker", "--loglevel=debug"], Settings.from_env({}))
+    'debug'
+    """
+    for i, a in enumerate(args):
+        if a in ("-l", "--loglevel") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--loglevel="):
+            return a.split("=", 1)[1]
+    return settings.log_level
 
 
 def _faust_help_is_h() -> None:
@@ -849,6 +913,10 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             args_list, settings = _processes_option(args_list, settings)
         except ConfigError as exc:
             return _fail(str(exc))
+        # What start-up says before Faust's logging is set up ("created topics ...")
+        # at the level the worker will log at.
+        with contextlib.suppress(ValueError):  # a level Faust refuses, it says so itself
+            logging.getLogger("riverbed").setLevel(_log_level(args_list, settings).upper())
         # Create the topics with the right partitions before Faust subscribes, on the
         # loop Faust will then use (mode takes the current event loop).
         loop = asyncio.new_event_loop()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LIMIT", "RateLimit", "flush", "install"]
+__all__ = ["LIMIT", "RateLimit", "StartupNoise", "flush", "install"]
 
 
 @dataclass
@@ -98,9 +98,49 @@ class RateLimit(logging.Filter):
 LIMIT = RateLimit()  # the worker's: on the root logger's handlers, flushed on a timer
 
 
+class StartupNoise(logging.Filter):
+    """aiokafka's ERROR for a group coordinator not found yet, as the INFO it is.
+
+    A broker that has not served a consumer group yet creates ``__consumer_offsets`` on
+    the first FindCoordinator request and answers GroupCoordinatorNotAvailable until it
+    has; aiokafka retries at once, and logs each answer as an ERROR. A fresh ``make
+    run`` printed one at every start. Only that message is changed; a coordinator that
+    stays unavailable is still reported (``/ready``, and aiokafka's other errors).
+
+    Examples
+    --------
+    >>> error = "[Error 15] GroupCoordinatorNotAvailableError"
+    >>> r = logging.LogRecord("aiokafka.consumer.group_coordinator", logging.ERROR, "f", 1,
+    ...                       "Group Coordinator Request failed: %s", (error,), None)
+    >>> StartupNoise().filter(r), r.levelname
+    (True, 'INFO')
+    >>> r.getMessage()  # doctest: +ELLIPSIS
+    'Group Coordinator Request failed: [Error 15] ... (retried: the broker creates its ...)'
+
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.name.startswith("aiokafka"):
+            message = record.getMessage()
+            if "GroupCoordinatorNotAvailable" in message and "Coordinator Request" in message:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.msg, record.args = (
+                    f"{message} (retried: the broker creates its offsets topic for the "
+                    "first consumer group it serves)",
+                    None,
+                )
+        return True
+
+
+NOISE = StartupNoise()
+
+
 def install(logger: logging.Logger | None = None, limit: RateLimit = LIMIT) -> RateLimit:
-    """Put ``limit`` on every handler of ``logger`` (the root logger)."""
+    """Put ``limit`` (and :class:`StartupNoise`) on every handler of ``logger`` (the
+    root logger)."""
     for handler in (logger or logging.getLogger()).handlers:
+        if NOISE not in handler.filters:
+            handler.addFilter(NOISE)
         if limit not in handler.filters:
             handler.addFilter(limit)
     return limit

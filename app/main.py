@@ -171,8 +171,15 @@ def _on_assignments(
             )  # fmt: skip
         await recovery.assign(assigned)  # raises (and Faust crashes the worker) on a wrong key
         status.ready = True
-        logger.info("riverbed owns partitions %s (model %s; restore took %.2f s)",
-                    sorted(assigned), model, recovery.seconds)  # fmt: skip
+        # Each partition's champion (a promotion, an import or a rollback may have made
+        # it other than RIVERBED_MODEL's first).
+        by_champion: dict[str, list[int]] = {}
+        for p in sorted(assigned):
+            if processor.learners.has(p):
+                by_champion.setdefault(processor.learners.get(p).spec.name, []).append(p)
+        champions = "; ".join(f"{name} on {ps}" for name, ps in by_champion.items()) or model
+        logger.info("riverbed owns partitions %s (champion %s; restore took %.2f s)",
+                    sorted(assigned), champions, recovery.seconds)  # fmt: skip
 
 
 def _timers(

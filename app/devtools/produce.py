@@ -335,8 +335,8 @@ async def read_lines(stream: BinaryIO) -> AsyncGenerator[bytes, None]:
 @dataclass
 class FileStats:
     """What :func:`produce_file` sent: ``records`` in all, of which ``not_objects``
-    are not a JSON object and ``keyless`` have no value at the key field; ``blank``
-    lines were skipped."""
+    are not a JSON object and ``keyless`` are objects with no value at the key field
+    (each line is counted in one of them at most); ``blank`` lines were skipped."""
 
     topic: str
     records: int = 0
@@ -395,8 +395,8 @@ async def produce_file(
             if not isinstance(record, dict):
                 stats.not_objects += 1
             key = key_of(record, key_field) if key_field else None
-            if key_field and key is None:
-                stats.keyless += 1
+            if key_field and key is None and isinstance(record, dict):
+                stats.keyless += 1  # a line that is no object is counted once, above
             try:
                 futures.append(await producer.send(stats.topic, line, key=key))
             except clients.MessageSizeTooLargeError:
