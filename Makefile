@@ -33,8 +33,8 @@ kafka-down: ## stop the local Kafka broker this project started
 kafka-status: ## is the local broker running?
 	$(BIN)/riverbed broker status
 
-run: setup ## live demo: broker + worker + drifting stream + live accuracy (Ctrl-C stops)
-	$(BIN)/riverbed demo
+run: setup ## live demo: broker + worker + drifting stream + live accuracy (Ctrl-C stops; FRESH=1 starts clean)
+	$(BIN)/riverbed demo $(if $(FRESH),--fresh)
 
 test: setup ## the whole suite against its own real Kafka broker (2 processes, one broker)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25

@@ -430,7 +430,8 @@ def _cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from riverbed.devtools.demo import run_demo
 
-    return run_demo(settings, rate=args.rate, dataset=args.dataset, duration=args.duration)
+    return run_demo(settings, rate=args.rate, dataset=args.dataset, duration=args.duration,
+                    fresh=args.fresh, use_running_broker=args.use_running_broker)  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -466,6 +467,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=400.0)
     d.add_argument("--dataset", choices=DATASETS, default="drift")
     d.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    d.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete the previous run's topics first: fresh models, empty stream",
+    )
+    d.add_argument("--use-running-broker", action="store_true",
+                   help="use a broker this project did not start that answers at "
+                   "RIVERBED_BROKER (refused by default)")  # fmt: skip
     return p
 
 
@@ -473,7 +482,11 @@ def _add_broker(sub: Subparsers) -> None:
     b = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, 127.0.0.1)")
     b.add_argument("action", choices=["start", "stop", "status", "fetch", "wipe"])
     b.add_argument(
-        "--port", type=int, default=None, help="client port (default: the port of RIVERBED_BROKER)"
+        "--port",
+        type=int,
+        default=None,
+        help="client port (default: the port of RIVERBED_BROKER); the KRaft controller "
+        "listens on the next one (port + 1)",
     )
     b.add_argument(
         "--nodes", type=int, default=1, metavar="N",

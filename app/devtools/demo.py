@@ -317,11 +317,80 @@ def _worker_env(settings: Settings) -> tuple[dict[str, str], str]:
     return env, f", RIVERBED_PROMOTION={settings.promotion}" if several else ""
 
 
-def run_demo(settings: Settings, *, rate: float, dataset: str, duration: float | None) -> int:
-    """Run the demo until Ctrl-C or ``duration`` seconds; return an exit code."""
-    broker = LocalBroker.start_unless_running(settings)
+class ForeignBroker(BrokerError):
+    """A broker the project did not start answers where the demo would start its own."""
+
+
+def _broker(settings: Settings, use_running: bool) -> LocalBroker | None:
+    """The project's local broker, started unless it runs (the demo stops what it
+    started); a broker the project did not start is used only when asked to."""
+    from riverbed.devtools.broker import answers_metadata
+    from riverbed.kafka.security import client_args
+
+    local = LocalBroker.from_settings(settings)
+    if answers_metadata(settings.bootstrap, **client_args(settings)):
+        if local.pid() is None and not use_running:  # not the project's own broker
+            msg = (
+                f"a Kafka broker this project did not start answers at "
+                f"RIVERBED_BROKER={settings.bootstrap}; the demo would write riverbed's "
+                "topics there: riverbed demo --use-running-broker uses it, or set "
+                "RIVERBED_BROKER to another address for the project's own"
+            )
+            raise ForeignBroker(msg)
+        return None
+    local.start()
+    return local
+
+
+async def _forget(settings: Settings) -> list[str]:
+    """Delete the demo's topics (riverbed's, of its prefix and app id): the next worker
+    starts with fresh models and an empty stream."""
+    from riverbed.kafka.topics import TopicNames
+
+    names = TopicNames.from_settings(settings)
+    wanted = {names.events, names.labels, names.predictions, names.metrics, names.dlq,
+              names.snapshots, names.versions, f"{names.predictions}.shadow"}  # fmt: skip
+    admin = clients.admin(settings)
+    await admin.start()
+    try:
+        present = [t for t in await admin.list_topics() if t in wanted]
+        if present:
+            await admin.delete_topics(present)
+        for _ in range(100):  # deletion is asynchronous: until the metadata says so
+            if not wanted & set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    return sorted(present)
+
+
+def _resumed(doc: dict[str, Any] | None) -> int:
+    """Events the worker's learners had learned before this run (restored models)."""
+    parts = (doc or {}).get("partitions", {}).values()
+    return sum(p.get("events", 0) for p in parts if p.get("restored_offset") is not None)
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    rate: float,
+    dataset: str,
+    duration: float | None,
+    fresh: bool = False,
+    use_running_broker: bool = False,
+) -> int:
+    """Run the demo until Ctrl-C, SIGHUP or ``duration`` seconds; return an exit code."""
+    broker = _broker(settings, use_running_broker)
     if broker is not None:
-        print(f"started the local Kafka broker at {broker.bootstrap}", flush=True)
+        print(f"started the local Kafka broker at {broker.bootstrap} (controller port "
+              f"{broker.port + 1})", flush=True)  # fmt: skip
+    if fresh:
+        gone = asyncio.run(_forget(settings))
+        print(f"--fresh: deleted the previous run's topics {', '.join(gone) or '(none)'}",
+              flush=True)  # fmt: skip
+    # Closing the terminal stops the demo (and its broker) as Ctrl-C does.
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
     STATE.mkdir(parents=True, exist_ok=True)
     log = STATE / "demo-worker.log"
     env, promotion = _worker_env(settings)
@@ -337,6 +406,11 @@ def run_demo(settings: Settings, *, rate: float, dataset: str, duration: float |
         print(f"starting a worker (model {settings.model}, log {log}) ...", flush=True)
         _wait_ready(settings.web_port, worker, log)
         web = f"http://{settings.web_host}:{settings.web_port}"
+        resumed = _resumed(_get_models(settings.web_port))
+        if resumed:
+            print(f"resuming the previous run: its models had seen {resumed:,} events and "
+                  "go on learning (make run FRESH=1, or riverbed demo --fresh, starts "
+                  "clean)", flush=True)  # fmt: skip
         print(
             f"\nriverbed demo: {dataset} stream"
             + (f" (Agrawal function 0 → 4 at event {DRIFT_AT:,})" if dataset == "drift" else "")
