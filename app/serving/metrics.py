@@ -8,10 +8,10 @@ Three kinds, chosen for cost:
   buckets per value, ~2 µs a record (a tenth of a prediction) and it has no bulk form.
 * The per-batch processing time is a prometheus_client ``Histogram``.
 * Everything the learners already count (events, labels by outcome, learned, pending,
-  metric value, drifts, snapshot age, lag) is read at scrape time by a custom
+  metric value, champion, drifts, snapshot age, lag) is read at scrape time by a custom
   collector, so counting costs nothing per record and the numbers cannot disagree with
   ``/models``. Labels are bounded: ``partition``, ``outcome``, ``stage``, ``metric``,
-  ``detector``; never a key or an id.
+  ``detector``, ``model`` (the configured candidates); never a key or an id.
 """
 
 from __future__ import annotations
@@ -209,6 +209,12 @@ class _LearnerCollector(Collector):
             "(window=rolling).",
             labels=["partition", "metric", "window", "model"],
         )
+        champion = GaugeMetricFamily(
+            "riverbed_champion",
+            "1 for the partition's champion: the candidate whose predictions are "
+            "published (/models champion); challengers have no series.",
+            labels=["partition", "model"],
+        )
         lag = GaugeMetricFamily(
             "riverbed_consumer_lag",
             "Events in the partition not yet predicted.",
@@ -222,6 +228,8 @@ class _LearnerCollector(Collector):
             for outcome, n in d["labels"].items():
                 labels.add_metric([p, outcome], n)
             drifts.add_metric([p, detector], d["drifts"])
+            if d.get("champion"):
+                champion.add_metric([p, d["champion"]], 1.0)
             # One series per candidate (RIVERBED_MODEL: a bounded, configured list).
             for model, q in d.get("candidates", {}).items():
                 if q["metric"]["value"] is not None:
@@ -235,7 +243,7 @@ class _LearnerCollector(Collector):
             if behind is not None:
                 lag.add_metric([p], behind)
         yield from (family for _, family in per_partition)
-        yield from (labels, drifts, value, lag)
+        yield from (labels, drifts, value, champion, lag)
         yield from _worker_families(doc)
 
 

@@ -325,6 +325,28 @@ def test_prometheus_scrapes_one_supervisor_per_worker_container(compose: dict) -
     assert sd["port"] == int(worker_env(compose)["RIVERBED_WEB_PORT"])  # the supervisor's
 
 
+def test_prometheus_rule_files_are_mounted_next_to_its_config(compose: dict) -> None:
+    """A rule file is read relative to prometheus.yml: each must be mounted beside it."""
+    config_dir = ROOT / "deploy/prometheus"
+    config = yaml.safe_load((config_dir / "prometheus.yml").read_text())
+    mounts = {}  # target -> source
+    for volume in compose["services"]["prometheus"]["volumes"]:
+        source, target = volume.split(":")[:2]
+        mounts[target] = source
+    (config_file,) = [
+        arg.split("=", 1)[1]
+        for arg in compose["services"]["prometheus"]["command"]
+        if arg.startswith("--config.file=")
+    ]
+    assert mounts[config_file] == "./deploy/prometheus/prometheus.yml"
+    assert config.get("rule_files"), "no alerting rules loaded"
+    for rule_file in config["rule_files"]:
+        assert not Path(rule_file).is_absolute() and "*" not in rule_file, rule_file
+        target = str(Path(config_file).parent / rule_file)
+        assert target in mounts, f"{rule_file} is not mounted at {target}"
+        assert (ROOT / mounts[target]).resolve() == (config_dir / rule_file).resolve()
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool comes with prometheus")
 def test_prometheus_config_is_valid() -> None:
     res = subprocess.run(
