@@ -125,6 +125,28 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
                 **ops.describe(),
                 "ready": status.ready, "drift_detector": settings.drift_detector}  # fmt: skip
 
+    publisher = _observed(app, names, learners, metrics, producers, checkpointer, document)
+    _timers(app, settings, publisher, checkpointer, broker_watch)
+    agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
+    web.register(app, document, status, metrics)
+    web.register_model_export(app, learners, settings)
+    predict.register(app, predictor)
+    operations.register(app, ops)
+    return app
+
+
+def _observed(
+    app: faust.App,
+    names: TopicNames,
+    learners: Learners,
+    metrics: RiverbedMetrics,
+    producers: Producers,
+    checkpointer: Checkpointer,
+    document: Any,
+) -> MetricsPublisher:
+    """Prometheus' scrape-time metrics (read from ``document()``, the /models body, and
+    the consumer's high watermarks for the lag) and the metrics topic's publisher."""
+
     def highwater(partition: int) -> int | None:
         return app.consumer.highwater(TP(names.events, partition))
 
@@ -133,15 +155,8 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
     async def send_metrics(topic: str, k: bytes, v: bytes, p: int) -> Any:
         return await producers.background_producer().send(topic, v, key=k, partition=p)
 
-    publisher = MetricsPublisher(learners, metrics, topic=names.metrics, send=send_metrics,
-                                 track=checkpointer.track)  # fmt: skip
-    _timers(app, settings, publisher, checkpointer, broker_watch)
-    agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
-    web.register(app, document, status, metrics)
-    web.register_model_export(app, learners, settings)
-    predict.register(app, predictor)
-    operations.register(app, ops)
-    return app
+    return MetricsPublisher(learners, metrics, topic=names.metrics, send=send_metrics,
+                            track=checkpointer.track)  # fmt: skip
 
 
 def _on_assignments(

@@ -138,3 +138,17 @@ def test_the_catalog_imports_nothing_of_the_app() -> None:
             if module.split(".")[0] == "riverbed" and not own:
                 wrong.append(f"{path.relative_to(ROOT)}:{n}: imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_no_function_in_app_is_over_80_lines() -> None:
+    # Issue 28: a function a reader cannot hold in view is split, create_app is wiring.
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if lines > 80:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
