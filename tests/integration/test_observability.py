@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -14,18 +16,85 @@ from typing import Any
 import orjson
 import pytest
 
+from tests import grafana
 from tests.helpers import wait_for
 from tests.integration.helpers import (
     RECV_TIMEOUT_S,
     Names,
     consume,
     free_port,
+    produce,
     riverbed,
     riverbed_env,
 )
 
 PROMETHEUS_TIMEOUT_S = 90.0
 CHROMIUM_TIMEOUT_S = 90.0
+# Dashboard series the test's worker (one process) cannot have, and why.
+NOT_FROM_ONE_PROCESS = {
+    "riverbed_worker_up": "the supervisor's (riverbed worker --processes N, N > 1)",
+    "riverbed_worker_restarts_total": "the supervisor's (riverbed worker --processes N, N > 1)",
+}
+
+
+def _api(port: int, path: str, **params: str) -> list[Any]:
+    """A Prometheus API answer's data; a query Prometheus rejects fails the test."""
+    url = f"http://127.0.0.1:{port}/api/v1/{path}?" + urllib.parse.urlencode(params)
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        pytest.fail(f"Prometheus refused {params}: {exc.read().decode(errors='replace')}")
+    data = body["data"]
+    return list(data["result"] if path == "query" else data)
+
+
+def _dashboard_values(port: int, dash: dict[str, Any]) -> dict[str, list[str]]:
+    """Each template variable's values, resolved in order as Grafana does (label_values)."""
+    values: dict[str, list[str]] = {}
+    current: dict[str, str] = {}  # what a dashboard opened as saved uses: first, or All
+    for var in grafana.variables(dash):
+        m = grafana.LABEL_VALUES.fullmatch(grafana.variable_query(var))
+        assert m, var["name"]
+        match = grafana.substitute(m["match"], current)
+        found = _api(port, f"label/{m['label']}/values", **{"match[]": match})
+        assert found, f"${var['name']}: no value for {match}"
+        values[var["name"]] = found
+        current[var["name"]] = var["allValue"] if var.get("includeAll") else found[0]
+    return values
+
+
+def _check_dashboard(port: int) -> None:
+    """Every panel's every query returns a series: with the variables as saved (All),
+    with each variable's first value, and for the repeated row with each of its values."""
+    dash = grafana.load()
+    values = _dashboard_values(port, dash)
+    saved = {
+        v["name"]: v["allValue"] if v.get("includeAll") else values[v["name"]][0]
+        for v in grafana.variables(dash)
+    }
+    first = {name: found[0] for name, found in values.items()}
+    skipped = set()
+    for t in grafana.targets(dash):
+        if any(re.search(rf"\b{name}\b", t.expr) for name in NOT_FROM_ONE_PROCESS):
+            skipped.add(t.expr)
+            continue
+        if t.repeat:
+            cases = [{**base, t.repeat: v} for base in (saved, first) for v in values[t.repeat]]
+        else:
+            # a champion is one model: a model picked at random may have no series
+            cases = [saved, {**first, "model": saved["model"]}]
+        for case in cases:
+            expr = grafana.substitute(t.expr, case)
+            wait_for(
+                functools.partial(_api, port, "query", query=expr),
+                timeout=PROMETHEUS_TIMEOUT_S,
+                what=f"a series for the panel {t.panel!r}: {expr}",
+            )
+    assert len(skipped) == len(NOT_FROM_ONE_PROCESS), skipped
+    # The exceptions are true: this worker has none of these series.
+    absent = "|".join(NOT_FROM_ONE_PROCESS)
+    assert _api(port, "query", query=f'{{__name__=~"{absent}"}}') == []
 
 
 def _query(port: int, expr: str) -> list[dict[str, Any]]:
@@ -42,7 +111,8 @@ def _query(port: int, expr: str) -> list[dict[str, Any]]:
 def test_a_real_prometheus_scrapes_the_worker(
     kafka: str, names: Names, start_worker: Any, output_dir: Path
 ) -> None:
-    worker = start_worker(partitions=2)
+    # Two candidates: a champion and a challenger, for the dashboard's model panels.
+    worker = start_worker(partitions=2, model="logreg,hoeffding")
     assert (
         riverbed(
             "produce", "--dataset", "phishing", env=riverbed_env(kafka, names, partitions=2)
@@ -53,6 +123,11 @@ def test_a_real_prometheus_scrapes_the_worker(
         lambda: sum(p["events"] for p in worker.models()["partitions"].values()) == 1250,
         timeout=RECV_TIMEOUT_S,
         what="1250 events predicted",
+    )
+    # A label that is not a JSON object: a dead letter, for the dashboard's panel.
+    produce(kafka, names.topic("labels"), [(b"not-an-object", b"[]", 0)])
+    wait_for(
+        lambda: worker.models().get("dead_letters"), timeout=RECV_TIMEOUT_S, what="a dead letter"
     )
 
     text = worker.get("/metrics")[1]
@@ -86,14 +161,21 @@ def test_a_real_prometheus_scrapes_the_worker(
             what="Prometheus to scrape the worker",
         )
         assert float(total[0]["value"][1]) == 1250
+        # The champion's cumulative metric, as /models has it.
+        champion = (
+            'riverbed_model_metric{metric="Accuracy",window="all"}'
+            " * on (instance, partition, model) riverbed_champion"
+        )
         per_partition = wait_for(
-            lambda: _query(prom_port, 'riverbed_model_metric{metric="Accuracy"}'),
+            lambda: _query(prom_port, champion),
             timeout=PROMETHEUS_TIMEOUT_S,
             what="the per-partition metric in Prometheus",
         )
         doc = worker.models()["partitions"]
         got = {r["metric"]["partition"]: float(r["value"][1]) for r in per_partition}
         assert got == {p: d["metric"]["value"] for p, d in doc.items()}
+        assert len(per_partition) == 2, per_partition
+        _check_dashboard(prom_port)
     finally:
         prom.terminate()
         prom.wait(30)

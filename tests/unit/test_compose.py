@@ -22,7 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import grafana
 from tests.helpers import ROOT
+
+README = ROOT / "README.md"
 
 # The variables the compose file must be given: none has a default in the file.
 SECRETS = {
@@ -360,24 +363,142 @@ def test_prometheus_config_is_valid() -> None:
     assert re.search(r"port:\s*6066", text)
 
 
-def test_grafana_dashboard_queries_metrics_the_worker_exports(compose: dict) -> None:
-    import json
-
+def _exported_series() -> set[str]:
+    """The series names the worker and its supervisor export, from the code."""
     from prometheus_client import CollectorRegistry
 
     import riverbed.supervisor.gateway
     from riverbed.serving.metrics import RiverbedMetrics
 
-    assert "127.0.0.1:3000:3000" in compose["services"]["grafana"]["ports"]
-    dash = json.loads((ROOT / "deploy/grafana/dashboards/riverbed.json").read_text())
-    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
-    used = set(re.findall(r"riverbed_[a-z_]+", " ".join(exprs)))
-    readme = (ROOT / "README.md").read_text()
     metrics = RiverbedMetrics.create(CollectorRegistry())
-    exported = {m.name for m in metrics.registry.collect()}
-    # The supervisor's own metrics (riverbed_worker_restarts_total, ...).
+    # Every scrape-time family is yielded even with no partition assigned.
+    metrics.register_collector(lambda: {"partitions": {}}, lambda _p: None)
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
+    names = {
+        f.name + suffix for f in metrics.registry.collect() for suffix in suffixes.get(f.type, [""])
+    }
     gateway = Path(riverbed.supervisor.gateway.__file__).read_text()
-    exported |= set(re.findall(r"Metric\(\"(riverbed_[a-z_]+)\"", gateway))
-    for name in used:
-        base = re.sub(r"_(total|bucket|count|sum)$", "", name)
-        assert base in exported or f"`{name}`" in readme or f"`{base}_total`" in readme, name
+    return names | set(re.findall(r'add_sample\("(riverbed_\w+)"', gateway))
+
+
+def _readme_labels() -> dict[str, set[str]]:
+    """README's metrics table: series name -> its labels (parenthesised notes dropped)."""
+    table: dict[str, set[str]] = {}
+    histogram = ("_bucket", "_count", "_sum")
+    for row in re.findall(r"^\| (`riverbed_.*?) \| ([^|]+) \|(.*)\|$", README.read_text(), re.M):
+        cell = row[2]
+        while re.search(r"\([^()]*\)", cell):  # innermost first: "(..., RecallAtFPR(0.01))"
+            cell = re.sub(r"\([^()]*\)", "", cell)
+        cell = cell.split(":")[0]
+        labels = {x.strip() for x in cell.split(",") if x.strip()}
+        for name in re.findall(r"`(riverbed_\w+)`", row[0]):
+            table[name] = labels
+            if "histogram" in row[1]:
+                table |= {name + suffix: labels for suffix in histogram}
+    return table
+
+
+_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+                 "unless", "bool", "offset"}  # fmt: skip
+_SELECTOR = re.compile(r"\b([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
+
+
+def _metric_names(expr: str) -> list[str]:
+    """The series names a PromQL expression reads (not functions, labels or keywords)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    words = re.findall(r"\b([A-Za-z_:][\w:]*)\b(?!\s*\()", e)
+    return [w for w in words if w not in _PROMQL_WORDS]
+
+
+def test_metric_names_of_a_promql_expression() -> None:
+    expr = (
+        'histogram_quantile(0.5, sum by (le) (rate(riverbed_x_bucket{job=~"$app"}[1m]))) '
+        '/ on (partition) group_left riverbed_y{partition=~"a b"} or up'
+    )
+    assert _metric_names(expr) == ["riverbed_x_bucket", "riverbed_y", "up"]
+
+
+def test_grafana_dashboard_queries_metrics_the_worker_exports(compose: dict) -> None:
+    assert "127.0.0.1:3000:3000" in compose["services"]["grafana"]["ports"]
+    exported = _exported_series()
+    assert {"riverbed_champion", "riverbed_worker_up", "riverbed_promotions_total"} <= exported
+    readme = _readme_labels()
+    dash = grafana.load()
+    queries = [t.expr for t in grafana.targets(dash)]
+    for v in grafana.variables(dash):
+        m = grafana.LABEL_VALUES.fullmatch(grafana.variable_query(v))
+        assert m, v["name"]
+        queries.append(m["match"])
+    for expr in queries:
+        names = _metric_names(expr)
+        assert names, expr
+        for name in names:
+            # up: Prometheus' own series of each scrape target
+            assert name == "up" or name in exported, (name, expr)
+            assert name == "up" or name in readme, f"{name} is not in README's metrics table"
+
+
+def test_grafana_dashboard_panels_have_a_datasource_and_targets() -> None:
+    provisioned = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    uids = {d["uid"] for d in provisioned["datasources"] if d["type"] == "prometheus"}
+    dash = grafana.load()
+    panels = [p for row in dash["panels"] for p in [row, *row.get("panels", [])]]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    graphs = [p for p in panels if p["type"] != "row"]
+    assert len(graphs) >= 10
+    for p in graphs:
+        assert p["datasource"]["type"] == "prometheus" and p["datasource"]["uid"] in uids, p
+        assert p["targets"], p["title"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs)), p["title"]
+        for t in p["targets"]:
+            assert t["expr"].strip() and t.get("legendFormat"), (p["title"], t)
+            assert t.get("datasource", p["datasource"]) == p["datasource"]
+            if "riverbed_model_metric" in t["expr"]:
+                # one legend name per series: 2 partitions x 2 windows x 2 candidates
+                assert {"{{model}}", "{{metric}}", "{{partition}}"} <= set(
+                    re.findall(r"\{\{\w+\}\}", t["legendFormat"])
+                ) or ("$model" in p["title"] and "window=" in t["expr"]), t
+                # Accuracy and MAE alike: no percent
+                assert p["fieldConfig"]["defaults"]["unit"] in {"none", "short"}, p["title"]
+    exprs = " ".join(t.expr for t in grafana.targets(dash))
+    for name in ["riverbed_promotions_total", "riverbed_champion", "riverbed_ready", "up{",
+                 "riverbed_worker_up", "riverbed_learning_gaps_total",
+                 "riverbed_snapshot_age_seconds"]:  # fmt: skip
+        assert name in exprs, name
+    rows = [p for p in dash["panels"] if p["type"] == "row" and p.get("repeat") == "model"]
+    assert len(rows) == 1, "a row per candidate"
+    in_row = [t for t in grafana.targets(dash) if t.repeat == "model"]
+    assert in_row and all("riverbed_model_metric" in t.expr for t in in_row)
+
+
+def test_grafana_dashboard_variables_are_defined_and_used() -> None:
+    dash = grafana.load()
+    defined = {v["name"]: v for v in grafana.variables(dash)}
+    assert set(defined) == {"app", "instance", "partition", "model"}
+    readme = _readme_labels()
+    texts = [t.expr for t in grafana.targets(dash)]
+    texts += [grafana.variable_query(v) for v in defined.values()]
+    used = {a or b for text in texts for a, b in grafana.VARIABLE.findall(text)}
+    used |= {p.get("repeat") for p in dash["panels"]} - {None}
+    assert used == set(defined), used
+    for name, v in defined.items():
+        assert v["type"] == "query" and v["datasource"]["type"] == "prometheus", name
+        assert grafana.LABEL_VALUES.fullmatch(grafana.variable_query(v)), name
+        if v.get("includeAll"):
+            assert v["allValue"] == ".*", name  # every matcher is a regex (=~)
+    assert defined["model"]["multi"], "the row is repeated by model"
+    for t in grafana.targets(dash):
+        selectors = _SELECTOR.findall(t.expr)
+        assert len(selectors) == len(_metric_names(t.expr)), f"a bare series name: {t.expr}"
+        for name, matchers in selectors:
+            wanted = {"job": "app", "instance": "instance"}
+            labels = readme.get(name, set())
+            wanted |= {label: label for label in ("partition", "model") if label in labels}
+            for label, var in wanted.items():
+                assert f'{label}=~"${var}"' in matchers, (t.panel, t.expr, label)
