@@ -45,7 +45,7 @@ from riverbed.lifetime import supervisor_gone
 from riverbed.pipeline import agents, operations
 from riverbed.pipeline.processor import Processor
 from riverbed.pipeline.quarantine import Quarantine
-from riverbed.serving import predict, web
+from riverbed.serving import history, predict, web
 from riverbed.serving.metrics import RiverbedMetrics
 from riverbed.serving.publisher import MetricsPublisher
 
@@ -125,10 +125,12 @@ def create_app(settings: Settings, layout: Layout | None = None) -> faust.App:
                 **ops.describe(),
                 "ready": status.ready, "drift_detector": settings.drift_detector}  # fmt: skip
 
-    publisher = _observed(app, names, learners, metrics, producers, checkpointer, document)
+    publisher, sample = _observed(app, names, learners, metrics, producers, checkpointer,
+                                  document)  # fmt: skip
     _timers(app, settings, publisher, checkpointer, broker_watch)
+    app.timer(history.INTERVAL_S)(sample.sample)  # /history: the live page's past
     agents.register(app, fetches, intake, processor, checkpointer, producers.predictions)
-    web.register(app, document, status, metrics)
+    web.register(app, document, status, metrics, sample.history)
     web.register_model_export(app, learners, settings)
     predict.register(app, predictor)
     operations.register(app, ops)
@@ -143,20 +145,23 @@ def _observed(
     producers: Producers,
     checkpointer: Checkpointer,
     document: Any,
-) -> MetricsPublisher:
+) -> tuple[MetricsPublisher, history.Sampler]:
     """Prometheus' scrape-time metrics (read from ``document()``, the /models body, and
-    the consumer's high watermarks for the lag) and the metrics topic's publisher."""
+    the consumer's high watermarks for the lag), the metrics topic's publisher and the
+    sampler of ``/history``."""
 
     def highwater(partition: int) -> int | None:
         return app.consumer.highwater(TP(names.events, partition))
 
-    metrics.register_collector(document, web.lag(learners, highwater))
+    behind = web.lag(learners, highwater)
+    metrics.register_collector(document, behind)
 
     async def send_metrics(topic: str, k: bytes, v: bytes, p: int) -> Any:
         return await producers.background_producer().send(topic, v, key=k, partition=p)
 
-    return MetricsPublisher(learners, metrics, topic=names.metrics, send=send_metrics,
-                            track=checkpointer.track)  # fmt: skip
+    publisher = MetricsPublisher(learners, metrics, topic=names.metrics, send=send_metrics,
+                                 track=checkpointer.track)  # fmt: skip
+    return publisher, history.Sampler(history.History(), learners, behind)
 
 
 def _on_assignments(

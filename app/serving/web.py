@@ -1,5 +1,5 @@
 """HTTP views on Faust's web server: /health, /ready, /models, /models/<p>/model,
-/metrics and the live page."""
+/metrics, /history and the live page."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from riverbed.kafka.transport import BrokerWatch
 from riverbed.learning.state import Learners
 from riverbed.serving.auth import authorized
 from riverbed.serving.export import dumps, load_snapshot
+from riverbed.serving.history import History
 from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["WorkerStatus", "lag", "register", "register_model_export"]
@@ -76,8 +77,9 @@ def lag(learners: Learners, highwater: Callable[[int], int | None]) -> Callable[
 
 
 def register(app: faust.App, document: Callable[[], dict[str, Any]], status: WorkerStatus,
-             metrics: RiverbedMetrics) -> None:  # fmt: skip
-    """Attach the views to ``app``; ``document()`` is the ``/models`` body."""
+             metrics: RiverbedMetrics, history: History | None = None) -> None:  # fmt: skip
+    """Attach the views to ``app``; ``document()`` is the ``/models`` body, ``history``
+    the ``/history`` one (the live page's past)."""
     page = PAGE.read_bytes()
 
     @app.page("/health")
@@ -108,6 +110,11 @@ def register(app: faust.App, document: Callable[[], dict[str, Any]], status: Wor
         # aiohttp refuses a charset inside content_type; the header carries it whole.
         body = generate_latest(metrics.registry)
         return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/history")
+    async def history_view(web: View, request: Request) -> Response:
+        body = history.document() if history is not None else {"partitions": {}}
+        return web.json(body)
 
     @app.page("/")
     async def live(web: View, request: Request) -> Response:

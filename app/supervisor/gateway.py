@@ -15,7 +15,9 @@ On ``RIVERBED_WEB_PORT`` (each child serves ``RIVERBED_WEB_PORT + 1 + slot``):
 * ``POST /predict``: handed to a live child, which answers or forwards to the
   partition's owner (``riverbed.serving.predict``);
 * ``GET /models/<p>/model``: handed to the child that owns partition p;
-* ``/``: the live page, drawn from the merged ``/models``.
+* ``/history``: the children's ``/history`` merged (each partition's series comes
+  from the child that owns it);
+* ``/``: the live page, drawn from the merged ``/history`` and ``/models``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from riverbed.supervisor.process import Child, Supervisor
 
-__all__ = ["Gateway", "merge_documents", "relabel"]
+__all__ = ["Gateway", "merge_documents", "merge_histories", "relabel"]
 
 logger = logging.getLogger("riverbed.supervisor")
 
@@ -98,6 +100,32 @@ def merge_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def merge_histories(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Children's ``/history`` as one: each partition lives in one child; during a
+    rebalance two may answer for it, and the one with the later last sample wins.
+
+    Examples
+    --------
+    >>> a = {"interval": 1.0, "points": 1800, "partitions": {"0": [[5.0, 1, 0, 0, {}]]}}
+    >>> b = {"interval": 1.0, "points": 1800, "partitions": {"1": [[6.0, 2, 1, 0, {}]],
+    ...                                                      "0": [[9.0, 3, 2, 0, {}]]}}
+    >>> m = merge_histories([a, b])
+    >>> sorted(m["partitions"]), m["partitions"]["0"][-1][0]
+    (['0', '1'], 9.0)
+
+    """
+    out: dict[str, Any] = {"interval": 1.0, "points": 1800, "partitions": {}}
+    parts: dict[str, list[Any]] = out["partitions"]
+    for doc in docs:
+        out["interval"], out["points"] = doc.get("interval", 1.0), doc.get("points", 1800)
+        for p, samples in doc.get("partitions", {}).items():
+            mine = parts.get(p)
+            if not mine or (samples and samples[-1][0] > mine[-1][0]):
+                parts[p] = samples
+    out["partitions"] = dict(sorted(parts.items(), key=lambda kv: int(kv[0])))
+    return out
+
+
 def relabel(texts: dict[int, str]) -> list[Metric]:
     """Children's Prometheus text as metric families, each sample labelled ``slot``."""
     families: dict[str, Metric] = {}
@@ -138,6 +166,7 @@ class Gateway:
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/models", self.models)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/history", self.history)
         app.router.add_get("/", self.page)
         app.router.add_post("/predict", self.predict)
         app.router.add_get("/models/{partition}/model", self.model_export)
@@ -257,6 +286,12 @@ class Gateway:
         registry.register(_Families([*families, restarts, up]))
         return web.Response(body=generate_latest(registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})  # fmt: skip
+
+    async def history(self, request: web.Request) -> web.Response:
+        answers = await self._all("/history")
+        merged = merge_histories(orjson.loads(body) for _c, status, body in answers
+                                 if status == 200)  # fmt: skip
+        return web.Response(body=orjson.dumps(merged), content_type="application/json")
 
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(body=PAGE.read_bytes(), content_type="text/html")
