@@ -214,6 +214,10 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         self.restored_offset: int | None = None  # events offset of the snapshot it came from
         self.rollbacks = 0
         self.snapshot_bytes = 0  # size of the last snapshot's pickle
+        # Records of this partition sent to the dead-letter topic, by stage: in the
+        # snapshot, so the count survives a restart (records replayed after the
+        # snapshot are dead-lettered, and counted, again).
+        self.dead_letters: dict[str, int] = {}
         # Ranges deliberately not learned: a rollback to a version (riverbed rollback).
         self.skipped: list[dict[str, Any]] = []
         # Learns undone by a repair (non-finite state found later than the learn): the
@@ -319,6 +323,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "_error_n": 0,
             "rollbacks": 0,
             "snapshot_bytes": 0,
+            "dead_letters": {},
             "culprits": [],
             "pending_bytes": 0,
             "features": set(),
@@ -725,6 +730,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "features_dropped": self.features_dropped,
             "rollbacks": self.rollbacks,
             "snapshot_bytes": self.snapshot_bytes,
+            "dead_letters": dict(self.dead_letters),
             "drift_detector": self.drift_detector,
             "metric": {"name": quality.metric_label(self.metric), "value": value},
             "rolling": rolling,

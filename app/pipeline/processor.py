@@ -427,7 +427,10 @@ class Processor:
         reason: str,
         error: BaseException | None,
     ) -> Outgoing:
-        self.dead_letters[stage] = self.dead_letters.get(stage, 0) + 1
+        self.dead_letters[stage] = self.dead_letters.get(stage, 0) + 1  # this process's
+        if self.learners.has(partition):  # the partition's, kept in its snapshots
+            mine = self.learners.get(partition).dead_letters
+            mine[stage] = mine.get(stage, 0) + 1
         p = DLQ_HEADER_PREFIX
         ours: list[tuple[str, bytes]] = [
             (p + "source.topic", topic.encode()),
