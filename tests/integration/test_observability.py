@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -262,6 +263,16 @@ def test_the_live_page_plots_data_in_headless_chromium(
         what="a drift detection in /models recent_events",
     )
     url = f"http://127.0.0.1:{worker.port}/"
+
+    def history_span() -> float:
+        with urllib.request.urlopen(url + "history", timeout=5) as r:
+            parts = orjson.loads(r.read())["partitions"]
+        spans = [s[-1][0] - s[0][0] for s in parts.values() if s]
+        return min(spans) if len(spans) == 2 else 0.0
+
+    # The page is opened after the worker has run a while: it draws /history's past.
+    wait_for(lambda: history_span() >= 6, timeout=RECV_TIMEOUT_S, what="6 s of /history")
+    opened = time.time()
     flags = [
         "--headless",
         "--no-sandbox",
@@ -310,5 +321,16 @@ def test_the_live_page_plots_data_in_headless_chromium(
     events = [int(n) for n in re.findall(r"<tr><td>\d+</td><td>(\d+)</td>", body.group(1))]
     assert len(events) == 2 and all(n > 1000 for n in events), body.group(1)
     assert shot.exists() and shot.stat().st_size > 10_000
+    # History from before the page was opened, and one x range for every panel.
+    loaded = re.search(r'<body[^>]*data-history="(\d+)"', dom)
+    assert loaded and int(loaded.group(1)) >= 10, dom[:500]
+    tags = {m.group(1): dict(re.findall(r'data-([\w-]+)="([^"]*)"', m.group(0)))
+            for m in re.finditer(r'<canvas id="([\w-]+)"[^>]*>', dom)}  # fmt: skip
+    panels = [tags["metric-0"], tags["metric-1"]]
+    assert panels[0]["t0"] == panels[1]["t0"] and panels[0]["t1"] == panels[1]["t1"], panels
+    assert float(panels[0]["t0"]) <= opened - 5, (panels, opened)
+    for name, a in tags.items():  # y ticks: no label twice
+        ticks = a["yticks"].split("|") if a.get("yticks") else []
+        assert len(ticks) == len(set(ticks)), (name, ticks)
     producer.terminate()
     producer.wait(30)
