@@ -171,3 +171,20 @@ def test_near_a_crash_records_go_one_at_a_time_and_the_culprit_is_quarantined(
     assert [orjson.loads(v)["proba"] for _, v, _ in out] == [
         orjson.loads(v)["proba"] for _, v, _ in expected
     ]
+
+
+def test_a_partitions_dead_letters_travel_in_its_learner_and_survive_a_pickle() -> None:
+    import pickle
+
+    proc = _processor()
+    bad = [Record(i, 1_000, b"x", b"{not json", []) for i in range(2, 5)]
+    proc.handle_many(NAMES.events, 1, [*_records(2), *bad])
+    learner = proc.learners.get(1)
+    assert learner.describe()["dead_letters"] == {"deserialize": 3}
+    restored = pickle.loads(pickle.dumps(learner))  # what a snapshot carries
+    assert restored.describe()["dead_letters"] == {"deserialize": 3}
+    old = learner.__dict__.copy()
+    del old["dead_letters"]  # a snapshot written before the count existed
+    blank = object.__new__(type(learner))
+    blank.__setstate__(old)
+    assert blank.dead_letters == {}
