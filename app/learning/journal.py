@@ -82,6 +82,7 @@ class UndoJournal:
     snapshot_ms: int | None
     restored_offset: int | None
     snapshot_bytes: int
+    dead_letters: dict[str, int]
 
     if TYPE_CHECKING:  # the learner's own
 
@@ -162,6 +163,8 @@ class UndoJournal:
             "snapshot_offset": self.snapshot_offset,
             "snapshot_ms": self.snapshot_ms,
             "restored_offset": self.restored_offset,
+            # Counted by the processor, never by a replay: the live count is the true one.
+            "dead_letters": self.dead_letters,
         }
         restored.drift_events = []  # the replay's: published already
         self.__dict__.clear()

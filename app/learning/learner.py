@@ -676,6 +676,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         old.snapshot_offset, old.snapshot_ms = self.snapshot_offset, self.snapshot_ms
         old.restored_offset = self.restored_offset
         old.skipped = [*self.skipped, *([{"version": version, **skipped}] if skipped else [])]
+        old.dead_letters = self.dead_letters  # those were sent: a rollback does not unsend them
         old.operations = max(old.operations, self.operations)
         old.drift_events = self.drift_events
         old.configure(self.settings)

@@ -188,3 +188,16 @@ def test_a_partitions_dead_letters_travel_in_its_learner_and_survive_a_pickle() 
     blank = object.__new__(type(learner))
     blank.__setstate__(old)
     assert blank.dead_letters == {}
+
+
+def test_an_undone_learn_keeps_the_partitions_dead_letter_count() -> None:
+    # An undo rebuilds the learner from its last checkpoint and replays the journal;
+    # the replay counts no dead letters, so the live count must be kept, not the base's.
+    proc = _processor()
+    good = _records(5)
+    bad = [Record(5 + i, 1_000, b"x", b"{not json", []) for i in range(3)]
+    proc.handle_many(NAMES.events, 0, [*good, *bad])
+    learner = proc.learners.get(0)
+    assert learner.dead_letters == {"deserialize": 3}
+    learner._undo_last()  # what a learn that raises does
+    assert proc.learners.get(0).dead_letters == {"deserialize": 3}
