@@ -63,3 +63,30 @@ def test_demo_shows_each_candidate_detected_drifts_and_promotions(kafka: str, na
     assert summary, out
     assert int(summary.group(1)) == len(drifts) and int(summary.group(2)) == len(promotions)
     assert "stopped the worker" in out
+
+
+def test_closing_the_terminal_stops_the_demo_as_ctrl_c_does(kafka: str, names: Names) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, wait_for
+
+    env = riverbed_env(kafka, names, web_port=free_port())
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "riverbed", "demo", "--use-running-broker", "--rate", "200"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    seen: list[str] = []
+
+    def started() -> bool:
+        line = demo.stdout.readline()  # type: ignore[union-attr]
+        seen.append(line)
+        return "Ctrl-C stops the demo" in line or demo.poll() is not None
+
+    wait_for(started, timeout=120, what="the demo running")
+    demo.send_signal(signal.SIGHUP)
+    out, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 130, "".join(seen) + out
+    assert "stopped the worker" in out
