@@ -280,6 +280,7 @@ def test_a_static_member_restarted_at_another_url_takes_its_partitions_back(
     worker = start_worker(**SETTINGS)
     send(kafka, names, 0, 199)
     handled(worker, 199)
+    assert "created topics" in worker.log.read_text(), "start-up says what it created"
     worker.stop(signal.SIGKILL)
     moved = start_worker(**SETTINGS)  # another port, the same group.instance.id
     assert moved.port != worker.port
