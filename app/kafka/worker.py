@@ -208,18 +208,19 @@ class SnapshotSink:
     async def send(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]],
                    partition: int) -> Any:  # fmt: skip
         """A snapshot's record; returns once Kafka has it."""
-        if self.producers is None:
-            msg = "a snapshot was sent before the worker's producers were built"
-            raise RuntimeError(msg)
-        return await self.producers.send_and_wait(self.topic, key, value, headers, partition)
+        return await self._send("snapshot", self.topic, key, value, headers, partition)
 
     async def send_version(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]],
                            partition: int) -> Any:  # fmt: skip
         """A version's record (a snapshot's, copied); returns once Kafka has it."""
+        return await self._send("version", self.versions, key, value, headers, partition)
+
+    async def _send(self, what: str, topic: str, key: bytes, value: bytes,
+                    headers: list[tuple[str, bytes]], partition: int) -> Any:  # fmt: skip
         if self.producers is None:
-            msg = "a version was sent before the worker's producers were built"
+            msg = f"a {what} was sent before the worker's producers were built"
             raise RuntimeError(msg)
-        return await self.producers.send_and_wait(self.versions, key, value, headers, partition)
+        return await self.producers.send_and_wait(topic, key, value, headers, partition)
 
     def on_failure(self, reason: BaseException) -> None:
         """The checkpoint failed: the worker stops (a restart redoes what it had not)."""

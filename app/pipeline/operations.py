@@ -85,12 +85,7 @@ class Operations:
                 return await self._import(app, request, partition, body)
             args = self._args(body)
             args.setdefault("by", f"http:{request.remote}")
-            if partition == "all":
-                return await self._all(app, request, op, body)
-            p = self.predictor.partition_of({"partition": partition})
-            if p not in self.learners.assigned:
-                return await self.predictor.forward(app, request, p, body)
-            return 200, orjson.dumps(await self.apply(p, op, args)), {}
+            return await self._route(app, request, partition, op, body, args)
         except HTTPProblem as problem:
             return problem.status, orjson.dumps({"error": problem.reason}), problem.headers
 
@@ -108,22 +103,7 @@ class Operations:
             raise HTTPProblem(400, "name the imported candidate: ?model=NAME")
         args = {"model": name, "champion": request.query.get("champion") in ("1", "true"),
                 "by": request.query.get("by") or f"http:{request.remote}"}  # fmt: skip
-        if partition == "all":
-            answers = []
-            for p in range(self.predictor.partitions):
-                if p in self.learners.assigned:
-                    status, out = 200, orjson.dumps(await self.apply(p, "import", args, body))
-                else:
-                    path = f"/models/{p}/import?{request.query_string}"
-                    status, out, _ = await self.predictor.forward(app, request, p, body,
-                                                                  path=path)  # fmt: skip
-                answers.append({"partition": p, "status": status, **orjson.loads(out)})
-            status = 200 if all(a["status"] == 200 for a in answers) else 207
-            return status, orjson.dumps(answers), {}
-        p = self.predictor.partition_of({"partition": partition})
-        if p not in self.learners.assigned:
-            return await self.predictor.forward(app, request, p, body)
-        return 200, orjson.dumps(await self.apply(p, "import", args, body)), {}
+        return await self._route(app, request, partition, "import", body, args, payload=body)
 
     @staticmethod
     def _args(body: bytes) -> dict[str, Any]:
@@ -137,19 +117,33 @@ class Operations:
             raise HTTPProblem(400, 'the body is a JSON object: {"model": ..., "by": ...}')
         return args
 
-    async def _all(
-        self, app: Any, request: web.Request, op: str, body: bytes
+    async def _route(
+        self,
+        app: Any,
+        request: web.Request,
+        partition: str,
+        op: str,
+        body: bytes,
+        args: dict[str, Any],
+        payload: bytes = b"",
     ) -> tuple[int, bytes, dict[str, str]]:
-        """Every partition of the events topic, each on its owner; the answers in order."""
+        """Apply ``op`` to a partition of this worker's, forward another's (the request
+        as it came) to its owner; ``all``: every partition of the events topic, each on
+        its owner, the answers in order (207 unless all are 200)."""
+        if partition != "all":
+            p = self.predictor.partition_of({"partition": partition})
+            if p not in self.learners.assigned:
+                return await self.predictor.forward(app, request, p, body)
+            return 200, orjson.dumps(await self.apply(p, op, dict(args), payload)), {}
+        query = f"?{request.query_string}" if request.query_string else ""
         answers = []
         for p in range(self.predictor.partitions):
-            path = f"/models/{p}/{op}"
             if p in self.learners.assigned:
-                args = self._args(body)
-                args.setdefault("by", f"http:{request.remote}")
-                status, out = 200, orjson.dumps(await self.apply(p, op, args))
+                status, out = 200, orjson.dumps(await self.apply(p, op, dict(args), payload))
             else:
-                status, out, _ = await self.predictor.forward(app, request, p, body, path=path)
+                status, out, _ = await self.predictor.forward(
+                    app, request, p, body, path=f"/models/{p}/{op}{query}"
+                )
             answers.append({"partition": p, "status": status, **orjson.loads(out)})
         status = 200 if all(a["status"] == 200 for a in answers) else 207
         return status, orjson.dumps(answers), {}

@@ -433,20 +433,29 @@ async def read_versions(settings: Settings, partition: int) -> list[Any]:
         No versions topic, or no such partition.
 
     """
+    topic = versions_topic(settings.topic_prefix, settings.app_id)
+    missing = (
+        f"no versions topic {topic} at RIVERBED_BROKER={settings.bootstrap}: no worker "
+        f"of RIVERBED_APP_ID={settings.app_id} of this version has run there"
+    )
+    return await _read_partition(settings, topic, partition, missing, NoVersion)
+
+
+async def _read_partition(
+    settings: Settings, topic: str, partition: int, missing: str, error: type[RiverbedError]
+) -> list[Any]:
+    """Every record of ``topic[partition]`` up to its end now, after the security
+    preflight; ``error(missing)`` when there is no such topic, ``error`` naming the
+    partitions there are when there is no such partition."""
     from riverbed.kafka.security import client_args, preflight
 
-    topic = versions_topic(settings.topic_prefix, settings.app_id)
-    await preflight(settings)
+    await preflight(settings)  # a refused password or certificate: one clear error
     count = await _partition_count(settings, topic)
     if count is None:
-        msg = (
-            f"no versions topic {topic} at RIVERBED_BROKER={settings.bootstrap}: no worker "
-            f"of RIVERBED_APP_ID={settings.app_id} of this version has run there"
-        )
-        raise NoVersion(msg)
+        raise error(missing)
     if not 0 <= partition < count:
         msg = f"{topic} has partitions 0..{count - 1}, not {partition}"
-        raise NoVersion(msg)
+        raise error(msg)
     got = await read_snapshot_partitions(settings.bootstrap, topic, [partition],
                                          **client_args(settings))  # fmt: skip
     return got[partition]
@@ -482,27 +491,14 @@ async def latest_snapshot(settings: Settings, partition: int) -> Snapshot:
         No snapshots topic, no such partition, or no snapshot that loads.
 
     """
-    from riverbed.kafka.security import client_args, preflight
-
     key = snapshot_key(settings)
     topic = snapshots_topic(settings.topic_prefix, settings.app_id)
-    await preflight(settings)  # a refused password or certificate: one clear error
-    count = await _partition_count(settings, topic)
-    if count is None:
-        msg = (
-            f"no snapshots topic {topic} at RIVERBED_BROKER={settings.bootstrap}: no worker "
-            f"of RIVERBED_APP_ID={settings.app_id} with RIVERBED_TOPIC_PREFIX="
-            f"{settings.topic_prefix} has run there"
-        )
-        raise NoSnapshot(msg)
-    if not 0 <= partition < count:
-        msg = f"{topic} has partitions 0..{count - 1}, not {partition}"
-        raise NoSnapshot(msg)
-    records = (
-        await read_snapshot_partitions(
-            settings.bootstrap, topic, [partition], **client_args(settings)
-        )
-    )[partition]
+    missing = (
+        f"no snapshots topic {topic} at RIVERBED_BROKER={settings.bootstrap}: no worker "
+        f"of RIVERBED_APP_ID={settings.app_id} with RIVERBED_TOPIC_PREFIX="
+        f"{settings.topic_prefix} has run there"
+    )
+    records = await _read_partition(settings, topic, partition, missing, NoSnapshot)
     picked = pick_latest(
         SnapshotCodec(key), partition, [(r.offset, r.key, r.value, r.headers) for r in records]
     )
