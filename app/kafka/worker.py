@@ -141,6 +141,10 @@ def faust_app(settings: Settings, *, dlq_max_bytes: int, replication: int = 1) -
         Worker=Worker,
         TableManager=TableManager,
     )
+    # acks=all, set after the app is made: Faust's PRODUCER_ACKS environment variable
+    # overrides an argument. A snapshot or prediction is acknowledged once
+    # min.insync.replicas have it (the snapshots topic asks 2).
+    app.conf.producer_acks = -1
     return app
 
 

@@ -169,15 +169,20 @@ class Predictor:
         return events, many
 
     def answer(
-        self, partition: int, events: list[Event], model: str | None = None
+        self, partition: int, events: list[Event], model: str | None = None, first: int = 0
     ) -> list[dict[str, Any]]:
         """The live model's predictions for ``events`` (this worker owns ``partition``);
         with ``model``, that candidate's (a challenger: shadow scoring on demand)."""
         learner = self.learners.get(partition)
         name = learner.candidate(model).spec.name
         out = []
-        for event in events:
-            y_pred, proba = learner.predict_one(event.x, model)
+        for i, event in enumerate(events):
+            try:
+                y_pred, proba = learner.predict_one(event.x, model)
+            except Exception as exc:  # the model's own error, on this record: the caller's 400
+                logger.warning("/predict: %s raised on record %d", name, first + i, exc_info=True)
+                raise HTTPProblem(400, f"record {first + i}: {name} cannot predict it: "
+                                       f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
             one: dict[str, Any] = {"y_pred": y_pred}
             if proba is not None:
                 one["proba"] = proba
@@ -217,7 +222,7 @@ class Predictor:
                     if start:
                         await asyncio.sleep(0)  # the stream and heartbeats go on meanwhile
                     answers += self.answer(
-                        partition, events[start : start + ANSWER_SLICE], query.get("model")
+                        partition, events[start : start + ANSWER_SLICE], query.get("model"), start
                     )
                 return 200, encode(answers if many else answers[0]), {}
             return await self.forward(app, request, partition, body)

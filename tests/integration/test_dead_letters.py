@@ -13,6 +13,7 @@ from tests.integration.helpers import (
     RECV_TIMEOUT_S,
     Names,
     consume,
+    post,
     produce,
     riverbed,
     riverbed_env,
@@ -32,10 +33,14 @@ BAD_EVENTS: list[tuple[bytes | None, str, str]] = [
     (b'{"id":"m1"}', "validate", '"x" must be a non-empty object'),
     (b'{"id":"m2","x":{"a":[1,2]}}', "validate", '"x.a" must be'),
     (b'{"id":"m3","x":{"a":1},"y":{"k":1}}', "validate", '"y" must be'),
-    (b'{"id":"big","x":{"a":"' + b"z" * 3000 + b'"}}', "deserialize", "RIVERBED_MAX_RECORD_BYTES"),
+    (b'{"id":"big","x":{"a":"' + b"z" * 9000 + b'"}}', "deserialize", "RIVERBED_MAX_RECORD_BYTES"),
     # Nested past RIVERBED_MAX_DEPTH (32): a dead letter, never a recursion that stops
-    # the worker (tests/unit/test_records.py sends 1,000 levels).
-    (b'{"id":"deep","x":' + b'{"a":' * 40 + b"1" + b"}" * 41, "validate", "nested deeper than 32"),
+    # the worker (1,000 levels: a recursive flattening raised RecursionError).
+    (
+        b'{"id":"deep","x":' + b'{"a":' * 1000 + b"1" + b"}" * 1001,
+        "validate",
+        "nested deeper than 32",
+    ),
 ]
 BAD_LABELS: list[tuple[bytes | None, str, str]] = [
     (b'{"id":"g1"}', "validate", '"y" is missing'),
@@ -50,7 +55,7 @@ def _headers(record: Any) -> dict[str, str]:
 def test_bad_records_are_dead_lettered_and_good_ones_predicted(
     kafka: str, names: Names, start_worker: Any
 ) -> None:
-    worker = start_worker(partitions=1, max_record_bytes=2000)
+    worker = start_worker(partitions=1, max_record_bytes=8000)
     records: list[tuple[bytes | None, bytes | None, int | None]] = []
     for i, good in enumerate(GOOD):
         records.append((f"g{i}".encode(), good, 0))
@@ -119,6 +124,11 @@ def test_a_model_error_dead_letters_that_record_only(
     assert {r.value for r in dlq} == {values[1], values[2]}
     preds = consume(kafka, names.topic("predictions"), 2)
     assert sorted(orjson.loads(p.value)["id"] for p in preds) == ["ok1", "ok2"]
+    # The same model error on /predict is the caller's 400 with the reason, never a 500.
+    status, body, _ = post(worker, "?partition=0", {"x": {"a": 1.0}})
+    assert status == 200 and body["model"], body
+    status, body, _ = post(worker, "?partition=0", [{"x": {"a": 1.0}}, {"x": {"boom_predict": 1}}])
+    assert status == 400 and body["error"].startswith("record 1: ") and "boom at" in body["error"]
     assert worker.alive()
 
 

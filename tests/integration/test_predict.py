@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from typing import Any
 
@@ -20,6 +18,7 @@ from tests.integration.helpers import (
     Worker,
     consume,
     free_port,
+    post,
     riverbed,
     riverbed_env,
     total,
@@ -30,22 +29,6 @@ pytestmark = pytest.mark.integration
 N = 400
 PARTITIONS = 4
 PROBES = [x for x, _ in list(datasets.Phishing())[-20:]]  # features no event had
-
-
-def post(
-    worker: Worker, query: str, body: Any, token: str | None = None, raw: bytes | None = None
-) -> tuple[int, Any, dict[str, str]]:
-    data = raw if raw is not None else orjson.dumps(body)
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    url = f"http://127.0.0.1:{worker.port}/predict{query}"
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return r.status, orjson.loads(r.read()), dict(r.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read()), dict(exc.headers)
 
 
 def learn_phishing(kafka: str, names: Names, worker: Worker, *more: Worker) -> None:

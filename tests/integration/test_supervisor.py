@@ -154,6 +154,10 @@ def test_a_killed_child_is_restarted_and_all_die_with_a_killed_supervisor(
         os.kill(pid, signal.SIGSTOP)
     machine.proc.send_signal(signal.SIGKILL)
     machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S)
+    # The kernel sent each frozen child SIGTERM as its supervisor died (PR_SET_PDEATHSIG):
+    # pending until it runs again. The warm spare, not frozen, is gone with it.
+    assert all(_sigterm_pending(p) for p in children.values()), "children die with it"
+    wait_for(lambda: _gone(spare["pid"]), timeout=RECV_TIMEOUT_S, what="the spare gone")
     successor = Supervised(machine.env, machine.log)
     try:
         successor.wait_ready(WORKER_READY_TIMEOUT_S * 2)
@@ -267,6 +271,13 @@ def _post(port: int, query: str, body: Any) -> tuple[int, Any]:
                                  data=orjson.dumps(body), method="POST")  # fmt: skip
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, orjson.loads(r.read())
+
+
+def _sigterm_pending(pid: int) -> bool:
+    """Whether SIGTERM is pending for process ``pid`` (a stopped one has not run it)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    pending = [int(line.split()[1], 16) for line in status if line[:6] in ("SigPnd", "ShdPnd")]
+    return any(mask & (1 << (signal.SIGTERM - 1)) for mask in pending)
 
 
 def _gone(pid: int) -> bool:

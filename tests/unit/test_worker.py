@@ -56,6 +56,9 @@ def test_snapshots_and_metrics_have_their_own_producer() -> None:
     background = producers[1]
     assert background.transport is app.transport  # same settings, credentials, TLS
     assert background.client_id == f"{app.conf.broker_client_id}-background"
+    # Both acknowledge once min.insync.replicas have a record (Faust's PRODUCER_ACKS
+    # in the environment does not change it).
+    assert app.conf.producer_acks == -1 and background.acks == -1 == app.producer.acks
     # Started before the consumer, so stopped after it: the consumer's last drain
     # writes a checkpoint through it.
     assert services.index(background) < services.index(app.consumer)
