@@ -65,6 +65,7 @@ bench: setup ## riverbed vs River in memory, a raw aiokafka loop and Quix Stream
 	$(BIN)/python -m bench.compare --events 100000
 	$(BIN)/python -m bench.candidates --events 20000
 	$(BIN)/python -m bench.checkpoint_speed --events 40000
+	$(BIN)/python -m bench.profile_split --events 100000
 
 clean: kafka-down ## stop the broker, delete .venv, caches and broker data
 	rm -rf $(VENV) .cache .riverbed *.egg-info .mypy_cache .ruff_cache tests/output

@@ -190,13 +190,14 @@ def total(worker: Worker, field: str, sub: str | None = None) -> int:
 class Worker:
     """A ``riverbed worker`` process of a test."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, args: tuple[str, ...] = ("worker", "-l", "info")
+    ) -> None:
         self.env = env
         self.port = int(env["RIVERBED_WEB_PORT"])
         self.log = log
         self._log_fh = log.open("ab")
-        args = ["worker", "-l", "info"]
-        spare = SPARES.run(args, env, log, log)
+        spare = SPARES.run(list(args), env, log, log)
         self.proc = spare or subprocess.Popen([sys.executable, "-m", "riverbed", *args],
                                               env=env, cwd=ROOT, stdout=self._log_fh,
                                               stderr=subprocess.STDOUT)  # fmt: skip

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from riverbed.devtools.broker import STATE, LocalBroker, free_ports
 from riverbed.devtools.replay import comparable, replay
-from tests.helpers import ROOT, wait_for
+from tests.helpers import wait_for
 from tests.integration.helpers import (
     BROKER_START_TIMEOUT_S,
     RECV_TIMEOUT_S,
@@ -46,15 +44,7 @@ class Supervised(Worker):
     """A ``riverbed worker --processes N`` process (its HTTP entry is the supervisor's)."""
 
     def __init__(self, env: dict[str, str], log: Path, processes: int = PROCESSES) -> None:
-        self.env = env
-        self.port = int(env["RIVERBED_WEB_PORT"])
-        self.log = log
-        self._log_fh = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "riverbed", "worker", "--processes", str(processes),
-             "-l", "info"],
-            env=env, cwd=ROOT, stdout=self._log_fh, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        super().__init__(env, log, ("worker", "--processes", str(processes), "-l", "info"))
 
     def child(self, slot: int) -> Worker:
         """A view of slot ``slot``'s own HTTP server."""
