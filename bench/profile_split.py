@@ -11,7 +11,8 @@ sample's stack is given to one part, from its innermost frame outwards:
 - **model**: River (and numpy under it);
 - **learner**: riverbed's ``learning/`` (test-then-train's bookkeeping: the metrics,
   the rolling window, drift, the guard, the journal, labels, candidates);
-- **decode**: ``records.py`` (JSON to an event, field mapping);
+- **decode**: ``records.py`` (JSON to an event, field mapping); **encode**: its
+  ``encode`` (the output records' JSON);
 - **pipeline**: ``pipeline/`` and ``kafka/intake.py``, ``kafka/join.py`` (a fetch's
   records to the learner and out; the prediction record's encoding is here);
 - **fetch**: aiokafka's consumer (fetch requests, record batches to records);
@@ -50,16 +51,18 @@ from bench.harness import (
     delete_run_topics,
     new_prefix,
     read,
+    ready,
     run_settings,
     span_rate,
     stop_worker,
     worker_env,
 )
 
-RATE_HZ = 250  # py-spy's samples a second
+RATE_HZ = 1000  # py-spy's samples a second
 PARTS = [  # (part, a path fragment of the frame's file); the first that matches wins
     ("model", "/river/"),
     ("model", "/numpy/"),
+    ("model", "/models/"),  # riverbed's catalog: the model's own steps (MixedScaler)
     ("learner", "riverbed/learning/"),
     ("learner", "app/learning/"),
     ("decode", "/records.py"),
@@ -76,6 +79,8 @@ PARTS = [  # (part, a path fragment of the frame's file); the first that matches
     ("Faust", "/faust/"),
     ("Faust", "/mode/"),
 ]
+OTHER = "loop and other"
+BOOTSTRAP = [""]  # the run's broker
 START_UP = ("_find_and_load", "_call_with_frames_removed")
 
 
@@ -84,39 +89,55 @@ def part_of(frames: list[str]) -> str | None:
     if any(f.startswith(START_UP) for f in frames):
         return None
     for frame in reversed(frames):
+        # "func (river/compose/pipeline.py:558)": py-spy names a file from its sys.path
+        # entry, or in full; a leading "/" lets "/river/" match either way.
+        where = "/" + frame.rpartition(" (")[2]
         for part, fragment in PARTS:
-            if fragment in frame:
-                return part
-    return "loop and other"
+            if fragment in where:
+                # records.encode: the output records' JSON, apart from decoding
+                return "encode" if part == "decode" and frame.startswith("encode ") else part
+    return OTHER
 
 
-def split(raw: Path) -> Counter[str]:
-    """Samples per part of a py-spy ``--format raw`` file (``frame;frame;... count``)."""
+def split(raw: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """Samples per part of a py-spy ``--format raw`` file (``frame;frame;... count``),
+    and per part, samples per the innermost frame that belongs to it."""
     parts: Counter[str] = Counter()
+    frames_of: dict[str, Counter[str]] = {}
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        part = part_of(stack.split(";"))
-        if part is not None:
-            parts[part] += int(count)
-    return parts
+        frames = stack.split(";")
+        part = part_of(frames)
+        if part is None:
+            continue
+        parts[part] += int(count)
+        frames_of.setdefault(part, Counter())[frames[-1]] += int(count)
+    return parts, frames_of
 
 
-def profiled(cmd: list[str], env: dict[str, str] | None, bootstrap: str, dst: str, n: int) -> dict:
-    """Run ``cmd`` under py-spy until ``dst`` holds ``n`` records; its split."""
+def profiled(
+    cmd: list[str], env: dict[str, str] | None, dst: str, n: int, port: int | None = None
+) -> dict:
+    """Run ``cmd`` under py-spy until ``dst`` holds ``n`` records; its split. With
+    ``port``, sampling starts once the process answers ``/ready`` there (a worker's
+    start-up reads source and checks names: not per-event work)."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "stacks.txt"
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while port is not None and not ready(port) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polls the worker's /ready
         sampler = subprocess.Popen(
             [spy, "record", "--pid", str(proc.pid), "--rate", str(RATE_HZ), "--gil",
              "--nonblocking", "--format", "raw", "--output", str(raw)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            records = asyncio.run(read(bootstrap, dst, n))
+            records = asyncio.run(read(BOOTSTRAP[0], dst, n))
         finally:
             sampler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
             _, err = sampler.communicate(timeout=60)
@@ -124,7 +145,7 @@ def profiled(cmd: list[str], env: dict[str, str] | None, bootstrap: str, dst: st
                 stop_worker(proc, 120)
         if not raw.exists():
             sys.exit(f"py-spy wrote nothing: {err.decode(errors='replace').strip()}")
-        parts = split(raw)
+        parts, frames_of = split(raw)
     samples = sum(parts.values())
     return {
         "events": len(records),
@@ -133,6 +154,10 @@ def profiled(cmd: list[str], env: dict[str, str] | None, bootstrap: str, dst: st
         "parts": {
             p: {"share": c / samples, "us_per_event": c / RATE_HZ / len(records) * 1e6}
             for p, c in parts.most_common()
+        },
+        "innermost": {
+            p: [[f, c / RATE_HZ / len(records) * 1e6] for f, c in frames.most_common(6)]
+            for p, frames in frames_of.items()
         },
     }
 
@@ -149,7 +174,7 @@ def main() -> None:
 
     settings = broker_settings()
     broker = LocalBroker.start_unless_running(settings)
-    bootstrap = settings.bootstrap
+    bootstrap = BOOTSTRAP[0] = settings.bootstrap
     prefix = new_prefix("split")
     src = prefix + "events"
     out: dict[str, dict] = {}
@@ -160,12 +185,11 @@ def main() -> None:
         raw_cmd = [sys.executable, "-m", "bench.compare", "--child", "aiokafka",
                    "--bootstrap", bootstrap, "--src", src, "--dst", prefix + "raw-out",
                    "--events", str(args.events), "--model", args.model]  # fmt: skip
-        out["raw aiokafka loop"] = profiled(raw_cmd, None, bootstrap, prefix + "raw-out",
-                                           args.events)  # fmt: skip
-        env, _ = worker_env(bootstrap, prefix, f"split-{uuid.uuid4().hex[:8]}", "profile-split",
-                            model=args.model)  # fmt: skip
+        out["raw aiokafka loop"] = profiled(raw_cmd, None, prefix + "raw-out", args.events)
+        env, port = worker_env(bootstrap, prefix, f"split-{uuid.uuid4().hex[:8]}",
+                               "profile-split", model=args.model)  # fmt: skip
         cmd = [sys.executable, "-m", "riverbed", "worker"]
-        out["riverbed"] = profiled(cmd, env, bootstrap, prefix + "predictions", args.events)
+        out["riverbed"] = profiled(cmd, env, prefix + "predictions", args.events, port)
     finally:
         asyncio.run(delete_run_topics(bootstrap))
         if broker is not None:
@@ -192,6 +216,12 @@ def report(out: dict[str, dict], args: argparse.Namespace) -> None:
     print("| **all sampled** | " + " | ".join(f"**{t:.1f}**" for t in totals) + " |")
     print("| events/s (under py-spy) | "
           + " | ".join(f"{out[n]['events_per_s']:,}" for n in names) + " |")  # fmt: skip
+    for n in names:
+        for p in parts:
+            if p in out[n]["innermost"] and p != "model":
+                print(f"{n}, {p}: the innermost frames, µs/event")
+                for frame, us in out[n]["innermost"][p]:
+                    print(f"  {us:5.2f}  {frame}")
     args.out.write_text(json.dumps({"model": args.model, "events": args.events,
                                     "rate_hz": RATE_HZ, "systems": out}, indent=2))  # fmt: skip
 
