@@ -207,6 +207,8 @@ class Candidate(ModelHolder):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"learned_by_model": 0, "decider": None, **state})
+        if "rolling" in state:
+            self.rolling = quality.migrate_rolling(state["rolling"])
 
 
 def metric_differs(holder: ModelHolder, metric: str, window: int) -> bool:

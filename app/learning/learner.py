@@ -345,6 +345,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "imported": set(),
         }
         self.__dict__.update({**defaults, **state})
+        self.rolling = quality.migrate_rolling(self.rolling)
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
             self.labels.setdefault(outcome, 0)
         self._init_journal(None)
