@@ -19,7 +19,8 @@ The same records (Agrawal, inline labels, as ``make bench`` sends them) through:
   checks (finite prediction, magnitude, feature names) and the journal append.
 
 Each run starts from a fresh learner (or model) and handles the same records; the
-runs are interleaved and the best of ``--repeat`` is kept (the machine is shared).
+runs are interleaved and the best of ``--repeat`` is kept, in CPU time (the machine is
+shared).
 Prints µs per event, and writes ``bench/results/learner_cost.json``.
 """
 
@@ -66,10 +67,12 @@ def _learners(model: str) -> Learners:
 
 
 def _timed(fn: Callable[[], Any]) -> float:
+    """CPU seconds of ``fn`` (this process's: the time it waited for a core while other
+    work ran on the machine is not counted, the wall clock's would be)."""
     gc.collect()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def _variants(model: str, values: list[bytes]) -> dict[str, Callable[[], float]]:
