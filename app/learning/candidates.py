@@ -647,8 +647,13 @@ class Challengers(ModelHolder):
         h._error_sum += error
         h._error_n += 1
         detector.update(error)
-        if not detector.drift_detected:
-            return
+        if detector.drift_detected:
+            self._drift_found(h, topic=topic, offset=offset)
+
+    def _drift_found(self, h: ModelHolder, *, topic: str, offset: int) -> None:
+        """A candidate's drift detector fired: counted and recorded (and, with
+        RIVERBED_DRIFT_ACTION=reset, the candidate re-warmed)."""
+        detector = h.detector
         before = h._error_sum / h._error_n
         h._error_sum, h._error_n = 0.0, 0
         h.drifts += 1
