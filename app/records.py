@@ -24,7 +24,7 @@ from riverbed.exceptions import ConfigError, InvalidRecord
 if TYPE_CHECKING:
     from riverbed.config import Settings
 
-__all__ = ["Event", "FieldMapping", "Label", "decode_event", "decode_label", "encode"]
+__all__ = ["HUGE", "Event", "FieldMapping", "Label", "decode_event", "decode_label", "encode"]
 
 MAX_ID_CHARS = 256
 MAX_DEPTH = 32  # RIVERBED_MAX_DEPTH's default: levels of objects a record may nest
@@ -37,6 +37,12 @@ _TS_TYPES = frozenset((int, float))
 _ENCODE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
+# A float feature beyond it makes its learn checked (a walk of the model's state
+# afterwards, riverbed.learning.guard). Squares of it, and tenth powers, are still
+# finite; real features are far below.
+HUGE = 1e30
+
+
 @dataclass(slots=True)
 class Event:
     """``{"id": str, "x": {name: number/str/bool}, "y": label?, "ts": epoch-ms?}``."""
@@ -47,6 +53,9 @@ class Event:
     ts: float | None = None
     # Event fields copied into the prediction (RIVERBED_PREDICTION_FIELDS); None: none.
     fields: dict[str, Any] | None = None
+    # Whether a value of ``x`` is a float beyond HUGE, found while decoding (the guard's
+    # magnitude check, folded into the decoder's pass over the values); None: not known.
+    huge: bool | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -119,9 +128,18 @@ def decode_event(raw: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH) 
         got = "missing" if x is None else type(x).__name__
         msg = f'"x" must be a non-empty object of features, got {got}'
         raise InvalidRecord(msg)
-    # One C-level pass over the types (a fifth of an isinstance loop, which is only
-    # walked to name the offender or to accept a subclass).
-    if not _FEATURE_TYPES.issuperset(map(type, x.values())):
+    # One pass over the values: their types (exact: a subclass, a nested object or a
+    # null takes the slow path below) and the guard's magnitude check of the floats.
+    huge: bool | None = False
+    for v in x.values():
+        t = type(v)
+        if t is float:
+            if not -HUGE < v < HUGE:
+                huge = True
+        elif t is not int and t is not str and t is not bool:
+            huge = None
+            break
+    if huge is None:
         # Nested objects flatten to dotted names and nulls are left out (sparse x).
         flat: dict[str, Value] = {}
         _flatten(x, "", flat, lists="error", skip=frozenset(), shown="x.", level=2,
@@ -136,7 +154,7 @@ def decode_event(raw: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH) 
     ts = obj.get("ts")
     if ts is not None and (type(ts) not in _TS_TYPES or ts < 0):  # a bool is not a time
         ts = _time_ms(ts, "ts")  # an ISO-8601 string, or an error
-    return Event(rid, x, y, ts)
+    return Event(rid, x, y, ts, None, huge)
 
 
 def decode_label(raw: bytes | None, max_bytes: int) -> Label:

@@ -45,7 +45,7 @@ from riverbed.learning.candidates import (
     shown,
     threshold_differs,
 )
-from riverbed.learning.guard import HUGE, finite_prediction, huge, huge_value
+from riverbed.learning.guard import finite_prediction, huge, huge_value
 from riverbed.learning.inline import inline_copy
 from riverbed.learning.journal import (
     LEARN,
@@ -59,7 +59,7 @@ from riverbed.learning.labels import LabelOutcome, Labels, Pending
 from riverbed.learning.promotion import decision_of
 from riverbed.learning.settings import LearnerSettings
 from riverbed.models import ModelSpec
-from riverbed.records import Event, FieldMapping, Value
+from riverbed.records import HUGE, Event, FieldMapping, Value
 
 __all__ = [
     "DETECTORS",
@@ -618,7 +618,10 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         except Exception as exc:
             self._undo_last()
             raise ModelError(LEARN, exc) from exc
-        if (huge(x) or (type(y) is float and not -HUGE < y < HUGE)) and self.poisoned():
+        big = event.huge  # huge(x), found while decoding (None: not decoded here)
+        if big is None or x is not event.x:
+            big = huge(x)
+        if (big or (type(y) is float and not -HUGE < y < HUGE)) and self.poisoned():
             self._undo_last()
             raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
         self.learned += 1

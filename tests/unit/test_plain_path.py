@@ -15,7 +15,7 @@ from riverbed import models
 from riverbed.devtools.produce import dataset_stream
 from riverbed.exceptions import ModelError
 from riverbed.learning.learner import PartitionLearner
-from riverbed.records import Event
+from riverbed.records import Event, decode_event
 
 
 @contextmanager
@@ -39,7 +39,8 @@ def _events(n: int) -> list[tuple[Event, bytes]]:
             x["salary"] = 1e300
         if i % 700 == 10:
             x[f"new{i}"] = 1.0
-        events.append((Event(str(i), x, y), orjson.dumps({"id": str(i), "x": x, "y": y})))
+        raw = orjson.dumps({"id": str(i), "x": x, "y": y})
+        events.append((decode_event(raw, 1 << 20), raw))  # the magnitude check's flag with it
     return events
 
 
