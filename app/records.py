@@ -35,6 +35,8 @@ Value = str | int | float | bool
 _FEATURE_TYPES = frozenset((str, int, float, bool))
 _TS_TYPES = frozenset((int, float))
 _ENCODE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+ENCODE_OPTIONS = _ENCODE_OPTS  # encode()'s: what orjson.dumps is given to encode as it does
+_loads = orjson.loads
 
 
 # A float feature beyond it makes its learn checked (a walk of the model's state
@@ -119,7 +121,20 @@ def decode_event(raw: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH) 
     riverbed.exceptions.InvalidRecord: "x.f" must be a number, string, boolean or object, got list
 
     """
-    obj = _load(raw, max_bytes)
+    return _event(raw, None, max_bytes, max_depth)
+
+
+def _event(
+    raw: bytes | None, _key: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH
+) -> Event:
+    """:func:`decode_event` as the processor calls a decoder (the key is not read): the
+    default mapping's decoder itself, with no call in between."""
+    try:
+        obj = _loads(raw) if raw is not None and len(raw) <= max_bytes else None
+    except orjson.JSONDecodeError:
+        obj = None
+    if type(obj) is not dict:
+        obj = _load(raw, max_bytes)  # raises, naming what is wrong
     rid = obj.get("id")
     if type(rid) is not str or not rid or len(rid) > MAX_ID_CHARS:
         rid = _id(obj)  # raises, naming what is wrong
@@ -457,7 +472,9 @@ class FieldMapping:
         """``decode(value, key, max_bytes) -> Event`` for this mapping."""
         if self.is_default:
             depth = self.max_depth
-            return lambda value, _key, max_bytes: decode_event(value, max_bytes, depth)
+            if depth == MAX_DEPTH:
+                return _event
+            return lambda value, key, max_bytes: _event(value, key, max_bytes, depth)
         return self.event
 
     def label_decoder(self) -> Callable[[bytes | None, bytes | None, int], Label]:
