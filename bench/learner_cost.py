@@ -8,7 +8,8 @@ The same records (Agrawal, inline labels, as ``make bench`` sends them) through:
   pre-decoded ``(x, y)`` (what every system does);
 - ``learner``: :meth:`PartitionLearner.process_event` on pre-decoded events (the
   worker's default settings for the model);
-- ``decode`` / ``orjson``: the processor's event decoder against ``orjson.loads``;
+- ``decode`` / ``orjson.loads``: the processor's event decoder (the default mapping's)
+  against ``orjson.loads``;
 - ``encode`` / ``orjson.dumps``: a prediction record as the processor encodes it
   (partition, offset, ts added) against the raw loop's ``{"id", "y_pred", "proba"}``;
 - ``processor``: :meth:`Processor.handle_many` over fetches of 250 records (decode,
@@ -43,7 +44,7 @@ from riverbed.kafka.topics import TopicNames
 from riverbed.learning.guard import finite_prediction, huge
 from riverbed.learning.state import Learners
 from riverbed.pipeline.processor import Processor, Record
-from riverbed.records import decode_event, encode
+from riverbed.records import FieldMapping, decode_event, encode
 
 EVENTS = {"logreg": 20_000, "hoeffding": 8_000}
 FETCH = 250
@@ -140,8 +141,10 @@ def _codec(values: list[bytes], preds: list[dict[str, Any]]) -> dict[str, Callab
     loads, dumps, opt = orjson.loads, orjson.dumps, orjson.OPT_NON_STR_KEYS
     raw_preds = [{"id": p["id"], "y_pred": p["y_pred"], "proba": p["proba"]} for p in preds]
 
+    decoder = FieldMapping().event_decoder()  # what the processor calls
+
     def decode() -> float:
-        return _timed(lambda: [decode_event(v, MAX_BYTES) for v in values])
+        return _timed(lambda: [decoder(v, None, MAX_BYTES) for v in values])
 
     def orjson_loads() -> float:
         return _timed(lambda: [loads(v) for v in values])
