@@ -7,7 +7,9 @@ The same records (Agrawal, inline labels, as ``make bench`` sends them) through:
 - ``bare``: the model alone, ``predict_proba_one`` + argmax + ``learn_one`` on
   pre-decoded ``(x, y)`` (what every system does);
 - ``learner``: :meth:`PartitionLearner.process_event` on pre-decoded events (the
-  worker's default settings for the model);
+  worker's default settings for the model); ``learner as before``: the same learner
+  with River's ``utils.Rolling`` window and every event on the general path, as before
+  issue 31 (an A/B in one process, where two checkouts' runs differ by more than it);
 - ``decode`` / ``orjson.loads``: the processor's event decoder (the default mapping's)
   against ``orjson.loads``; ``decode+magnitude``: with the guard's magnitude check of
   ``x`` (folded into the decoder since issue 31, ``huge(x)`` in the learner before);
@@ -29,6 +31,7 @@ Prints µs per event, and writes ``bench/results/learner_cost.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import itertools
 import json
@@ -38,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from river import metrics, utils
 
 from riverbed import models
 from riverbed.config import Settings
 from riverbed.kafka.topics import TopicNames
 from riverbed.learning.guard import finite_prediction, huge
+from riverbed.learning.learner import PartitionLearner
 from riverbed.learning.state import Learners
 from riverbed.pipeline.processor import Processor, Record
 from riverbed.records import FieldMapping, decode_event, encode
@@ -98,8 +103,13 @@ def _variants(model: str, values: list[bytes]) -> dict[str, Callable[[], float]]
 
         return _timed(run)
 
-    def learner() -> float:
+    def learner(as_before: bool = False) -> float:
         lrn = _learners(model).get(0)
+        if as_before:
+            # The learner as it was before issue 31, in this process: River's rolling
+            # window, and every event through the general path (its huge(x) too).
+            lrn.rolling = utils.Rolling(metrics.Accuracy, window_size=lrn.metric_window)
+            lrn._plain_event = lrn._any_event  # type: ignore[assignment,method-assign]
         process = lrn.process_event
 
         def run() -> None:
@@ -134,7 +144,10 @@ def _variants(model: str, values: list[bytes]) -> dict[str, Callable[[], float]]
 
         return _timed(run)
 
-    return {"bare": bare, "learner": learner, "processor": processor, "raw": raw}
+    runs = {"bare": bare, "learner": learner, "processor": processor, "raw": raw}
+    if hasattr(PartitionLearner, "_any_event"):  # since issue 31
+        runs["learner as before"] = functools.partial(learner, as_before=True)
+    return runs
 
 
 def _codec(values: list[bytes], preds: list[dict[str, Any]]) -> dict[str, Callable[[], float]]:
@@ -190,11 +203,12 @@ def _parts(
     """The learner's bookkeeping steps alone, on the (label, prediction) pairs of a run."""
     events = [decode_event(v, MAX_BYTES) for v in values]
     lrn = _learners(model).get(0)
-    preds = [
-        lrn.process_event(e, offset=i, ts_ms=0, source=(v, None, ()), size=len(v))
-        for i, (e, v) in enumerate(zip(events, values, strict=True))
-    ]
-    pairs = [(e.y, p["y_pred"]) for e, p in zip(events, preds, strict=True)]
+    preds: list[dict[str, Any]] = []
+    for i, (e, v) in enumerate(zip(events, values, strict=True)):
+        pred = lrn.process_event(e, offset=i, ts_ms=0, source=(v, None, ()), size=len(v))
+        assert pred is not None  # every offset is new
+        preds.append(pred)
+    pairs: list[tuple[Any, Any]] = [(e.y, p["y_pred"]) for e, p in zip(events, preds, strict=True)]
 
     def metric() -> float:
         m = _learners(model).get(0).metric
@@ -247,6 +261,8 @@ def measure(model: str, n: int, repeat: int) -> dict[str, float]:
             best[name] = min(best[name], run())
     us = {name: round(t / n * 1e6, 3) for name, t in best.items()}
     us["learner - bare"] = round(us["learner"] - us["bare"], 3)
+    if "learner as before" in us:
+        us["as before - bare"] = round(us["learner as before"] - us["bare"], 3)
     us["processor - raw"] = round(us["processor"] - us["raw"], 3)
     return us
 
