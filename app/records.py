@@ -35,7 +35,6 @@ Value = str | int | float | bool
 _FEATURE_TYPES = frozenset((str, int, float, bool))
 _TS_TYPES = frozenset((int, float))
 _ENCODE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-ENCODE_OPTIONS = _ENCODE_OPTS  # encode()'s: what orjson.dumps is given to encode as it does
 _loads = orjson.loads
 
 

@@ -34,7 +34,7 @@ from riverbed.learning.learner import (
 from riverbed.learning.state import Learners
 from riverbed.pipeline.quarantine import Quarantine
 from riverbed.protocols import SourceRecord
-from riverbed.records import ENCODE_OPTIONS, encode, name_cache
+from riverbed.records import encode, name_cache
 from riverbed.serving.metrics import RiverbedMetrics
 
 __all__ = ["DLQ_HEADER_PREFIX", "Handled", "Outgoing", "Processor", "Record"]
@@ -242,7 +242,6 @@ class Processor:
         latencies: list[float] = []
         observe = latencies.append
         clock = time.time
-        dumps, options = orjson.dumps, ENCODE_OPTIONS  # records.encode, without its frame
         for r in records:
             offset = r.offset
             if offset <= learner.last_offset and learner.redelivered(offset):
@@ -279,7 +278,7 @@ class Processor:
             since = event.ts if event.ts is not None else r.timestamp
             observe(now - since / 1000)  # clock skew may make it negative: clipped below
             try:
-                append((r.key, dumps(pred, option=options), ts))
+                append((r.key, encode(pred), ts))
             except Exception as exc:  # learned, but no prediction to send
                 others.append(self._crashed(topic, partition, r, exc, "encode"))
         if self.metrics is not None:
