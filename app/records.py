@@ -24,7 +24,7 @@ from riverbed.exceptions import ConfigError, InvalidRecord
 if TYPE_CHECKING:
     from riverbed.config import Settings
 
-__all__ = ["Event", "FieldMapping", "Label", "decode_event", "decode_label", "encode"]
+__all__ = ["HUGE", "Event", "FieldMapping", "Label", "decode_event", "decode_label", "encode"]
 
 MAX_ID_CHARS = 256
 MAX_DEPTH = 32  # RIVERBED_MAX_DEPTH's default: levels of objects a record may nest
@@ -35,6 +35,13 @@ Value = str | int | float | bool
 _FEATURE_TYPES = frozenset((str, int, float, bool))
 _TS_TYPES = frozenset((int, float))
 _ENCODE_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_loads = orjson.loads
+
+
+# A float feature beyond it makes its learn checked (a walk of the model's state
+# afterwards, riverbed.learning.guard). Squares of it, and tenth powers, are still
+# finite; real features are far below.
+HUGE = 1e30
 
 
 @dataclass(slots=True)
@@ -47,6 +54,9 @@ class Event:
     ts: float | None = None
     # Event fields copied into the prediction (RIVERBED_PREDICTION_FIELDS); None: none.
     fields: dict[str, Any] | None = None
+    # Whether a value of ``x`` is a float beyond HUGE, found while decoding (the guard's
+    # magnitude check, folded into the decoder's pass over the values); None: not known.
+    huge: bool | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -110,7 +120,20 @@ def decode_event(raw: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH) 
     riverbed.exceptions.InvalidRecord: "x.f" must be a number, string, boolean or object, got list
 
     """
-    obj = _load(raw, max_bytes)
+    return _event(raw, None, max_bytes, max_depth)
+
+
+def _event(
+    raw: bytes | None, _key: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH
+) -> Event:
+    """:func:`decode_event` as the processor calls a decoder (the key is not read): the
+    default mapping's decoder itself, with no call in between."""
+    try:
+        obj = _loads(raw) if raw is not None and len(raw) <= max_bytes else None
+    except orjson.JSONDecodeError:
+        obj = None
+    if type(obj) is not dict:
+        obj = _load(raw, max_bytes)  # raises, naming what is wrong
     rid = obj.get("id")
     if type(rid) is not str or not rid or len(rid) > MAX_ID_CHARS:
         rid = _id(obj)  # raises, naming what is wrong
@@ -119,9 +142,18 @@ def decode_event(raw: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH) 
         got = "missing" if x is None else type(x).__name__
         msg = f'"x" must be a non-empty object of features, got {got}'
         raise InvalidRecord(msg)
-    # One C-level pass over the types (a fifth of an isinstance loop, which is only
-    # walked to name the offender or to accept a subclass).
-    if not _FEATURE_TYPES.issuperset(map(type, x.values())):
+    # One pass over the values: their types (exact: a subclass, a nested object or a
+    # null takes the slow path below) and the guard's magnitude check of the floats.
+    huge: bool | None = False
+    for v in x.values():
+        t = type(v)
+        if t is float:
+            if not -HUGE < v < HUGE:
+                huge = True
+        elif t is not int and t is not str and t is not bool:
+            huge = None
+            break
+    if huge is None:
         # Nested objects flatten to dotted names and nulls are left out (sparse x).
         flat: dict[str, Value] = {}
         _flatten(x, "", flat, lists="error", skip=frozenset(), shown="x.", level=2,
@@ -136,7 +168,7 @@ def decode_event(raw: bytes | None, max_bytes: int, max_depth: int = MAX_DEPTH) 
     ts = obj.get("ts")
     if ts is not None and (type(ts) not in _TS_TYPES or ts < 0):  # a bool is not a time
         ts = _time_ms(ts, "ts")  # an ISO-8601 string, or an error
-    return Event(rid, x, y, ts)
+    return Event(rid, x, y, ts, None, huge)
 
 
 def decode_label(raw: bytes | None, max_bytes: int) -> Label:
@@ -439,7 +471,9 @@ class FieldMapping:
         """``decode(value, key, max_bytes) -> Event`` for this mapping."""
         if self.is_default:
             depth = self.max_depth
-            return lambda value, _key, max_bytes: decode_event(value, max_bytes, depth)
+            if depth == MAX_DEPTH:
+                return _event
+            return lambda value, key, max_bytes: _event(value, key, max_bytes, depth)
         return self.event
 
     def label_decoder(self) -> Callable[[bytes | None, bytes | None, int], Label]:

@@ -207,6 +207,8 @@ class Candidate(ModelHolder):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"learned_by_model": 0, "decider": None, **state})
+        if "rolling" in state:
+            self.rolling = quality.migrate_rolling(state["rolling"])
 
 
 def metric_differs(holder: ModelHolder, metric: str, window: int) -> bool:
@@ -645,8 +647,13 @@ class Challengers(ModelHolder):
         h._error_sum += error
         h._error_n += 1
         detector.update(error)
-        if not detector.drift_detected:
-            return
+        if detector.drift_detected:
+            self._drift_found(h, topic=topic, offset=offset)
+
+    def _drift_found(self, h: ModelHolder, *, topic: str, offset: int) -> None:
+        """A candidate's drift detector fired: counted and recorded (and, with
+        RIVERBED_DRIFT_ACTION=reset, the candidate re-warmed)."""
+        detector = h.detector
         before = h._error_sum / h._error_n
         h._error_sum, h._error_n = 0.0, 0
         h.drifts += 1

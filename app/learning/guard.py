@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from riverbed.records import HUGE  # the decoder checks with it too
+
 __all__ = ["HUGE", "finite_prediction", "huge", "huge_value", "nonfinite", "suspect_blob"]
 
-# A float beyond it makes its learn checked (a walk of the model's state afterwards).
-# Squares of it, and tenth powers, are still finite; real features are far below.
-HUGE = 1e30
 
 # Pickle's BINFLOAT opcode ("G") followed by a big-endian double whose exponent bits
 # are all ones (inf or nan). Other bytes can match too; a match only means "walk".

@@ -56,9 +56,10 @@ from riverbed.learning.journal import (
     UndoJournal,
 )
 from riverbed.learning.labels import LabelOutcome, Labels, Pending
+from riverbed.learning.promotion import decision_of
 from riverbed.learning.settings import LearnerSettings
 from riverbed.models import ModelSpec
-from riverbed.records import Event, FieldMapping, Value
+from riverbed.records import HUGE, Event, FieldMapping, Value
 
 __all__ = [
     "DETECTORS",
@@ -345,6 +346,7 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             "imported": set(),
         }
         self.__dict__.update({**defaults, **state})
+        self.rolling = quality.migrate_rolling(self.rolling)
         for outcome in (LabelOutcome.MISROUTED, LabelOutcome.DEFAULTED):
             self.labels.setdefault(outcome, 0)
         self._init_journal(None)
@@ -496,6 +498,25 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
         Raises :class:`~riverbed.exceptions.ModelError` when the model raises or learning
         leaves its state non-finite; the model is then as it was before the record.
         """
+        if (
+            event.y is not None
+            and offset == self.last_offset + 1
+            and not self.challengers
+            and self.decider is None
+            and not self.label_maturity
+            and not self.label_default_after_ms
+            and self.task == "classification"
+            and self._argmax_proba
+            and self._has_proba
+        ):
+            # The common case, in fewer steps (_plain_event): what the rest does for it.
+            return self._plain_event(event, offset, ts_ms, source, size)
+        return self._any_event(event, offset, ts_ms, source, size)
+
+    def _any_event(
+        self, event: Event, offset: int, ts_ms: int, source: Any, size: int
+    ) -> dict[str, Any] | None:
+        """:meth:`process_event`, for every event and setting."""
         if offset != self.last_offset + 1 and self._redelivered_or_gap(offset):
             return None
         mature_later = self.label_maturity and self.task != "anomaly"
@@ -562,6 +583,65 @@ class PartitionLearner(Challengers, Labels, UndoJournal):
             out["y"] = event.y
         out["model"] = by
         return out
+
+    def _plain_event(
+        self, event: Event, offset: int, ts_ms: int, source: Any, size: int
+    ) -> dict[str, Any]:
+        """:meth:`_any_event` for the common case, step for step, with its calls inline: a
+        classifier that predicts the argmax of its probabilities, alone (no challenger),
+        the label inline, the next offset, no threshold, maturity or label default."""
+        x = event.x
+        if not self.features.issuperset(x):
+            x = self._known_features(x)
+        try:  # _predict_event and predict_with, for a classifier with probabilities
+            try:
+                proba = self.model.predict_proba_one(x)
+            except NotImplementedError:
+                self._has_proba = False
+                y_pred, proba = self.model.predict_one(x), None
+            else:
+                y_pred = max(proba, key=proba.get) if proba else None
+            if not finite_prediction(y_pred, proba) and self.poisoned() and self.repair():
+                y_pred, proba = self._predict(x)
+        except Exception as exc:
+            raise ModelError(PREDICT, exc) from exc
+        by = self.spec.name
+        metric_pred = y_pred if self._metric_wants_label or proba is None else proba
+        y = event.y
+        try:  # _learn_event
+            if metric_pred is not None and metric_pred != {}:
+                self.metric.update(y, metric_pred)
+                rolling = self.rolling
+                if rolling is not None:
+                    rolling.update(y, metric_pred)
+            self.model.learn_one(x, y)
+        except Exception as exc:
+            self._undo_last()
+            raise ModelError(LEARN, exc) from exc
+        big = event.huge  # huge(x), found while decoding (None: not decoded here)
+        if big is None or x is not event.x:
+            big = huge(x)
+        if (big or (type(y) is float and not -HUGE < y < HUGE)) and self.poisoned():
+            self._undo_last()
+            raise ModelError(LEARN, NonFiniteState(NONFINITE_REASON))
+        self.learned += 1
+        self.learned_by_model += 1
+        detector = self.detector  # _watch, up to a detection
+        if detector is not None and metric_pred is not None and metric_pred != {}:
+            decided = decision_of(metric_pred) if isinstance(metric_pred, dict) else metric_pred
+            if decided is not None:
+                error = float(y != decided)
+                self._error_sum += error
+                self._error_n += 1
+                detector.update(error)
+                if detector.drift_detected:
+                    self._drift_found(self, topic="events", offset=offset)
+        self.events += 1
+        self.last_offset = offset
+        self.journal.append(("e", None if source else event, offset, ts_ms, source, size))
+        if proba is None:
+            return {"id": event.id, "y_pred": y_pred, "y": y, "model": by}
+        return {"id": event.id, "y_pred": y_pred, "proba": proba, "y": y, "model": by}
 
     def _decision_fields(self, out: dict[str, Any], y_pred: Any) -> None:
         """Under RIVERBED_THRESHOLD or RIVERBED_LABEL_MATURITY: the threshold decided

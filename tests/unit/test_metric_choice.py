@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import random
 
 import pytest
 from river import datasets, evaluate, metrics, utils
@@ -67,3 +68,43 @@ def test_a_snapshot_with_another_metric_switches_to_the_configured_one() -> None
     learner.configure(LearnerSettings(metric="rocauc", metric_window=10))
     assert quality.metric_label(learner.metric) == "ROCAUC" and learner.metric_window == 10
     assert learner.describe()["rolling"]["window"] == 10
+
+
+def test_the_rolling_accuracy_is_rivers_rolling_accuracy_exactly() -> None:
+    # A ring of hits instead of utils.Rolling(Accuracy): the same float at every step,
+    # through pickling (a snapshot) and from a snapshot written with River's Rolling.
+    rng = random.Random(5)
+    for window in (1, 2, 7, 50, 1000):
+        for classes in ([True, False], [0, 1, 2], [0, 1, True, 1.0, "1"]):
+            river_one = utils.Rolling(metrics.Accuracy, window_size=window)
+            ours = quality.choose("accuracy").rolling(window)
+            assert type(ours) is quality.RollingAccuracy
+            for i in range(3 * window + 20):
+                y, pred = rng.choice(classes), rng.choice(classes)
+                river_one.update(y, pred)
+                ours.update(y, pred)
+                assert ours.get() == river_one.get()
+                assert quality.metric_value(ours) == quality.metric_value(river_one)
+                if i % 97 == 3:
+                    ours = pickle.loads(pickle.dumps(ours))
+                if i % 89 == 5:
+                    ours = quality.migrate_rolling(pickle.loads(pickle.dumps(river_one)))
+            assert repr(ours) == repr(river_one)
+    assert quality.metric_value(quality.RollingAccuracy(5)) is None
+
+
+def test_a_snapshot_with_rivers_rolling_accuracy_carries_on_exactly() -> None:
+    # Snapshots written before the ring hold utils.Rolling(Accuracy): migrated on load.
+    old = run("accuracy", 100)
+    old.rolling = utils.Rolling(metrics.Accuracy, window_size=100)
+    rng = random.Random(3)
+    for _ in range(150):
+        old.rolling.update(rng.choice([True, False]), rng.choice([True, False]))
+    restored = pickle.loads(pickle.dumps(old))
+    assert type(restored.rolling) is quality.RollingAccuracy
+    assert restored.rolling.get() == old.rolling.get()
+    data = list(datasets.Phishing())
+    for i, (x, y) in enumerate(data[:300], len(data)):
+        restored.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
+        old.process_event(Event(str(i), x, y), offset=i, ts_ms=i)
+        assert restored.rolling.get() == old.rolling.get()

@@ -111,3 +111,23 @@ def test_ever_new_nested_prefixes_stay_within_the_name_cache_budget(monkeypatch:
         assert decode_event(raw, 1000).x == {f"k{i}.v": 1}
         assert records.name_cache()["bytes"] <= 200_000 + 1000
     assert records.name_cache()["resets"] > before
+
+
+@pytest.mark.parametrize(
+    ("x", "huge"),
+    [
+        (b'{"a": 1.5, "b": "FR", "c": 3, "d": true}', False),
+        (b'{"a": 1e300, "b": "FR"}', True),
+        (b'{"a": -1e31}', True),
+        (b'{"a": 1e29, "b": 100000000000000000000}', False),  # huge() looks at floats only
+        (b'{"a": 1.0, "b": {"c": 1e300}}', None),  # flattened: the learner checks
+        (b'{"a": 1.0, "b": null}', None),
+    ],
+)
+def test_the_decoder_tells_the_guard_of_huge_floats(x: bytes, huge: bool | None) -> None:
+    from riverbed.learning.guard import huge as guard_huge
+
+    event = decode_event(b'{"id": "a", "x": %b}' % x, 1000)
+    assert event.huge is huge
+    if huge is not None:
+        assert guard_huge(event.x) is huge
