@@ -4,13 +4,11 @@ Most of a restarted child's time went to starting Python and importing Faust, ai
 and River (1.5-3 s of the 4-9 s until its partitions predicted again). The supervisor
 keeps one spare process that has done that already and waits on its stdin; when a child
 dies, the spare is handed the slot (its environment and the worker's arguments, one JSON
-line; optionally files for its stdout and stderr) and carries on as ``riverbed worker``
-would, with the slot's static membership id, so the group gives it the slot's
-partitions at once. A new spare is started once the slot is ready again. Like the
-pre-forked workers of gunicorn or the spare servers of Apache's prefork MPM, but one
-process for the whole machine: a spare costs its memory (reported in ``/health``).
-The test suite keeps spares too, to start its workers and CLI runs without the imports
-(``tests/integration/helpers.py``).
+line) and carries on as ``riverbed worker`` would, with the slot's static membership
+id, so the group gives it the slot's partitions at once. A new spare is started once
+the slot is ready again. Like the pre-forked workers of gunicorn or the spare servers of
+Apache's prefork MPM, but one process for the whole machine: a spare costs its memory
+(reported in ``/health``).
 """
 
 from __future__ import annotations
@@ -57,16 +55,4 @@ def wait_for_slot() -> list[str]:
     slot = json.loads(line)
     os.environ.clear()
     os.environ.update(slot["env"])
-    for fd, key in ((1, "stdout"), (2, "stderr")):
-        if slot.get(key):  # a file for this stream (a test harness's pooled spares)
-            _redirect(fd, slot[key])
     return list(slot["args"])
-
-
-def _redirect(fd: int, path: str) -> None:
-    """Point file descriptor ``fd`` at the end of ``path`` (created if missing)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(target, fd)
-    os.close(target)

@@ -24,7 +24,6 @@ from riverbed.devtools.broker import STATE, LocalBroker, answers_metadata
 from tests.integration.helpers import (
     BROKER_START_TIMEOUT_S,
     PRODUCER_STOP_TIMEOUT_S,
-    SPARES,
     Names,
     Worker,
     free_port,
@@ -100,15 +99,6 @@ def _shared_broker(root: Path) -> Iterator[str]:
                 broker = LocalBroker(port=port, data_dir=STATE / f"test-broker-{port}")
                 broker.stop()
                 broker.wipe()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def warm_spares() -> Iterator[None]:
-    """Warm riverbed processes for the session's workers and CLI runs (helpers.Spares)."""
-    SPARES.prime()
-    yield
-    SPARES.close()
-    print(f"\nwarm spares: {SPARES.taken} runs started warm, {SPARES.cold} cold")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -86,99 +85,19 @@ def riverbed_env(kafka: str, names: Names, **settings: Any) -> dict[str, str]:
     return env
 
 
-class Spares:
-    """Warm riverbed processes for this test process's workers and CLI runs.
-
-    A ``riverbed _spare`` (:mod:`riverbed.supervisor.spare`, the supervisor's own warm
-    spare) has started Python and imported Faust, aiokafka and River, ~1.7 s of a
-    worker's ~2.3 s to ready; it waits on stdin for an environment, arguments and files
-    for its output, then runs as ``python -m riverbed ARGS`` would. One waits at a time,
-    started in the background when the last is taken. A run whose environment differs
-    from the spare's outside ``RIVERBED_*`` starts cold, as does one when the spare died.
-    Spares die with this process (``PR_SET_PDEATHSIG``, asked through the supervisor's
-    variable).
-    """
-
-    def __init__(self) -> None:
-        self.waiting: subprocess.Popen[bytes] | None = None
-        self.taken = self.cold = 0
-
-    @staticmethod
-    def base(env: dict[str, str]) -> dict[str, str]:
-        """What a spare must share with a run: all but riverbed's settings (and the
-        name of the test pytest is running)."""
-        return {k: v for k, v in env.items()
-                if not k.startswith("RIVERBED_") and k != "PYTEST_CURRENT_TEST"}  # fmt: skip
-
-    def prime(self) -> None:
-        """Start the first spare (the session's first run would otherwise be cold)."""
-        if self.waiting is None:
-            self._start()
-
-    def _start(self) -> None:
-        from riverbed.lifetime import SUPERVISOR_ENV
-
-        env = self.base(riverbed_env("127.0.0.1:9", Names()))
-        env[SUPERVISOR_ENV] = str(os.getpid())
-        self.waiting = subprocess.Popen(
-            [sys.executable, "-m", "riverbed", "_spare"],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def run(
-        self, args: list[str], env: dict[str, str], stdout: Path, stderr: Path
-    ) -> subprocess.Popen[bytes] | None:
-        """A spare running ``riverbed ARGS`` with ``env``, its output appended to the
-        files; None when none fits (the caller starts a process of its own)."""
-        spare, self.waiting = self.waiting, None
-        self._start()
-        fits = spare is not None and spare.poll() is None
-        if not fits or self.base(env) != self.base(riverbed_env("127.0.0.1:9", Names())):
-            self.cold += 1
-            if spare is not None:
-                spare.kill()
-                spare.wait()
-            return None
-        assert spare is not None and spare.stdin is not None
-        slot = {"env": env, "args": args, "stdout": str(stdout), "stderr": str(stderr)}
-        spare.stdin.write(orjson.dumps(slot) + b"\n")
-        spare.stdin.close()
-        self.taken += 1
-        return spare
-
-    def close(self) -> None:
-        if self.waiting is not None:
-            self.waiting.kill()
-            self.waiting.wait()
-            self.waiting = None
-
-
-SPARES = Spares()
-
-
 def riverbed(
     *args: str, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run the riverbed CLI to completion (in a warm spare when one fits)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
-        proc = SPARES.run(list(args), env, out, err)
-        if proc is None:
-            return subprocess.run([sys.executable, "-m", "riverbed", *args], env=env, cwd=ROOT,
-                                  capture_output=True, text=True, timeout=timeout,
-                                  check=False)  # fmt: skip
-        try:
-            code = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-        read = [p.read_text(errors="replace") if p.exists() else "" for p in (out, err)]
-        return subprocess.CompletedProcess(["riverbed", *args], code, read[0], read[1])
+    """Run the riverbed CLI to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "riverbed", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def total(worker: Worker, field: str, sub: str | None = None) -> int:
@@ -197,10 +116,9 @@ class Worker:
         self.port = int(env["RIVERBED_WEB_PORT"])
         self.log = log
         self._log_fh = log.open("ab")
-        spare = SPARES.run(list(args), env, log, log)
-        self.proc = spare or subprocess.Popen([sys.executable, "-m", "riverbed", *args],
-                                              env=env, cwd=ROOT, stdout=self._log_fh,
-                                              stderr=subprocess.STDOUT)  # fmt: skip
+        self.proc = subprocess.Popen([sys.executable, "-m", "riverbed", *args], env=env,
+                                     cwd=ROOT, stdout=self._log_fh,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
 
     def get(self, path: str) -> tuple[int, Any]:
         try:
