@@ -24,9 +24,12 @@ sample's stack is given to one part, from its innermost frame outwards:
 
 The raw loop's ``_predict_learn`` (decode, model call, encode in one function) is
 **loop's own**. Samples while the process imports modules (start-up) are left out.
-Prints the share of each part and its microseconds per event (the process's sampled
-CPU over the events, so a part's cost is comparable across the two), and writes
-``bench/results/profile-split.json``.
+Prints the share of each part and its microseconds per event (sampled GIL time over
+the events). Compare shares: the profiler slows the two unequally (the raw loop by
+~29%, riverbed by ~14% on 2026-12-06), so the totals are not each other's measure. For
+riverbed it also prints how much of the run its agent was busy handling fetches
+(``riverbed_batch_processing_seconds``): near 100%, the worker is bound by CPU, not by
+waiting for fetches. Writes ``bench/results/profile-split.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from bench.harness import (
     read,
     ready,
     run_settings,
+    scrape,
     span_rate,
     stop_worker,
     worker_env,
@@ -136,8 +140,11 @@ def profiled(
              "--nonblocking", "--format", "raw", "--output", str(raw)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
+        busy = None
         try:
             records = asyncio.run(read(BOOTSTRAP[0], dst, n))
+            if port is not None:
+                busy = scrape(port).get("riverbed_batch_processing_seconds_sum")
         finally:
             sampler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
             _, err = sampler.communicate(timeout=60)
@@ -147,7 +154,9 @@ def profiled(
             sys.exit(f"py-spy wrote nothing: {err.decode(errors='replace').strip()}")
         parts, frames_of = split(raw)
     samples = sum(parts.values())
+    ts = [r.timestamp for r in records]
     return {
+        "agent_busy": busy / max((max(ts) - min(ts)) / 1000, 1e-3) if busy else None,
         "events": len(records),
         "events_per_s": round(span_rate(records)),
         "samples": samples,
@@ -216,6 +225,9 @@ def report(out: dict[str, dict], args: argparse.Namespace) -> None:
     print("| **all sampled** | " + " | ".join(f"**{t:.1f}**" for t in totals) + " |")
     print("| events/s (under py-spy) | "
           + " | ".join(f"{out[n]['events_per_s']:,}" for n in names) + " |")  # fmt: skip
+    for n in names:
+        if out[n].get("agent_busy") is not None:
+            print(f"{n}: the agent busy handling fetches {out[n]['agent_busy']:.0%} of the run")
     for n in names:
         for p in parts:
             if p in out[n]["innermost"] and p != "model":
