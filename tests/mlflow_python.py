@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import ROOT
+from tests.plain_python import WITHOUT_RIVERBED
 
 VENV = ROOT / ".cache" / "mlflow-venv"
 STAMP = ".riverbed-requirements"
@@ -68,14 +69,12 @@ def mlflow_python() -> tuple[Path, float | None]:
         return python, time.monotonic() - started
 
 
-CHILD = r"""
+CHILD = (
+    r"""
 import json, sys
-try:
-    import riverbed  # noqa: F401
-except ImportError:
-    pass
-else:
-    sys.exit("riverbed is importable here: not a Python without riverbed")
+"""
+    + WITHOUT_RIVERBED
+    + r"""
 import mlflow
 import mlflow.pyfunc
 import pandas as pd
@@ -95,6 +94,7 @@ with open(out_path, "w") as fh:
     json.dump({"results": results, "riverbed_modules": loaded, "mlflow": mlflow.__version__,
                "pandas": pd.__version__}, fh)
 """
+)
 
 
 def predict_with_mlflow(

@@ -18,15 +18,23 @@ from typing import Any
 
 PLAIN_TIMEOUT_S = 120.0
 
-CHILD = r"""
-import json, pickle, sys
-sys.path.extend(json.loads(sys.argv[1]))
+# A child's first check, before it loads anything: riverbed must not be importable.
+WITHOUT_RIVERBED = r"""
 try:
     import riverbed  # noqa: F401
 except ImportError:
     pass
 else:
-    sys.exit("riverbed is importable here: not a plain Python")
+    sys.exit("riverbed is importable here: not a Python without riverbed")
+"""
+
+CHILD = (
+    r"""
+import json, pickle, sys
+sys.path.extend(json.loads(sys.argv[1]))
+"""
+    + WITHOUT_RIVERBED
+    + r"""
 jobs, out_path = json.loads(sys.argv[2]), sys.argv[3]
 
 
@@ -54,6 +62,7 @@ loaded = sorted(m for m in sys.modules if m.split(".")[0] == "riverbed")
 with open(out_path, "wb") as fh:
     pickle.dump({"results": results, "riverbed_modules": loaded}, fh)
 """
+)
 
 
 def predict_without_riverbed(
