@@ -84,7 +84,6 @@ PARTS = [  # (part, a path fragment of the frame's file); the first that matches
     ("Faust", "/mode/"),
 ]
 OTHER = "loop and other"
-BOOTSTRAP = [""]  # the run's broker
 START_UP = ("_find_and_load", "_call_with_frames_removed")
 
 
@@ -122,7 +121,12 @@ def split(raw: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
 
 
 def profiled(
-    cmd: list[str], env: dict[str, str] | None, dst: str, n: int, port: int | None = None
+    cmd: list[str],
+    env: dict[str, str] | None,
+    bootstrap: str,
+    dst: str,
+    n: int,
+    port: int | None = None,
 ) -> dict:
     """Run ``cmd`` under py-spy until ``dst`` holds ``n`` records; its split. With
     ``port``, sampling starts once the process answers ``/ready`` there (a worker's
@@ -142,7 +146,7 @@ def profiled(
         )  # fmt: skip
         busy = None
         try:
-            records = asyncio.run(read(BOOTSTRAP[0], dst, n))
+            records = asyncio.run(read(bootstrap, dst, n))
             if port is not None:
                 busy = scrape(port).get("riverbed_batch_processing_seconds_sum")
         finally:
@@ -183,7 +187,7 @@ def main() -> None:
 
     settings = broker_settings()
     broker = LocalBroker.start_unless_running(settings)
-    bootstrap = BOOTSTRAP[0] = settings.bootstrap
+    bootstrap = settings.bootstrap
     prefix = new_prefix("split")
     src = prefix + "events"
     out: dict[str, dict] = {}
@@ -194,11 +198,13 @@ def main() -> None:
         raw_cmd = [sys.executable, "-m", "bench.compare", "--child", "aiokafka",
                    "--bootstrap", bootstrap, "--src", src, "--dst", prefix + "raw-out",
                    "--events", str(args.events), "--model", args.model]  # fmt: skip
-        out["raw aiokafka loop"] = profiled(raw_cmd, None, prefix + "raw-out", args.events)
+        out["raw aiokafka loop"] = profiled(
+            raw_cmd, None, bootstrap, prefix + "raw-out", args.events
+        )
         env, port = worker_env(bootstrap, prefix, f"split-{uuid.uuid4().hex[:8]}",
                                "profile-split", model=args.model)  # fmt: skip
         cmd = [sys.executable, "-m", "riverbed", "worker"]
-        out["riverbed"] = profiled(cmd, env, prefix + "predictions", args.events, port)
+        out["riverbed"] = profiled(cmd, env, bootstrap, prefix + "predictions", args.events, port)
     finally:
         asyncio.run(delete_run_topics(bootstrap))
         if broker is not None:
