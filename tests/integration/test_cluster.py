@@ -33,10 +33,11 @@ from tests.integration.test_recovery import SESSION_TIMEOUT_S, check_exactly_onc
 
 pytestmark = pytest.mark.integration
 
-# Long enough that both kills, their restarts and resyncs happen while it flows, also on
-# a machine busy with the rest of the suite.
-N, RATE = 30_000, 700
-STREAM = ("--dataset", "agrawal", "--limit", str(N), "--id-prefix", "k", "--rate", str(RATE))
+# The stream is open-ended: it flows through both kills, restarts and resyncs however long
+# they take on a busy machine, and the test ends it once both nodes are back (a bounded
+# stream of 30,000 once ran out before the second kill on a slow CI host).
+RATE, STEP = 700, 3000
+STREAM = ("--dataset", "agrawal", "--id-prefix", "k", "--rate", str(RATE))
 
 
 @pytest.fixture
@@ -76,17 +77,17 @@ def _coordinator(bootstrap: str, group: str) -> int:
 def _kill_and_restart(
     cluster: LocalCluster, node_id: int, worker: Worker, progress: int, what: str
 ) -> None:
-    """kill -9 a node; while it is down the stream goes on and a snapshot is written
+    """kill -9 a node; while it is down ``progress`` more events are predicted and a
+    snapshot is written
     (acks=all, min.insync.replicas 2 of 3); then it comes back."""
     node = cluster.node(node_id)
     pid = node.pid()
     assert pid is not None
     events, snaps = total(worker, "events"), worker.models()["snapshots_written"]
-    assert events + progress <= N, f"the stream goes on while {what} is down"
     os.kill(pid, signal.SIGKILL)
     wait_for(
         lambda: (
-            total(worker, "events") >= min(N, events + progress)
+            total(worker, "events") >= events + progress
             and worker.models()["snapshots_written"] > snaps
         ),
         timeout=RECV_TIMEOUT_S,
@@ -138,13 +139,13 @@ def test_leader_and_coordinator_killed_under_load_learn_exactly_once(
         assert f"  - {dlq} has replication factor 1" in doctor.stdout
 
         producer = producer_process(bootstrap, names, *STREAM, partitions=4)
-        wait_for(lambda: total(worker, "events") >= N // 10
+        wait_for(lambda: total(worker, "events") >= STEP
                  and worker.models()["snapshots_written"],
                  timeout=RECV_TIMEOUT_S, what="a tenth of the stream and a snapshot")  # fmt: skip
         coordinator = _coordinator(bootstrap, names.app_id)
-        _kill_and_restart(cluster, coordinator, worker, N // 10, "the group coordinator")
+        _kill_and_restart(cluster, coordinator, worker, STEP, "the group coordinator")
         leader = _leader(bootstrap, names.topic("events"), 0)
-        _kill_and_restart(cluster, leader, worker, N // 10, "the leader of events[0]")
+        _kill_and_restart(cluster, leader, worker, STEP, "the leader of events[0]")
         # Both nodes are back: the rest of the stream would only add time. What was
         # sent so far is the stream.
         producer.terminate()
@@ -152,7 +153,7 @@ def test_leader_and_coordinator_killed_under_load_learn_exactly_once(
         sent = [orjson.loads(r.value)["id"] for r in read_all(bootstrap, names.topic("events"))]
         # The producer is idempotent: its retries across the leader change wrote nothing
         # twice (before, 4 events of 30,000 were in the topic twice, and learned twice).
-        assert len(set(sent)) == len(sent) > N // 5
+        assert len(set(sent)) == len(sent) > 3 * STEP
         check_exactly_once(bootstrap, names, [worker], n=len(sent))
     finally:
         worker.stop()
