@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import orjson
-from river import datasets
-from river.datasets import synth
 
 from riverbed.config import Settings
 from riverbed.exceptions import RiverbedError
@@ -68,6 +66,12 @@ def dataset_stream(
     name: str, *, seed: int = 42, drift_at: int = 5000, drift_width: int = 500
 ) -> Iterator[tuple[dict[str, Any], Any]]:
     """``(x, y)`` pairs of a dataset by name."""
+    # Imported here, not with the module: river.datasets imports river.stream, which
+    # imports scikit-learn where it is installed (~0.5-1.3 s), and every command's
+    # parser imports this module for DATASETS.
+    from river import datasets
+    from river.datasets import synth
+
     if name == "phishing":
         return iter(datasets.Phishing())
     if name == "bananas":

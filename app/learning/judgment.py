@@ -61,7 +61,6 @@ __all__ = [
     "RecallAtFPR",
     "ScoreWindow",
     "delong",
-    "log_loss",
     "mcnemar",
     "paired_z",
 ]
@@ -742,17 +741,3 @@ def mcnemar(err1: Sequence[bool | float], err2: Sequence[bool | float]) -> Paire
     statistic = chi2 if c > b else -chi2 if b > c else 0.0
     values = (1.0 - float(e1.mean()), 1.0 - float(e2.mean()))
     return PairedTest("McNemar", statistic + 0.0, p, values)
-
-
-def log_loss(y: bool, p_true: float) -> float:
-    """The log loss of one binary prediction, ``p_true`` clipped to [1e-15, 1 - 1e-15]
-    as River's ``metrics.LogLoss`` does.
-
-    Examples
-    --------
-    >>> round(log_loss(True, 0.8), 6), round(log_loss(False, 0.8), 6), log_loss(True, 0.0)
-    (0.223144, 1.609438, 34.538776394910684)
-
-    """
-    p = min(max(float(p_true), 1e-15), 1.0 - 1e-15)
-    return -math.log(p) if y else -math.log(1.0 - p)

@@ -13,10 +13,13 @@ positives a window of 1,000 events holds ~40 of them, and a test on fewer says l
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Any, NamedTuple
+from typing import Any
 
 from riverbed.learning.judgment import PairedTest, delong, mcnemar, paired_z
 from riverbed.learning.quality import MetricChoice
+
+# Decided is the threshold's; named here too, where snapshots before 2026-12-06 pickled it.
+from riverbed.learning.threshold import Decided
 
 __all__ = ["SIGNIFICANCE", "Decided", "Duel", "decision_of", "score_of"]
 
@@ -24,14 +27,6 @@ SIGNIFICANCE = 0.05  # two-sided
 # Labelled events between two looks at a duel, as a fraction of its window: DeLong's
 # test costs O(W log W), too much for every event; a look every W/50 costs ~1 µs an event.
 LOOKS_PER_WINDOW = 50
-
-
-class Decided(NamedTuple):
-    """What a candidate answered for an event under RIVERBED_THRESHOLD: its
-    probabilities and its decision (the class, or None while it has no threshold)."""
-
-    proba: dict[Any, float]
-    y_pred: Any
 
 
 def decision_of(pred: Any) -> Any:

@@ -16,26 +16,18 @@ start-up rather than deciding by another metric than the one chosen.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from river import metrics, utils
-
-from riverbed.learning.judgment import (
-    AveragePrecision,
-    ExactROCAUC,
-    PrecisionAtRecall,
-    RecallAtFPR,
-    log_loss,
-)
 
 __all__ = [
     "METRICS",
     "MetricChoice",
     "RollingAccuracy",
     "choose",
+    "log_loss",
     "metric_value",
     "migrate_rolling",
     "names",
@@ -51,6 +43,20 @@ def _abs_error(y: Any, pred: Any) -> float:
 
 def _squared_error(y: Any, pred: Any) -> float:
     return (float(y) - float(pred)) ** 2
+
+
+def log_loss(y: bool, p_true: float) -> float:
+    """The log loss of one binary prediction, ``p_true`` clipped to [1e-15, 1 - 1e-15]
+    as River's ``metrics.LogLoss`` does.
+
+    Examples
+    --------
+    >>> round(log_loss(True, 0.8), 6), round(log_loss(False, 0.8), 6), log_loss(True, 0.0)
+    (0.223144, 1.609438, 34.538776394910684)
+
+    """
+    p = min(max(float(p_true), 1e-15), 1.0 - 1e-15)
+    return -math.log(p) if y else -math.log(1.0 - p)
 
 
 def _log_loss(y: Any, proba: Any) -> float:
@@ -114,6 +120,8 @@ class RollingAccuracy:
 def migrate_rolling(rolling: Any) -> Any:
     """A snapshot's rolling metric, River's ``Rolling(Accuracy)`` as a
     :class:`RollingAccuracy` with the same window (others as they are)."""
+    from river import metrics, utils
+
     if type(rolling) is not utils.Rolling or type(rolling.obj) is not metrics.Accuracy:
         return rolling
     ring = RollingAccuracy(rolling.window_size)
@@ -126,23 +134,32 @@ def migrate_rolling(rolling: Any) -> Any:
 class MetricChoice:
     """A metric RIVERBED_METRIC may name.
 
-    ``test`` is the promotion's paired test on it (None: none fits; refused with auto
-    promotion), ``loss`` the per-event loss a paired z compares.
+    ``factory`` names the class, ``module.Class``, imported when a metric is made:
+    ``river.metrics`` imports scipy.stats (~0.7 s), which checking a setting's name
+    (every command of the CLI reads the settings) has no use for. ``test`` is the promotion's
+    paired test on it (None: none fits; refused with auto promotion), ``loss`` the
+    per-event loss a paired z compares.
     """
 
     name: str
-    factory: Callable[..., Any]
+    factory: str
     tasks: frozenset[str]
     test: str | None = None
     loss: Callable[[Any, Any], float] | None = None
     exact: bool = False  # riverbed's own: takes ``window=`` for its rolling version
     arg: float | None = None  # recall_at_fpr:<f> and precision_at_recall:<r>
 
+    @property
+    def cls(self) -> Callable[..., Any]:
+        """The metric's class."""
+        module, _, name = self.factory.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
     def make(self) -> Any:
         """The cumulative metric."""
         if self.arg is not None:
-            return self.factory(self.arg)
-        return self.factory()
+            return self.cls(self.arg)
+        return self.cls()
 
     def rolling(self, window: int) -> Any:
         """The metric over the last ``window`` labelled events (None for 0)."""
@@ -150,42 +167,51 @@ class MetricChoice:
             return None
         if self.exact:
             if self.arg is not None:
-                return self.factory(self.arg, window=window)
-            return self.factory(window=window)
-        if self.factory is metrics.Accuracy:
+                return self.cls(self.arg, window=window)
+            return self.cls(window=window)
+        if self.factory == "river.metrics.Accuracy":
             return RollingAccuracy(window)
-        return utils.Rolling(self.factory, window_size=window)
+        from river import utils
+
+        return utils.Rolling(self.cls, window_size=window)
 
 
 METRICS: dict[str, MetricChoice] = {
     m.name: m
     for m in (
-        MetricChoice("accuracy", metrics.Accuracy, CLASSIFICATION, test="mcnemar"),
-        MetricChoice("balanced_accuracy", metrics.BalancedAccuracy, CLASSIFICATION),
-        MetricChoice("f1", metrics.F1, CLASSIFICATION),
-        MetricChoice("precision", metrics.Precision, CLASSIFICATION),
-        MetricChoice("recall", metrics.Recall, CLASSIFICATION),
-        MetricChoice("mcc", metrics.MCC, CLASSIFICATION),
+        MetricChoice("accuracy", "river.metrics.Accuracy", CLASSIFICATION, test="mcnemar"),
+        MetricChoice("balanced_accuracy", "river.metrics.BalancedAccuracy", CLASSIFICATION),
+        MetricChoice("f1", "river.metrics.F1", CLASSIFICATION),
+        MetricChoice("precision", "river.metrics.Precision", CLASSIFICATION),
+        MetricChoice("recall", "river.metrics.Recall", CLASSIFICATION),
+        MetricChoice("mcc", "river.metrics.MCC", CLASSIFICATION),
         MetricChoice(
             "rocauc",
-            ExactROCAUC,
+            "riverbed.learning.judgment.ExactROCAUC",
             frozenset({"classification", "anomaly"}),
             test="delong",
             exact=True,
         ),
         MetricChoice(
-            "prauc", AveragePrecision, frozenset({"classification", "anomaly"}), exact=True
+            "prauc",
+            "riverbed.learning.judgment.AveragePrecision",
+            frozenset({"classification", "anomaly"}),
+            exact=True,
         ),
-        MetricChoice("logloss", metrics.LogLoss, CLASSIFICATION, test="paired_z", loss=_log_loss),
-        MetricChoice("mae", metrics.MAE, REGRESSION, test="paired_z", loss=_abs_error),
-        MetricChoice("rmse", metrics.RMSE, REGRESSION, test="paired_z", loss=_squared_error),
-        MetricChoice("mse", metrics.MSE, REGRESSION, test="paired_z", loss=_squared_error),
-        MetricChoice("r2", metrics.R2, REGRESSION),
+        MetricChoice(
+            "logloss", "river.metrics.LogLoss", CLASSIFICATION, test="paired_z", loss=_log_loss
+        ),
+        MetricChoice("mae", "river.metrics.MAE", REGRESSION, test="paired_z", loss=_abs_error),
+        MetricChoice(
+            "rmse", "river.metrics.RMSE", REGRESSION, test="paired_z", loss=_squared_error
+        ),
+        MetricChoice("mse", "river.metrics.MSE", REGRESSION, test="paired_z", loss=_squared_error),
+        MetricChoice("r2", "river.metrics.R2", REGRESSION),
     )
 }
-PARAMETRIC: dict[str, tuple[Callable[..., Any], str]] = {
-    "recall_at_fpr": (RecallAtFPR, "a false-positive rate"),
-    "precision_at_recall": (PrecisionAtRecall, "a recall"),
+PARAMETRIC: dict[str, tuple[str, str]] = {
+    "recall_at_fpr": ("riverbed.learning.judgment.RecallAtFPR", "a false-positive rate"),
+    "precision_at_recall": ("riverbed.learning.judgment.PrecisionAtRecall", "a recall"),
 }
 DEFAULTS = {"classification": "accuracy", "regression": "mae", "anomaly": "rocauc"}
 
@@ -242,7 +268,7 @@ def metric_value(metric: Any) -> float | None:
 
     Examples
     --------
-    >>> metric_value(choose("rocauc").make()) is None, metric_value(metrics.MAE())
+    >>> metric_value(choose("rocauc").make()) is None, metric_value(choose("mae").make())
     (True, None)
 
     """
@@ -256,6 +282,8 @@ def metric_value(metric: Any) -> float | None:
 
 def _has_events(metric: Any) -> bool:
     """Whether a River metric has seen an update (its value before one means nothing)."""
+    from river import utils
+
     if isinstance(metric, utils.Rolling):
         return len(getattr(metric, "window", ())) > 0
     if type(metric) is RollingAccuracy:

@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
-from riverbed.learning.judgment import ScoreWindow
-from riverbed.learning.promotion import Decided
-
-__all__ = ["Threshold", "parse_threshold"]
+__all__ = ["Decided", "Threshold", "parse_threshold"]
 
 RULES = ("fpr", "recall", "alert_rate")
+
+
+class Decided(NamedTuple):
+    """What a candidate answered for an event under RIVERBED_THRESHOLD: its
+    probabilities and its decision (the class, or None while it has no threshold)."""
+
+    proba: dict[Any, float]
+    y_pred: Any
 
 
 def parse_threshold(value: str) -> tuple[str, float] | None:
@@ -85,6 +90,10 @@ class Threshold:
         self.target = target
         self.window = window
         self.value: float | None = target if rule == "fixed" else None
+        # Imported here: judgment's metrics are River's (river.metrics pulls scipy.stats,
+        # ~0.7 s), which parse_threshold, the settings' check in every command, needs not.
+        from riverbed.learning.judgment import ScoreWindow
+
         self.scores = ScoreWindow(window or None)  # labelled (fpr, recall) or all (alert_rate)
         # (positive, alerted) of the window's decided events, and their four counts.
         self.outcomes: deque[tuple[bool, bool]] = deque()

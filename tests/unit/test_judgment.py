@@ -24,10 +24,10 @@ from riverbed.learning.judgment import (
     RecallAtFPR,
     ScoreWindow,
     delong,
-    log_loss,
     mcnemar,
     paired_z,
 )
+from riverbed.learning.quality import log_loss
 
 ALPHAS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 RHOS = (0.0, 0.2, 0.5, 0.8, 0.9, 1.0)
