@@ -389,8 +389,11 @@ def run_demo(
         gone = asyncio.run(_forget(settings))
         print(f"--fresh: deleted the previous run's topics {', '.join(gone) or '(none)'}",
               flush=True)  # fmt: skip
-    # Closing the terminal stops the demo (and its broker) as Ctrl-C does.
-    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    # Closing the terminal stops the demo (and its broker) as Ctrl-C does: SIGHUP is
+    # made a SIGINT, so that inside asyncio.run it takes asyncio's own path (the main
+    # task cancelled, its cleanup run, then KeyboardInterrupt), not a KeyboardInterrupt
+    # raised wherever the loop happens to be (it escaped from a task's cleanup).
+    signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGINT))
     STATE.mkdir(parents=True, exist_ok=True)
     log = STATE / "demo-worker.log"
     env, promotion = _worker_env(settings)

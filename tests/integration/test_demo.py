@@ -10,11 +10,11 @@ from tests.integration.helpers import Names, free_port, riverbed, riverbed_env
 def test_demo_shows_live_accuracy_and_stops_cleanly(kafka: str, names: Names) -> None:
     env = riverbed_env(kafka, names, web_port=free_port())
     # The session's broker is not the one `riverbed broker start` keeps: refused.
-    refused = riverbed("demo", "--duration", "8", env=env, timeout=60)
+    refused = riverbed("demo", "--duration", "4", env=env, timeout=60)
     assert refused.returncode == 2 and "--use-running-broker" in refused.stderr, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     use = ("--use-running-broker", "--rate", "300")
-    res = riverbed("demo", "--duration", "8", *use, env=env, timeout=180)
+    res = riverbed("demo", "--duration", "4", *use, env=env, timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "/models" in res.stdout and "Ctrl-C" in res.stdout
     done = re.search(r"done: ([\d,]+) predictions, prequential accuracy ([\d.]+)%", res.stdout)
@@ -26,9 +26,9 @@ def test_demo_shows_live_accuracy_and_stops_cleanly(kafka: str, names: Names) ->
     assert re.search(r"drift detections: \d+.*; promotions: 0", res.stdout), res.stdout
     assert "stopped the worker" in res.stdout and "resuming" not in res.stdout
     # A second run says it resumes the first one's models; --fresh starts clean.
-    again = riverbed("demo", "--duration", "3", *use, env=env, timeout=180)
+    again = riverbed("demo", "--duration", "1", *use, env=env, timeout=180)
     assert again.returncode == 0 and "resuming the previous run" in again.stdout, again.stdout
-    fresh = riverbed("demo", "--duration", "3", "--fresh", *use, env=env, timeout=180)
+    fresh = riverbed("demo", "--duration", "1", "--fresh", *use, env=env, timeout=180)
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     assert "--fresh: deleted the previous run's topics" in fresh.stdout
     assert "resuming" not in fresh.stdout
