@@ -28,3 +28,12 @@ def test_without_kafka_opts_the_command_is_the_default(
     cmd = LocalBroker(port=19092, data_dir=tmp_path)._java_cmd("kafka.Kafka", "cfg")
     assert not any(a.startswith("-Xlog") for a in cmd)
     assert cmd[0] == "java" and cmd[-1] == "cfg"
+    assert "-XX:TieredStopAtLevel=1" in cmd
+
+
+def test_kafka_opts_come_after_the_defaults_so_they_win(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KAFKA_OPTS", "-XX:TieredStopAtLevel=4")
+    cmd = LocalBroker(port=19092, data_dir=tmp_path)._java_cmd("kafka.Kafka", "cfg")
+    assert cmd.index("-XX:TieredStopAtLevel=4") > cmd.index("-XX:TieredStopAtLevel=1")
