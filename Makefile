@@ -36,8 +36,8 @@ kafka-status: ## is the local broker running?
 run: setup ## live demo: broker + worker + drifting stream + live accuracy (Ctrl-C stops; FRESH=1 starts clean)
 	$(BIN)/riverbed demo $(if $(FRESH),--fresh)
 
-test: setup ## the whole suite against its own real Kafka broker (2 processes, one broker)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
+test: setup ## the whole suite against its own real Kafka broker (3 processes on 2 cores, one broker)
+	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=25
 
 test-unit: $(STAMP) ## only the tests that need no broker
 	$(BIN)/python -m pytest -m "not integration"

@@ -47,9 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from riverbed.kafka import compat
 from riverbed.learning import river_compat
 from tests.helpers import ROOT
+
+# Both tests read every module of the four libraries (~5 s, cached per process): under
+# pytest-xdist they run in one process, which reads them once.
+pytestmark = pytest.mark.xdist_group("private_names")
 
 LIBRARIES = frozenset({"faust", "mode", "aiokafka", "river"})
 SOURCES = ("app", "models", "tests", "bench")
