@@ -62,9 +62,13 @@ def mlflow_python() -> tuple[Path, float | None]:
             return python, None
         started = time.monotonic()
         shutil.rmtree(VENV, ignore_errors=True)
-        _run([sys.executable, "-m", "venv", str(VENV)], timeout=120)
-        _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-              *requirements()], timeout=INSTALL_TIMEOUT_S)  # fmt: skip
+        # No pip of its own (ensurepip) and no byte-compiling of every installed module:
+        # this venv's pip is the project's (`pip --python`), and Python compiles what
+        # the child imports as it imports it. 25.6 -> 5.5 s to make it.
+        _run([sys.executable, "-m", "venv", "--without-pip", str(VENV)], timeout=120)
+        _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+              "--disable-pip-version-check", "--no-compile", *requirements()],
+             timeout=INSTALL_TIMEOUT_S)  # fmt: skip
         stamp.write_text(reqs)
         return python, time.monotonic() - started
 
