@@ -30,7 +30,7 @@ import orjson
 
 from riverbed.config import Settings
 from riverbed.devtools.broker import STATE, LocalBroker
-from riverbed.devtools.produce import ProduceStats, produce
+from riverbed.devtools.produce import ProduceStats, dataset_stream, produce
 from riverbed.exceptions import BrokerError
 from riverbed.kafka import clients
 
@@ -283,6 +283,9 @@ async def _live(
     def on_sent(stats: ProduceStats) -> None:
         live.sent = stats.events
 
+    # The stream made before the loop runs: making it imports river.datasets (and
+    # scikit-learn where installed, ~1 s), which would hold the loop and the display.
+    pairs = dataset_stream(dataset, drift_at=DRIFT_AT)
     reader = asyncio.create_task(_read_topics(settings, live))
     await asyncio.sleep(0.5)  # let the reader reach the end of the topic before producing
     producer = asyncio.create_task(
@@ -293,6 +296,7 @@ async def _live(
             id_prefix=live.prefix,
             drift_at=DRIFT_AT,
             on_sent=on_sent,
+            pairs=pairs,
         )
     )
     try:
@@ -371,6 +375,14 @@ def _resumed(doc: dict[str, Any] | None) -> int:
     return sum(p.get("events", 0) for p in parts if p.get("restored_offset") is not None)
 
 
+def _hangup(signum: int, frame: Any) -> None:
+    """SIGHUP: as SIGINT, unless SIGINT is ignored (a background job of a script), where
+    it interrupts as Ctrl-C would have."""
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        signal.default_int_handler(signum, frame)
+    signal.raise_signal(signal.SIGINT)
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -393,7 +405,7 @@ def run_demo(
     # made a SIGINT, so that inside asyncio.run it takes asyncio's own path (the main
     # task cancelled, its cleanup run, then KeyboardInterrupt), not a KeyboardInterrupt
     # raised wherever the loop happens to be (it escaped from a task's cleanup).
-    signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGINT))
+    signal.signal(signal.SIGHUP, _hangup)
     STATE.mkdir(parents=True, exist_ok=True)
     log = STATE / "demo-worker.log"
     env, promotion = _worker_env(settings)

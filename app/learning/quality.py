@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -142,7 +142,10 @@ class MetricChoice:
     """
 
     name: str
-    factory: str
+    # Not compared: the name says which metric (a parametric one with its argument),
+    # and snapshots before 2026-12-06 hold the class itself here, not its name; a
+    # restored duel must still equal a fresh one (same_duel), or its pairs are dropped.
+    factory: str = field(compare=False)
     tasks: frozenset[str]
     test: str | None = None
     loss: Callable[[Any, Any], float] | None = None
@@ -152,6 +155,8 @@ class MetricChoice:
     @property
     def cls(self) -> Callable[..., Any]:
         """The metric's class."""
+        if not isinstance(self.factory, str):  # a snapshot's from before 2026-12-06
+            return self.factory
         module, _, name = self.factory.rpartition(".")
         return getattr(importlib.import_module(module), name)
 

@@ -124,6 +124,7 @@ def test_leader_and_coordinator_killed_under_load_learn_exactly_once(
                        session_timeout=SESSION_TIMEOUT_S, data_dir=output_dir / "worker",
                        web_port=free_ports(1))  # fmt: skip
     worker = Worker(env, output_dir / "worker.log")
+    producer = None
     try:
         worker.wait_ready()
         log = worker.log.read_text()
@@ -141,7 +142,7 @@ def test_leader_and_coordinator_killed_under_load_learn_exactly_once(
         producer = producer_process(bootstrap, names, *STREAM, partitions=4)
         wait_for(lambda: total(worker, "events") >= STEP
                  and worker.models()["snapshots_written"],
-                 timeout=RECV_TIMEOUT_S, what="a tenth of the stream and a snapshot")  # fmt: skip
+                 timeout=RECV_TIMEOUT_S, what=f"{STEP} events and a snapshot")  # fmt: skip
         coordinator = _coordinator(bootstrap, names.app_id)
         _kill_and_restart(cluster, coordinator, worker, STEP, "the group coordinator")
         leader = _leader(bootstrap, names.topic("events"), 0)
@@ -156,4 +157,6 @@ def test_leader_and_coordinator_killed_under_load_learn_exactly_once(
         assert len(set(sent)) == len(sent) > 3 * STEP
         check_exactly_once(bootstrap, names, [worker], n=len(sent))
     finally:
+        if producer is not None and producer.poll() is None:
+            producer.kill()  # the stream has no end of its own
         worker.stop()

@@ -53,10 +53,16 @@ def test_a_snapshot_from_before_the_learner_split_carries_on_exactly() -> None:
     # that code did next; the split code must do exactly the same.
     learner = pickle.loads((DATA / "learner-2284ce4.pkl").read_bytes())
     expected = json.loads((DATA / "learner-2284ce4.json").read_text())
+    (duel,) = learner.duels
+    assert duel.pairs, "the snapshot holds a duel under way"
     learner.configure(LearnerSettings(
         lineup=tuple(models.lineup("logreg,hoeffding")), promotion_window=50,
         promotion_min_positives=5, shadow_predictions=True, metric="rocauc",
     ))  # fmt: skip
+    # Its metric choice names its class as that code did (the class, not its dotted
+    # name): the same settings keep the duel and its pairs, not a new empty one.
+    assert learner.duels == [duel] and learner.duels[0] is duel
+    assert duel.choice.cls is duel.choice.make().__class__
     data = list(datasets.Phishing())
     outcomes = [
         learner.process_label(Label(str(i), data[i][1]), offset=i - 199, ts_ms=600 + i)
