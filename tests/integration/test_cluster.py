@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 # The stream is open-ended: it flows through both kills, restarts and resyncs however long
 # they take on a busy machine, and the test ends it once both nodes are back (a bounded
 # stream of 30,000 once ran out before the second kill on a slow CI host).
-RATE, STEP = 700, 3000
+RATE, STEP = 1500, 3000
 STREAM = ("--dataset", "agrawal", "--id-prefix", "k", "--rate", str(RATE))
 
 
