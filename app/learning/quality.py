@@ -174,7 +174,7 @@ class MetricChoice:
             if self.arg is not None:
                 return self.cls(self.arg, window=window)
             return self.cls(window=window)
-        if self.factory == "river.metrics.Accuracy":
+        if self.name == "accuracy":
             return RollingAccuracy(window)
         from river import utils
 
