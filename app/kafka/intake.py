@@ -129,7 +129,20 @@ class Intake:
         self._queue(fetch, 1)
         try:
             await self.channel.put(fetch)
-        except BaseException:  # cancelled (a flow stop): it never reached the agent
+        except asyncio.CancelledError:  # it never reached the agent
+            self._queue(fetch, -1)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this wait was cancelled (the flow stopped first, or a stop)
+            # The put itself was cancelled: a rebalance suspends the flow and clears
+            # the agents' queues in one step, and mode's ThrowableQueue.clear() cancels
+            # the puts waiting on them. The fetch is dropped as on any flow stop (Faust
+            # seeks back to the committed offsets). Raising would reach the consumer's
+            # wait_first, which reads exception() of that cancelled future, takes the
+            # CancelledError out of the fetcher, and Faust's Fetcher then crashes
+            # the worker ("Restarting on rebalance" with no supervisor to restart it).
+            return
+        except BaseException:
             self._queue(fetch, -1)
             raise
 
@@ -155,8 +168,17 @@ class Intake:
         return True
 
     def _queue(self, fetch: Fetch, n: int) -> None:
+        if fetch.epoch != self.epoch:
+            return  # an older epoch's fetch: no longer counted (see _new_epoch)
         for tp in fetch.records:
             self._queued[(tp[0], tp[1])] += n  # a TopicPartition (or a test's tuple)
+
+    def _new_epoch(self) -> None:
+        """Fetches queued before now are stale: the agent skips them, and a flow stop
+        may have dropped them from its queue unseen (Faust's ``flow_control.clear()``),
+        so they no longer count as on their way."""
+        self.epoch += 1
+        self._queued.clear()
 
     def arriving(self, records: Mapping[Any, Sequence[Any]]) -> None:
         """The consumer has just been handed ``records``; until :meth:`arrived`, their
@@ -174,7 +196,7 @@ class Intake:
 
     async def drain(self) -> None:
         """Stop handing out older fetches, let the batch in hand finish, checkpoint."""
-        self.epoch += 1  # the batch in hand finishes; the joiner's records wait no more
+        self._new_epoch()  # the batch in hand finishes; the joiner's records wait no more
         try:
             await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT_S)
         except TimeoutError:
@@ -191,7 +213,7 @@ class Intake:
         (a new epoch): after a rebalance or a seek the consumer fetches them again from
         where the learners resume, and a record fetched before the seek must not be
         merged with the other topic's records fetched after it."""
-        self.epoch += 1
+        self._new_epoch()
         if self.joiner is not None:
             self.joiner.clear()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import faust
 
@@ -33,5 +34,51 @@ def test_deliver_nowait_queues_only_when_nothing_would_wait() -> None:
         assert intake.deliver_nowait({("ev", 0): [3]})  # room again
         await intake.drain()  # a rebalance: what was queued before is stale
         assert not intake.begin(sub.queue.get_nowait())
+
+    asyncio.run(scenario())
+
+
+def test_a_put_cancelled_by_a_flow_stop_is_a_dropped_fetch_not_a_crash() -> None:
+    """Faust's rebalance suspends the flow and clears the agents' queues in one step;
+    mode's ``ThrowableQueue.clear`` cancels the puts waiting on a full queue. The
+    consumer waits on ``deliver`` with mode's ``wait_first``, which reads
+    ``f.exception()`` of every finished future: a put cancelled that way raised
+    CancelledError out of the fetcher, which Faust took for a restart and crashed the
+    worker (seen in test_hosts: a zombie's return under load)."""
+
+    async def scenario() -> None:
+        import mode
+
+        app = faust.App("riverbed-intake-test", broker="memory://", store="memory://")
+        channel = app.channel(maxsize=1)
+
+        class Checkpoint:
+            async def checkpoint(self) -> None:
+                return None
+
+            def committable(self, topic: str, partition: int) -> int | None:
+                return None
+
+        intake = Intake(channel, {"ev"}, checkpoint=Checkpoint())
+        sub = channel.clone(is_iterator=True)
+        intake.attach()
+        app.flow_control.resume()  # a running worker's flow
+        assert intake.deliver_nowait({("ev", 0): [1]})  # the queue is full now
+        service = mode.Service()
+        suspend_flow = asyncio.Event()
+        waiting = asyncio.ensure_future(
+            service.wait_first(intake.deliver({("ev", 0): [2]}), suspend_flow.wait())
+        )
+        queue: Any = sub.queue
+        while not queue._putters:  # until the put waits on the full queue
+            await asyncio.sleep(0)
+        suspend_flow.set()  # what consumer.stop_flow() and flow_control.clear() do,
+        queue.clear()  # in one step
+        await waiting  # no CancelledError: the fetch is dropped, as on any flow stop
+        # Neither fetch reaches the agent; the drain that follows every flow stop
+        # starts a new epoch, and with it nothing counts as on its way.
+        assert intake.in_transit("ev", 0)
+        await intake.drain()
+        assert not intake.in_transit("ev", 0)
 
     asyncio.run(scenario())
