@@ -108,6 +108,12 @@ PRIVATE: tuple[Private, ...] = (
             "overridden: LoopConsumerThread calls Service's, not ServiceThread's"),
     Private("mode-streaming", "mode.threads:ServiceThread", "_close_thread_loop_on_stop",
             "attribute", "LoopConsumerThread must not close the app's loop (keep_thread_loop)"),
+    Private("mode-streaming", "mode.worker:Worker", "_sentinel_task", "method",
+            "overridden (app/kafka/worker.py): the loop closes once the cancelled tasks "
+            "are done, not after a fixed second"),
+    Private("mode-streaming", "mode.utils.queues:ThrowableQueue", "_putters", "attribute",
+            "tests/unit/test_intake.py waits until a put waits on a full queue: the puts "
+            "a flow stop's clear() cancels", tests_only=True),
     Private("mode-streaming", "mode.worker:Worker", "_setup_logging", "method",
             "tests/unit/test_worker.py runs the logging set-up of riverbed's Worker without "
             "starting it (setup_logging)", tests_only=True),
@@ -276,3 +282,8 @@ def request_rejoin(consumer: Any) -> None:
 def setup_logging(worker: Any) -> None:
     """mode's worker: set logging up as its start would (and nothing else)."""
     worker._setup_logging()
+
+
+def waiting_puts(queue: Any) -> int:
+    """mode's ThrowableQueue: how many puts wait for room (what its clear() cancels)."""
+    return len(queue._putters)

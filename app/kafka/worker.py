@@ -57,6 +57,22 @@ class Worker(faust.Worker):
         await super().on_startup_finished()
         _freeze_heap()  # and the services, clients and learners start-up made
 
+    async def _sentinel_task(self) -> None:
+        """The last thing mode's worker runs before it closes the loop.
+
+        mode's is a fixed ``asyncio.sleep(1.0)``, so that the tasks it has just
+        cancelled can finish and the transports they closed can call back: every stop
+        took a second more than its work (a rebalance hand-over, a supervisor's
+        restart, a deploy, each test's worker). This waits for exactly that, and never
+        longer than mode did.
+        """
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        deadline = loop.time() + 1.0
+        while (others := asyncio.all_tasks() - {me}) and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(others, timeout=left)
+        await asyncio.sleep(0)  # a turn for the callbacks the last of them scheduled
+
 
 def _freeze_heap() -> None:
     gc.collect()

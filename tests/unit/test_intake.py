@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import faust
 
+from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
 
 
@@ -69,11 +69,10 @@ def test_a_put_cancelled_by_a_flow_stop_is_a_dropped_fetch_not_a_crash() -> None
         waiting = asyncio.ensure_future(
             service.wait_first(intake.deliver({("ev", 0): [2]}), suspend_flow.wait())
         )
-        queue: Any = sub.queue
-        while not queue._putters:  # until the put waits on the full queue
+        while not compat.waiting_puts(sub.queue):  # until the put waits on the full queue
             await asyncio.sleep(0)
         suspend_flow.set()  # what consumer.stop_flow() and flow_control.clear() do,
-        queue.clear()  # in one step
+        sub.queue.clear()  # in one step
         await waiting  # no CancelledError: the fetch is dropped, as on any flow stop
         # Neither fetch reaches the agent; the drain that follows every flow stop
         # starts a new epoch, and with it nothing counts as on its way.
