@@ -251,6 +251,10 @@ class LocalBroker:
     replication: int = 1
     min_insync: int = 1
     cluster_id: str = ""
+    # How long the controller waits for a silent node before it fences it and moves its
+    # leaderships (broker.session.timeout.ms; heartbeats at a quarter of it): Kafka's
+    # 9 s on one node, shorter on a LocalCluster.
+    fence_after_ms: int = 9000
     # A Linux network namespace to run in (`ip netns exec`): the multi-host tests.
     netns: str = ""
 
@@ -403,6 +407,8 @@ class LocalBroker:
                 voters=self.voters,
                 replication=self.replication,
                 min_insync=self.min_insync,
+                fence_after_ms=self.fence_after_ms,
+                heartbeat_ms=min(2000, self.fence_after_ms // 4),
             )
         )
         if self.secure is not None:
@@ -489,19 +495,23 @@ class LocalBroker:
         raise BrokerError(msg)
 
     # -- stop ------------------------------------------------------------------------
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
-        """Stop the broker this data directory started; False when none was running."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S, *, graceful: bool = True) -> bool:
+        """Stop the broker this data directory started; False when none was running.
+
+        ``graceful=False`` kills it at once, for a broker whose data is deleted next (a
+        node of a cluster whose others are gone waits out a controlled shutdown).
+        """
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+        deadline = time.monotonic() + (timeout if graceful else 0)
         while time.monotonic() < deadline and self.pid() is not None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.1)  # poll interval while the JVM shuts down
-        if self.pid() is not None:
+        if graceful and self.pid() is not None:
             logger.warning("broker %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
@@ -531,6 +541,9 @@ class LocalCluster:
     nodes: int = 3
     data_dir: Path = field(default=Path())
     heap: str = "384m"
+    # A node killed -9 is fenced, and its partitions led elsewhere, after 5 s of silence
+    # instead of Kafka's 9 s: the failover drills on this cluster wait it out per kill.
+    fence_after_ms: int = 5000
 
     def __post_init__(self) -> None:
         if self.data_dir == Path():
@@ -543,7 +556,8 @@ class LocalCluster:
         return [
             LocalBroker(port=self.port + 2 * i, data_dir=self.data_dir / f"node-{i + 1}",
                         heap=self.heap, node_id=i + 1, voters=voters, replication=replication,
-                        min_insync=max(1, replication - 1), cluster_id=self._cluster_id())
+                        min_insync=max(1, replication - 1), cluster_id=self._cluster_id(),
+                        fence_after_ms=self.fence_after_ms)
             for i in range(self.nodes)
         ]  # fmt: skip
 
@@ -575,12 +589,13 @@ class LocalCluster:
             raise
         return self.bootstrap
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+    def stop(self, timeout: float = STOP_TIMEOUT_S, *, graceful: bool = True) -> bool:
         """Stop every node this data directory started, all at once (one by one, the
         last would wait for a quorum of controllers that is gone); False when none was
         running."""
         with concurrent.futures.ThreadPoolExecutor(self.nodes) as pool:
-            return any(list(pool.map(lambda b: b.stop(timeout), self.brokers)))
+            return any(list(pool.map(lambda b: b.stop(timeout, graceful=graceful),
+                                     self.brokers)))  # fmt: skip
 
     def wipe(self) -> None:
         for b in self.brokers:

@@ -49,7 +49,7 @@ def cluster() -> Iterator[LocalCluster]:
     try:
         yield c
     finally:
-        c.stop(timeout=5)  # its data is deleted next: no need for a graceful stop
+        c.stop(graceful=False)  # its data is deleted next
         c.wipe()
 
 

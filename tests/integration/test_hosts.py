@@ -182,5 +182,5 @@ def test_two_hosts_forward_predict_and_survive_a_partition_longer_than_the_sessi
             producer.kill()
         for w in workers:
             w.stop()
-        broker.stop(timeout=5)
+        broker.stop(graceful=False)  # its data is deleted next
         broker.wipe()
