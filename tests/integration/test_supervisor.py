@@ -90,7 +90,7 @@ def test_a_killed_child_is_restarted_and_all_die_with_a_killed_supervisor(
     doc = machine.models()
     assert doc["assigned"] == [0, 1, 2, 3] and doc["ready"] and len(doc["processes"]) == 2
 
-    producer = start_producer(*AGRAWAL, "--rate", "2000", partitions=4)
+    producer = start_producer(*AGRAWAL, "--rate", "4000", partitions=4)
     wait_for(
         lambda: total(machine, "events") >= N // 3 and machine.models()["snapshots_written"] > 0,
         timeout=RECV_TIMEOUT_S,
