@@ -252,8 +252,8 @@ class LocalBroker:
     min_insync: int = 1
     cluster_id: str = ""
     # How long the controller waits for a silent node before it fences it and moves its
-    # leaderships (broker.session.timeout.ms; heartbeats at a quarter of it): Kafka's
-    # 9 s on one node, shorter on a LocalCluster.
+    # leaderships (broker.session.timeout.ms; heartbeats at a quarter of it, at most
+    # Kafka's 2 s): Kafka's 9 s on one node, shorter on a LocalCluster.
     fence_after_ms: int = 9000
     # A Linux network namespace to run in (`ip netns exec`): the multi-host tests.
     netns: str = ""
@@ -408,7 +408,7 @@ class LocalBroker:
                 replication=self.replication,
                 min_insync=self.min_insync,
                 fence_after_ms=self.fence_after_ms,
-                heartbeat_ms=min(2000, self.fence_after_ms // 4),
+                heartbeat_ms=max(100, min(2000, self.fence_after_ms // 4)),
             )
         )
         if self.secure is not None:
@@ -506,7 +506,7 @@ class LocalBroker:
             self.pid_file.unlink(missing_ok=True)
             return False
         os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
-        deadline = time.monotonic() + (timeout if graceful else 0)
+        deadline = time.monotonic() + timeout  # killed: gone in milliseconds
         while time.monotonic() < deadline and self.pid() is not None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)

@@ -121,7 +121,12 @@ class Intake:
 
     # -- the consumer side --------------------------------------------------------------
     async def deliver(self, records: Mapping[Any, Sequence[Any]]) -> None:
-        """Queue one fetch for the agent (waits while the channel is full or paused)."""
+        """Queue one fetch for the agent (waits while the channel is full or paused).
+
+        Await it as a task of its own (the consumer's ``wait_first`` does): a put
+        cancelled under it by a flow stop is told from a cancellation of the waiting
+        task by that task's ``cancelling()``.
+        """
         fetch = Fetch(records, self.epoch)
         # A channel drops values while no agent iterates it (before start, or while a
         # crashed agent restarts); nothing may be dropped, so wait for one.

@@ -63,15 +63,16 @@ class Worker(faust.Worker):
         mode's is a fixed ``asyncio.sleep(1.0)``, so that the tasks it has just
         cancelled can finish and the transports they closed can call back: every stop
         took a second more than its work (a rebalance hand-over, a supervisor's
-        restart, a deploy, each test's worker). This waits for exactly that, and never
-        longer than mode did.
+        restart, a deploy, each test's worker). This waits for those tasks, never
+        longer than mode did, then 50 ms for the closes they started that take more
+        than one turn of the loop (a TLS connection's close_notify).
         """
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()
         deadline = loop.time() + 1.0
         while (others := asyncio.all_tasks() - {me}) and (left := deadline - loop.time()) > 0:
             await asyncio.wait(others, timeout=left)
-        await asyncio.sleep(0)  # a turn for the callbacks the last of them scheduled
+        await asyncio.sleep(0.05)  # the transports' close callbacks
 
 
 def _freeze_heap() -> None:
