@@ -44,6 +44,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -167,11 +168,15 @@ def quix(bootstrap: str, src: str, dst: str, n: int, model: str) -> None:
     """A minimal Quix Streams app doing the same per event."""
     from quixstreams import Application
 
+    # Quix keeps state (none here) under ./state by default: one empty folder per
+    # run in the project's root.
+    state = tempfile.TemporaryDirectory(prefix="bench-quix-")
     app = Application(
         broker_address=_quix_broker(bootstrap),
         consumer_group=f"quix-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         loglevel="WARNING",
+        state_dir=state.name,
     )
     models_by_p: dict[int, Any] = {}
     done = {"n": 0}
@@ -189,7 +194,7 @@ def quix(bootstrap: str, src: str, dst: str, n: int, model: str) -> None:
     topic = app.topic(src, value_deserializer="bytes", key_deserializer="bytes")
     sdf = app.dataframe(topic)
     sdf.update(on_message, metadata=True)
-    with producer:
+    with state, producer:
         app.run()
 
 
