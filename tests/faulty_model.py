@@ -3,12 +3,14 @@
 Used as ``RIVERBED_MODEL=tests.faulty_model:build`` to check that a model error on one
 record sends that record to the dead-letter topic and the worker goes on; and
 ``tests.faulty_model:unpicklable``, a model no snapshot can be taken of, which a worker
-refuses at start-up.
+refuses at start-up; ``tests.faulty_model:slow_logreg``, the catalog's logreg 1 ms slower
+per record, so that a worker falls behind its stream.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from river import linear_model
@@ -77,3 +79,22 @@ class Segfaults(linear_model.LogisticRegression):
 
 def segfaults_on_poison() -> Segfaults:
     return Segfaults()
+
+
+class SlowLogisticRegression(linear_model.LogisticRegression):
+    """River's LogisticRegression, 1 ms longer per ``learn_one``: what a heavier model
+    costs a worker's loop (its predictions and learning are River's own)."""
+
+    def learn_one(self, x: dict[str, Any], y: Any, w: float = 1.0) -> None:
+        time.sleep(0.001)  # the model's cost, held on the loop as a model's CPU would be
+        super().learn_one(x, y, w)
+
+
+def slow_logreg() -> Any:
+    """The catalog's logreg (the offline replay's model), its last step slow: the agent
+    falls behind and the consumer waits on its full queue."""
+    from riverbed import models
+
+    model = models.build("logreg")
+    model.steps["LogisticRegression"].__class__ = SlowLogisticRegression
+    return model

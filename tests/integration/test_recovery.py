@@ -163,6 +163,35 @@ def test_rebalance_to_a_second_worker_then_stopping_the_first(
     check_exactly_once(kafka, names, [second])
 
 
+def test_a_rebalance_while_the_agent_is_behind_keeps_the_worker_and_its_records(
+    kafka: str, names: Names, start_worker: Any, start_producer: Any
+) -> None:
+    """A model slower than the stream: the consumer waits on the agent's full queue when
+    a second worker's join revokes the partitions, and Faust's revocation clears that
+    queue, cancelling the put. The first worker crashed there ("[^---Fetcher]: Crashed
+    reason=CancelledError"); now the fetch is dropped as on any flow stop, and read
+    again from the committed offsets. Fetches of 10 records keep the consumer waiting
+    on that queue most of the time (the crash came in 3 runs of 3 without the fix)."""
+    n = 6000
+    settings = {**WORKER, "model": "tests.faulty_model:slow_logreg", "batch_max": 10}
+    first = start_worker(**settings)
+    producer = start_producer("--dataset", "agrawal", "--limit", str(n), "--id-prefix", "k",
+                              partitions=4)  # fmt: skip
+    wait_for(lambda: total(first, "events") >= 500, timeout=RECV_TIMEOUT_S,
+             what="the first worker under way, behind the stream")  # fmt: skip
+    second = start_worker(**settings)
+
+    def shared() -> bool:
+        assert first.alive(), "the first worker died in the rebalance:\n" + first.tail_log()
+        return len(first.models()["assigned"]) == len(second.models()["assigned"]) == 2
+
+    wait_for(shared, timeout=RECOVERY_TIMEOUT_S, what="the partitions shared 2 + 2")
+    assert producer.wait(RECV_TIMEOUT_S) == 0
+    check_exactly_once(kafka, names, [first, second], n=n)
+    assert first.alive(), first.tail_log()
+    assert "Crashed" not in first.log.read_text()
+
+
 def test_a_tampered_snapshot_is_refused_loudly(kafka: str, names: Names, start_worker: Any) -> None:
     first = start_worker(**{**WORKER, "partitions": 1})
     events = [
