@@ -63,7 +63,7 @@ def test_exactly_the_listed_acls_run_end_to_end_and_each_missing_one_is_named(
     authorized: Secured, names: Names, output_dir: Path
 ) -> None:
     env = riverbed_env(authorized.sasl_ssl, names, partitions=2, web_port=free_port(),
-                       data_dir=output_dir / "worker",
+                       data_dir=output_dir / "worker", snapshot_interval=1,
                        **authorized.sasl(mechanism="SCRAM-SHA-512"))  # fmt: skip
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("RIVERBED_")})
     admin = Settings.from_env({"RIVERBED_BROKER": authorized.plain, "RIVERBED_PARTITIONS": "2",
