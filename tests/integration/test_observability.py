@@ -113,7 +113,36 @@ def test_a_real_prometheus_scrapes_the_worker(
     kafka: str, names: Names, start_worker: Any, output_dir: Path
 ) -> None:
     # Two candidates: a champion and a challenger, for the dashboard's model panels.
-    worker = start_worker(partitions=2, model="logreg,hoeffding")
+    worker = start_worker(wait=False, partitions=2, model="logreg,hoeffding",
+                          snapshot_interval=1)  # fmt: skip
+    # Prometheus starts scraping ~5 s after it starts (its scrape manager applies new
+    # targets on a 5 s tick): started now, that overlaps the worker's start and the stream.
+    prom_port = free_port()
+    config = output_dir / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: riverbed\n    static_configs: [{{targets: ['127.0.0.1:{worker.port}']}}]\n"
+    )
+    prom = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={output_dir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=(output_dir / "prometheus.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _scraped_by_prometheus(kafka, names, worker, prom_port)
+    finally:
+        prom.terminate()
+        prom.wait(30)
+
+
+def _scraped_by_prometheus(kafka: str, names: Names, worker: Any, prom_port: int) -> None:
+    worker.wait_ready()
     assert (
         riverbed(
             "produce", "--dataset", "phishing", env=riverbed_env(kafka, names, partitions=2)
@@ -138,48 +167,31 @@ def test_a_real_prometheus_scrapes_the_worker(
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert "riverbed_end_to_end_latency_seconds_bucket" in text
 
-    prom_port = free_port()
-    config = output_dir / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: riverbed\n    static_configs: [{{targets: ['127.0.0.1:{worker.port}']}}]\n"
+    # Scraped since the worker started: the sum counts every event once a scrape after
+    # the last one came.
+    total = wait_for(
+        lambda: [r for r in _query(prom_port, "sum(riverbed_events_total)")
+                 if float(r["value"][1]) == 1250],
+        timeout=PROMETHEUS_TIMEOUT_S,
+        what="Prometheus to scrape the worker after its 1250 events",
+    )  # fmt: skip
+    assert len(total) == 1, total
+    # The champion's cumulative metric, as /models has it (the stream is over: it holds).
+    champion = (
+        'riverbed_model_metric{metric="Accuracy",window="all"}'
+        " * on (instance, partition, model) riverbed_champion"
     )
-    prom = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={output_dir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=(output_dir / "prometheus.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        total = wait_for(
-            lambda: _query(prom_port, "sum(riverbed_events_total)"),
-            timeout=PROMETHEUS_TIMEOUT_S,
-            what="Prometheus to scrape the worker",
-        )
-        assert float(total[0]["value"][1]) == 1250
-        # The champion's cumulative metric, as /models has it.
-        champion = (
-            'riverbed_model_metric{metric="Accuracy",window="all"}'
-            " * on (instance, partition, model) riverbed_champion"
-        )
-        per_partition = wait_for(
-            lambda: _query(prom_port, champion),
-            timeout=PROMETHEUS_TIMEOUT_S,
-            what="the per-partition metric in Prometheus",
-        )
-        doc = worker.models()["partitions"]
-        got = {r["metric"]["partition"]: float(r["value"][1]) for r in per_partition}
-        assert got == {p: d["metric"]["value"] for p, d in doc.items()}
-        assert len(per_partition) == 2, per_partition
-        _check_dashboard(prom_port)
-    finally:
-        prom.terminate()
-        prom.wait(30)
+    doc = worker.models()["partitions"]
+    want = {p: d["metric"]["value"] for p, d in doc.items()}
+    per_partition = wait_for(
+        lambda: [r for r in _query(prom_port, champion)
+                 if want.get(r["metric"]["partition"]) == float(r["value"][1])],
+        timeout=PROMETHEUS_TIMEOUT_S,
+        what="the per-partition metric in Prometheus, as /models has it",
+    )  # fmt: skip
+    got = {r["metric"]["partition"]: float(r["value"][1]) for r in per_partition}
+    assert got == want and len(per_partition) == 2, (got, want)
+    _check_dashboard(prom_port)
 
 
 def test_drift_is_detected_near_the_drift_point_and_the_metric_recovers(
