@@ -230,14 +230,6 @@ async def produce_values(
 
 
 # -- worker processes -------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def worker_env(
     bootstrap: str,
     prefix: str,
@@ -258,7 +250,9 @@ def worker_env(
     # ``<app id>-__assignor-__leader``. Deleted with the run's topics, or every run left
     # ~15 on the broker.
     own_prefix(f"{app_id}-__assignor-")
-    port = free_port()
+    from riverbed.devtools.broker import free_ports
+
+    port = free_ports(1)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RIVERBED_")},
         "RIVERBED_BROKER": bootstrap,

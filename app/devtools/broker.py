@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import random
 import re
 import shlex
 import shutil
@@ -54,23 +55,45 @@ def kafka_version() -> str:
     return m.group(1).strip()
 
 
+FREE_PORTS_FROM = 10000  # the lowest port free_ports picks
+
+
+def _ephemeral_ports_start() -> int:
+    """The first port the kernel hands to outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_ports(n: int = 1) -> int:
     """A base port with the ``n`` ports from it free on 127.0.0.1 (a supervisor's and
     its worker processes', or a broker's listeners): the tests and benchmarks use it.
 
+    The ports are picked below the kernel's ephemeral range: a port in it may become the
+    local end of any outgoing connection between this check and the server's bind, and
+    stay so for that connection's life (a supervisor's worker process, binding seconds
+    later on a busy machine, once found its port held by another test's Kafka client).
+    Below it, only another server can take one.
+
     Examples
     --------
     >>> base = free_ports(3)
-    >>> 0 < base < base + 3 < 65536
+    >>> FREE_PORTS_FROM <= base < base + 3 <= _ephemeral_ports_start()
     True
 
     """
+    below = _ephemeral_ports_start() - n
+    pick = random.SystemRandom()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
+        if below > FREE_PORTS_FROM:
+            base = pick.randrange(FREE_PORTS_FROM, below)
+        else:  # an unusual ephemeral range: any free port the kernel gives
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                base = int(s.getsockname()[1])
+            if base + n >= 65535:
+                continue
         socks: list[socket.socket] = []
         try:
             for port in range(base, base + n):

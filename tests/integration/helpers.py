@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -22,6 +21,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from riverbed.devtools.broker import free_ports
 from riverbed.kafka import compat
 from tests.helpers import ROOT, wait_for
 
@@ -33,19 +33,9 @@ PRODUCER_STOP_TIMEOUT_S = 10.0
 
 
 def free_port(pair: bool = False) -> int:
-    """A free TCP port on 127.0.0.1 (and the next one too, with ``pair``)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not pair or port >= 65535:
-            return port
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+    """A free TCP port on 127.0.0.1 (and the next one too, with ``pair``), below the
+    kernel's ephemeral range (:func:`riverbed.devtools.broker.free_ports` says why)."""
+    return free_ports(2 if pair else 1)
 
 
 @dataclass
