@@ -298,15 +298,25 @@ class Supervisor:
                 await asyncio.sleep(POLL_S * 2)  # polls the child's readiness
             else:
                 return
-        if self.spare is None and not self.stopping:
-            env = dict(self.environ)
-            env[SUPERVISOR_ENV] = str(os.getpid())
-            self.spare = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "riverbed", "_spare", env=env,
-                stdin=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            self._write_pids()
-            logger.info("warm spare started (pid %d)", self.spare.pid)
+        await self._start_spare()
+
+    async def _start_spare(self) -> None:
+        if self.spare is not None or self.stopping:
+            return
+        env = dict(self.environ)
+        env[SUPERVISOR_ENV] = str(os.getpid())
+        spare = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "riverbed", "_spare", env=env,
+            stdin=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        self.spare = spare
+        self._write_pids()
+        logger.info("warm spare started (pid %d)", spare.pid)
+        if self.stopping and spare.stdin is not None:
+            # The stop came while it was being started, before stop() could see it: a
+            # spare with no slot to take exits (left open, the stop waited out its
+            # 30 s timeout for it, then killed it).
+            spare.stdin.close()
 
     async def _watch(self, child: Child) -> None:
         """Restart ``child`` whenever it ends, until the supervisor stops or the slot

@@ -76,3 +76,31 @@ def test_ready_counts_only_a_childs_own_answer() -> None:
     assert by_slot[1]["reason"] == "does not answer"
     status, doc = asyncio.run(_ready_with({0: {"pid": 1000}, 1: {"pid": 1001}}))
     assert status == 200 and doc["ready"], doc
+
+
+def test_a_spare_started_as_the_supervisor_stops_is_told_to_exit(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """SIGTERM while the warm spare's process is being made: stop() cannot see it yet,
+    so the spare is told there is no slot to take once it exists (its stdin closed);
+    the stop waited 30 s for it before."""
+    settings = Settings.from_env({"RIVERBED_PROCESSES": "1", "RIVERBED_DATA_DIR": str(tmp_path)})
+    sup = Supervisor(settings, ["worker"], environ={})
+
+    class Stdin:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    class Spare:
+        pid, returncode, stdin = 4242, None, Stdin()
+
+    async def exec_while_stopping(*_args: Any, **_kwargs: Any) -> Spare:
+        sup.stop()  # the signal arrives while the process is being made
+        return Spare()
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", exec_while_stopping)
+    asyncio.run(sup._start_spare())
+    assert sup.stopping and sup.spare is not None
+    assert sup.spare.stdin.closed, "the spare was told to exit"
