@@ -58,42 +58,45 @@ def kafka_version() -> str:
 FREE_PORTS_FROM = 10000  # the lowest port free_ports picks
 
 
-def _ephemeral_ports_start() -> int:
-    """The first port the kernel hands to outgoing connections (ip_local_port_range)."""
+def _ephemeral_ports() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (ip_local_port_range)."""
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def free_ports(n: int = 1) -> int:
     """A base port with the ``n`` ports from it free on 127.0.0.1 (a supervisor's and
     its worker processes', or a broker's listeners): the tests and benchmarks use it.
 
-    The ports are picked below the kernel's ephemeral range: a port in it may become the
-    local end of any outgoing connection between this check and the server's bind, and
-    stay so for that connection's life (a supervisor's worker process, binding seconds
-    later on a busy machine, once found its port held by another test's Kafka client).
-    Below it, only another server can take one.
+    The ports are picked outside the kernel's ephemeral range (below it, or above it
+    when it starts too low): a port in it may become the local end of any outgoing
+    connection between this check and the server's bind, and stay so for that
+    connection's life (a supervisor's worker process, binding seconds later on a busy
+    machine, once found its port held by another test's Kafka client). Outside it, only
+    another server can take one.
 
     Examples
     --------
     >>> base = free_ports(3)
-    >>> FREE_PORTS_FROM <= base < base + 3 <= _ephemeral_ports_start()
+    >>> low, high = _ephemeral_ports()
+    >>> base + 3 <= low or base > high
     True
 
     """
-    below = _ephemeral_ports_start() - n
-    pick = random.SystemRandom()
+    low, high = _ephemeral_ports()
+    if low - n > FREE_PORTS_FROM:
+        span = (FREE_PORTS_FROM, low - n)
+    elif 65535 - n > high + 1:
+        span = (high + 1, 65535 - n)
+    else:
+        msg = f"no room for {n} ports outside the ephemeral range {low}-{high}"
+        raise BrokerError(msg)
+    pick = random.SystemRandom()  # never a seeded sequence shared by test processes
     for _ in range(200):
-        if below > FREE_PORTS_FROM:
-            base = pick.randrange(FREE_PORTS_FROM, below)
-        else:  # an unusual ephemeral range: any free port the kernel gives
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                base = int(s.getsockname()[1])
-            if base + n >= 65535:
-                continue
+        base = pick.randrange(*span)
         socks: list[socket.socket] = []
         try:
             for port in range(base, base + n):

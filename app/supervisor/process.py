@@ -191,6 +191,7 @@ class Supervisor:
         self.restarts_total = 0
         self.spare: asyncio.subprocess.Process | None = None  # riverbed.supervisor.spare
         self.spares = settings.warm_spare == "on"
+        self._spare_starting = False
         self._background: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.failure: str | None = None
@@ -267,6 +268,11 @@ class Supervisor:
                 sys.executable, "-m", "riverbed", *self.args, env=env
             )
             how = "started"
+        if self.stopping:
+            # The stop came during the awaits above, when stop() still saw the slot's
+            # old process: this one gets its SIGTERM (and final checkpoint) now.
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
         child.started = self.clock()
         self._write_pids()
         logger.info("worker slot %d %s (pid %d, port %d, group.instance.id %s)",
@@ -301,14 +307,20 @@ class Supervisor:
         await self._start_spare()
 
     async def _start_spare(self) -> None:
-        if self.spare is not None or self.stopping:
+        # One at a time: the slots become ready together (one rebalance), and two
+        # starts awaiting their processes at once made two spares, one of them lost.
+        if self.spare is not None or self.stopping or self._spare_starting:
             return
+        self._spare_starting = True
         env = dict(self.environ)
         env[SUPERVISOR_ENV] = str(os.getpid())
-        spare = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "riverbed", "_spare", env=env,
-            stdin=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        try:
+            spare = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "riverbed", "_spare", env=env,
+                stdin=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        finally:
+            self._spare_starting = False
         self.spare = spare
         self._write_pids()
         logger.info("warm spare started (pid %d)", spare.pid)

@@ -169,13 +169,12 @@ def _scraped_by_prometheus(kafka: str, names: Names, worker: Any, prom_port: int
 
     # Scraped since the worker started: the sum counts every event once a scrape after
     # the last one came.
-    total = wait_for(
-        lambda: [r for r in _query(prom_port, "sum(riverbed_events_total)")
-                 if float(r["value"][1]) == 1250],
-        timeout=PROMETHEUS_TIMEOUT_S,
-        what="Prometheus to scrape the worker after its 1250 events",
-    )  # fmt: skip
-    assert len(total) == 1, total
+    def scraped(expr: str) -> list[tuple[dict[str, str], float]]:
+        return [(r["metric"], float(r["value"][1])) for r in _query(prom_port, expr)]
+
+    wait_for(lambda: [v for _m, v in scraped("sum(riverbed_events_total)")] == [1250.0],
+             timeout=PROMETHEUS_TIMEOUT_S,
+             what="Prometheus to scrape the worker after its 1250 events")  # fmt: skip
     # The champion's cumulative metric, as /models has it (the stream is over: it holds).
     champion = (
         'riverbed_model_metric{metric="Accuracy",window="all"}'
@@ -183,14 +182,15 @@ def _scraped_by_prometheus(kafka: str, names: Names, worker: Any, prom_port: int
     )
     doc = worker.models()["partitions"]
     want = {p: d["metric"]["value"] for p, d in doc.items()}
-    per_partition = wait_for(
-        lambda: [r for r in _query(prom_port, champion)
-                 if want.get(r["metric"]["partition"]) == float(r["value"][1])],
-        timeout=PROMETHEUS_TIMEOUT_S,
-        what="the per-partition metric in Prometheus, as /models has it",
-    )  # fmt: skip
-    got = {r["metric"]["partition"]: float(r["value"][1]) for r in per_partition}
-    assert got == want and len(per_partition) == 2, (got, want)
+    assert len(want) == 2, want
+
+    def per_partition() -> list[tuple[dict[str, str], float]]:
+        series = scraped(champion)  # every series: one per partition, none more
+        return series if {m["partition"]: v for m, v in series} == want else []
+
+    series = wait_for(per_partition, timeout=PROMETHEUS_TIMEOUT_S,
+                      what="the per-partition metric in Prometheus, as /models has it")  # fmt: skip
+    assert len(series) == 2, series
     _check_dashboard(prom_port)
 
 

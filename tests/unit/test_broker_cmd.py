@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from riverbed.devtools.broker import LocalBroker
+from riverbed.exceptions import BrokerError
 
 
 def test_kafka_opts_add_jvm_options_before_the_main_class(
@@ -37,3 +39,17 @@ def test_kafka_opts_come_after_the_defaults_so_they_win(
     monkeypatch.setenv("KAFKA_OPTS", "-XX:TieredStopAtLevel=4")
     cmd = LocalBroker(port=19092, data_dir=tmp_path)._java_cmd("kafka.Kafka", "cfg")
     assert cmd.index("-XX:TieredStopAtLevel=4") > cmd.index("-XX:TieredStopAtLevel=1")
+
+
+def test_free_ports_stay_out_of_the_ephemeral_range(monkeypatch: Any) -> None:
+    """Ports an outgoing connection could take between the check and the bind are
+    never picked: below the range, or above it when it starts too low."""
+    from riverbed.devtools import broker
+
+    monkeypatch.setattr(broker, "_ephemeral_ports", lambda: (32768, 60999))
+    assert all(broker.FREE_PORTS_FROM <= broker.free_ports(3) <= 32765 for _ in range(20))
+    monkeypatch.setattr(broker, "_ephemeral_ports", lambda: (1024, 60000))
+    assert all(60000 < broker.free_ports(3) <= 65532 for _ in range(20))
+    monkeypatch.setattr(broker, "_ephemeral_ports", lambda: (1024, 65535))
+    with pytest.raises(BrokerError, match="outside the ephemeral range"):
+        broker.free_ports(3)

@@ -104,3 +104,28 @@ def test_a_spare_started_as_the_supervisor_stops_is_told_to_exit(
     asyncio.run(sup._start_spare())
     assert sup.stopping and sup.spare is not None
     assert sup.spare.stdin.closed, "the spare was told to exit"
+
+
+def test_slots_ready_together_start_one_spare(tmp_path: Any, monkeypatch: Any) -> None:
+    """Two slots found ready in the same instant: one spare, not two with one lost."""
+    settings = Settings.from_env({"RIVERBED_PROCESSES": "2", "RIVERBED_DATA_DIR": str(tmp_path)})
+    sup = Supervisor(settings, ["worker"], environ={})
+    made: list[Any] = []
+
+    class Spare:
+        returncode, stdin = None, None
+
+        def __init__(self) -> None:
+            self.pid = 4000 + len(made)
+
+    async def exec_slowly(*_args: Any, **_kwargs: Any) -> Spare:
+        await asyncio.sleep(0)  # the process is being made: the other start runs now
+        made.append(Spare())
+        return made[-1]
+
+    async def both() -> None:
+        await asyncio.gather(sup._start_spare(), sup._start_spare())
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", exec_slowly)
+    asyncio.run(both())
+    assert len(made) == 1 and sup.spare is made[0]
