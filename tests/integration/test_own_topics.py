@@ -213,7 +213,14 @@ def test_kcat_records_in_the_users_own_layout_are_learned_exactly_once(
     chargebacks_topic = f"chargebacks-{names.uid}"
     scores_topic = f"scores-{names.uid}"
     asyncio.run(_admin(cluster, "create", [payments_topic, chargebacks_topic]))
-    before = asyncio.run(_admin(cluster, "describe", [payments_topic, chargebacks_topic]))
+
+    def described() -> dict[str, Any] | None:
+        # Right after the create, a broker's metadata may not hold the topics yet.
+        d = asyncio.run(_admin(cluster, "describe", [payments_topic, chargebacks_topic]))
+        whole = all(v["partitions"] == PARTITIONS and v["configs"] for v in d.values())
+        return d if whole else None
+
+    before = wait_for(described, timeout=RECV_TIMEOUT_S, what="the user's topics described")
 
     labelled = [payment(i, rng, labelled=True) for i in range(LABELLED)]
     bad = [
