@@ -145,15 +145,19 @@ def _candidates(doc: dict[str, Any] | None) -> str:
     return f" │ {metric.lower()} ({what}): " + "  ".join(shown)
 
 
-async def _read_topics(settings: Settings, live: _Live) -> None:
+async def _read_topics(settings: Settings, live: _Live, positioned: asyncio.Event) -> None:
     """Our predictions (accuracy, and where each event lies in the stream), and the
-    detections and promotions the worker publishes on the metrics topic."""
+    detections and promotions the worker publishes on the metrics topic. ``positioned``
+    is set once the topics' ends are known: what is produced after that is read."""
     predictions, metrics = settings.topic("predictions"), settings.topic("metrics")
     consumer = clients.consumer(
         settings, predictions, metrics, enable_auto_commit=False, auto_offset_reset="latest"
     )
     await consumer.start()
     try:
+        for tp in consumer.assignment():  # assigned by start(): the topics exist
+            await consumer.position(tp)  # "latest", resolved now, not at the first fetch
+        positioned.set()
         while True:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
@@ -286,8 +290,13 @@ async def _live(
     # The stream made before the loop runs: making it imports river.datasets (and
     # scikit-learn where installed, ~1 s), which would hold the loop and the display.
     pairs = dataset_stream(dataset, drift_at=DRIFT_AT)
-    reader = asyncio.create_task(_read_topics(settings, live))
-    await asyncio.sleep(0.5)  # let the reader reach the end of the topic before producing
+    positioned = asyncio.Event()
+    reader = asyncio.create_task(_read_topics(settings, live, positioned))
+    ready = asyncio.create_task(positioned.wait())
+    await asyncio.wait({reader, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if not positioned.is_set():
+        ready.cancel()
+        await reader  # it ended before reaching the topics' ends: its error, raised here
     producer = asyncio.create_task(
         produce(
             settings,
