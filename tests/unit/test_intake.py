@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import faust
 
@@ -10,19 +11,25 @@ from riverbed.kafka import compat
 from riverbed.kafka.intake import Intake
 
 
+class _Checkpoint:
+    async def checkpoint(self) -> None:
+        return None
+
+    def committable(self, topic: str, partition: int) -> int | None:
+        return None
+
+
+def _intake(maxsize: int) -> tuple[faust.App, Any, Intake]:
+    """A Faust app, its channel of ``maxsize`` fetches, and an intake on it (in a
+    coroutine: the channel takes the running loop)."""
+    app = faust.App("riverbed-intake-test", broker="memory://", store="memory://")
+    channel = app.channel(maxsize=maxsize)
+    return app, channel, Intake(channel, {"ev"}, checkpoint=_Checkpoint())
+
+
 def test_deliver_nowait_queues_only_when_nothing_would_wait() -> None:
     async def scenario() -> None:
-        app = faust.App("riverbed-intake-test", broker="memory://", store="memory://")
-        channel = app.channel(maxsize=2)
-
-        class Checkpoint:
-            async def checkpoint(self) -> None:
-                return None
-
-            def committable(self, topic: str, partition: int) -> int | None:
-                return None
-
-        intake = Intake(channel, {"ev"}, checkpoint=Checkpoint())
+        _app, channel, intake = _intake(maxsize=2)
         assert not intake.deliver_nowait({("ev", 0): [1]}), "no agent attached yet"
         sub = channel.clone(is_iterator=True)  # what an agent's stream iterates
         intake.attach()
@@ -49,17 +56,7 @@ def test_a_put_cancelled_by_a_flow_stop_is_a_dropped_fetch_not_a_crash() -> None
     async def scenario() -> None:
         import mode
 
-        app = faust.App("riverbed-intake-test", broker="memory://", store="memory://")
-        channel = app.channel(maxsize=1)
-
-        class Checkpoint:
-            async def checkpoint(self) -> None:
-                return None
-
-            def committable(self, topic: str, partition: int) -> int | None:
-                return None
-
-        intake = Intake(channel, {"ev"}, checkpoint=Checkpoint())
+        app, channel, intake = _intake(maxsize=1)
         sub = channel.clone(is_iterator=True)
         intake.attach()
         app.flow_control.resume()  # a running worker's flow
