@@ -134,21 +134,19 @@ class Intake:
         self._queue(fetch, 1)
         try:
             await self.channel.put(fetch)
-        except asyncio.CancelledError:  # it never reached the agent
+        except BaseException as exc:  # it never reached the agent
             self._queue(fetch, -1)
             task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # this wait was cancelled (the flow stopped first, or a stop)
-            # The put itself was cancelled: a rebalance suspends the flow and clears
-            # the agents' queues in one step, and mode's ThrowableQueue.clear() cancels
-            # the puts waiting on them. The fetch is dropped as on any flow stop (Faust
-            # seeks back to the committed offsets). Raising would reach the consumer's
-            # wait_first, which reads exception() of that cancelled future, takes the
-            # CancelledError out of the fetcher, and Faust's Fetcher then crashes
-            # the worker ("Restarting on rebalance" with no supervisor to restart it).
-            return
-        except BaseException:
-            self._queue(fetch, -1)
+            if isinstance(exc, asyncio.CancelledError) and not (task and task.cancelling()):
+                # The put itself was cancelled, not this wait: a rebalance suspends the
+                # flow and clears the agents' queues in one step, and mode's
+                # ThrowableQueue.clear() cancels the puts waiting on them. The fetch is
+                # dropped as on any flow stop (Faust seeks back to the committed
+                # offsets). Raising would reach the consumer's wait_first, which reads
+                # exception() of that cancelled future, takes the CancelledError out of
+                # the fetcher, and Faust's Fetcher then crashes the worker ("Restarting
+                # on rebalance" with no supervisor to restart it).
+                return
             raise
 
     def deliver_nowait(self, records: Mapping[Any, Sequence[Any]]) -> bool:

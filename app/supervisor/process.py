@@ -324,11 +324,10 @@ class Supervisor:
         self.spare = spare
         self._write_pids()
         logger.info("warm spare started (pid %d)", spare.pid)
-        if self.stopping and spare.stdin is not None:
-            # The stop came while it was being started, before stop() could see it: a
-            # spare with no slot to take exits (left open, the stop waited out its
-            # 30 s timeout for it, then killed it).
-            spare.stdin.close()
+        if self.stopping:
+            # The stop came while it was being started, before stop() could see it
+            # (left open, the stop waited out its 30 s timeout for it, then killed it).
+            self._dismiss_spare()
 
     async def _watch(self, child: Child) -> None:
         """Restart ``child`` whenever it ends, until the supervisor stops or the slot
@@ -419,9 +418,12 @@ class Supervisor:
                 assert child.process is not None
                 with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(signal.SIGTERM)
+        self._dismiss_spare()
+        self._done.set()
+
+    def _dismiss_spare(self) -> None:
         if self.spare is not None and self.spare.stdin is not None:
             self.spare.stdin.close()  # a spare with no slot to take exits
-        self._done.set()
 
     async def _reap(self) -> None:
         """Wait for every child's stop at once (they stop in parallel: with the broker
