@@ -23,6 +23,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from riverbed.devtools.broker import free_ports
 from riverbed.kafka import compat
+from tests import forked
+from tests.forked import ForkedRiverbed
 from tests.helpers import ROOT, wait_for
 
 BROKER_START_TIMEOUT_S = 120.0
@@ -78,16 +80,8 @@ def riverbed_env(kafka: str, names: Names, **settings: Any) -> dict[str, str]:
 def riverbed(
     *args: str, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run the riverbed CLI to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "riverbed", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """Run the riverbed CLI to completion (forked: tests/forked.py says why)."""
+    return forked.run(list(args), env, ROOT, timeout)
 
 
 def total(worker: Worker, field: str, sub: str | None = None) -> int:
@@ -105,10 +99,10 @@ class Worker:
         self.env = env
         self.port = int(env["RIVERBED_WEB_PORT"])
         self.log = log
-        self._log_fh = log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "riverbed", *args], env=env,
-                                     cwd=ROOT, stdout=self._log_fh,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
+        # Forked from a preloaded interpreter: tests/forked.py says why and what differs.
+        self.proc: subprocess.Popen[bytes] | ForkedRiverbed = ForkedRiverbed(
+            list(args), env, ROOT, log
+        )
 
     def get(self, path: str) -> tuple[int, Any]:
         try:
@@ -150,8 +144,9 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log_fh.close()
-        return self.proc.returncode
+        code = self.proc.returncode
+        assert code is not None
+        return code
 
 
 def post(

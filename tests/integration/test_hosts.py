@@ -102,12 +102,12 @@ class HostWorker(Worker):
 
     def __init__(self, env: dict[str, str], log: Path, netns: str, host: str) -> None:
         self.env, self.port, self.host, self.log = env, WEB_PORT, host, log
-        self._log_fh = log.open("ab")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "riverbed", "worker",
-             "-l", "info"],
-            env=env, cwd=ROOT, stdout=self._log_fh, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", netns, sys.executable, "-m", "riverbed", "worker",
+                 "-l", "info"],
+                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
 
     def get(self, path: str) -> tuple[int, Any]:
         try:
