@@ -62,6 +62,7 @@ class ForkedRiverbed:
         self, argv: list[str], env: dict[str, str], cwd: Path, out: Path, err: Path | None = None
     ) -> None:
         self.args = ["riverbed", *argv]
+        self.log = out
         for path in (out, err or out):  # there from the start, as Popen's files are
             path.touch()
         self._process = _CONTEXT.Process(
@@ -70,7 +71,8 @@ class ForkedRiverbed:
             name=argv[0],
         )
         self._process.start()
-        self.pid = self._process.pid
+        assert self._process.pid is not None
+        self.pid: int = self._process.pid
         _RUNNING.add(self)
 
     @property
@@ -94,6 +96,9 @@ class ForkedRiverbed:
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
             os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from riverbed.devtools.broker import STATE, LocalBroker, answers_metadata
+from tests.forked import ForkedRiverbed
 from tests.integration.helpers import (
     BROKER_START_TIMEOUT_S,
     PRODUCER_STOP_TIMEOUT_S,
@@ -127,12 +127,16 @@ def start_worker(kafka: str, names: Names, output_dir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def start_producer(kafka: str, names: Names) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Factory: ``riverbed produce ARGS`` in the background; killed at teardown."""
-    procs: list[subprocess.Popen[str]] = []
+def start_producer(
+    kafka: str, names: Names, output_dir: Path
+) -> Iterator[Callable[..., ForkedRiverbed]]:
+    """Factory: ``riverbed produce ARGS`` in the background (its output in
+    ``producer-<i>.log``); killed at teardown."""
+    procs: list[ForkedRiverbed] = []
 
-    def start(*args: str, partitions: int) -> subprocess.Popen[str]:
-        proc = producer_process(kafka, names, *args, partitions=partitions)
+    def start(*args: str, partitions: int) -> ForkedRiverbed:
+        log = output_dir / f"producer-{len(procs)}.log"
+        proc = producer_process(kafka, names, *args, partitions=partitions, log=log)
         procs.append(proc)
         return proc
 
@@ -141,9 +145,6 @@ def start_producer(kafka: str, names: Names) -> Iterator[Callable[..., subproces
         if proc.poll() is None:
             proc.kill()
         proc.wait(PRODUCER_STOP_TIMEOUT_S)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -247,12 +246,12 @@ def consume(
 
 
 def producer_process(
-    kafka: str, names: Names, *args: str, partitions: int
-) -> subprocess.Popen[str]:
-    """``riverbed produce ARGS`` in the background (for streams a test acts on midway)."""
-    return subprocess.Popen([sys.executable, "-m", "riverbed", "produce", *args],
-                            env=riverbed_env(kafka, names, partitions=partitions), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    kafka: str, names: Names, *args: str, partitions: int, log: Path
+) -> ForkedRiverbed:
+    """``riverbed produce ARGS`` in the background (for streams a test acts on midway),
+    its output in ``log``."""
+    env = riverbed_env(kafka, names, partitions=partitions)
+    return ForkedRiverbed(["produce", *args], env, ROOT, log)
 
 
 def read_all(bootstrap: str, topic: str, **client: Any) -> list[Any]:

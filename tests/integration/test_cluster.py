@@ -139,7 +139,9 @@ def test_leader_and_coordinator_killed_under_load_learn_exactly_once(
         assert rows[names.topic("events")][1:3] == ["4", "3"]
         assert f"  - {dlq} has replication factor 1" in doctor.stdout
 
-        producer = producer_process(bootstrap, names, *STREAM, partitions=4)
+        producer = producer_process(
+            bootstrap, names, *STREAM, partitions=4, log=output_dir / "producer.log"
+        )
         wait_for(lambda: total(worker, "events") >= STEP
                  and worker.models()["snapshots_written"],
                  timeout=RECV_TIMEOUT_S, what=f"{STEP} events and a snapshot")  # fmt: skip
