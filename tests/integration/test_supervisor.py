@@ -142,6 +142,10 @@ def test_a_killed_child_is_restarted_and_all_die_with_a_killed_supervisor(
     children = machine.pids()
     for pid in children.values():
         os.kill(pid, signal.SIGSTOP)
+    # A stop is asynchronous: a thread not yet stopped would take the SIGTERM below
+    # (Python's C handler) and leave nothing pending to see.
+    wait_for(lambda: all(_stopped(p) for p in children.values()), timeout=RECV_TIMEOUT_S,
+             what="the children stopped, every thread")  # fmt: skip
     machine.proc.send_signal(signal.SIGKILL)
     machine.proc.wait(SUPERVISOR_STOP_TIMEOUT_S)
     # The kernel sent each frozen child SIGTERM as its supervisor died (PR_SET_PDEATHSIG):
@@ -268,6 +272,17 @@ def _sigterm_pending(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     pending = [int(line.split()[1], 16) for line in status if line[:6] in ("SigPnd", "ShdPnd")]
     return any(mask & (1 << (signal.SIGTERM - 1)) for mask in pending)
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped (state T)."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:  # the state follows the parenthesised name, which may hold spaces
+            states.append((task / "stat").read_text().rpartition(")")[2].split()[0])
+        except FileNotFoundError:  # a thread that has just exited
+            continue
+    return all(state in ("T", "t") for state in states)
 
 
 def _gone(pid: int) -> bool:
