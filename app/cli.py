@@ -17,7 +17,7 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -888,6 +888,39 @@ def _processes_option(args: list[str], settings: Settings) -> tuple[list[str], S
     return out, dataclasses.replace(settings, processes=n)
 
 
+def _warn_exposed_ports(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Warn when the web ports of this worker (a supervisor's: its own and its
+    processes') lie where outgoing connections take their local ports
+    (:mod:`riverbed.ports` says what goes wrong). A supervised process says nothing:
+    its supervisor has said it for every port.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> s = dataclasses.replace(Settings.from_env({}), web_port=6066)
+    >>> _warn_exposed_ports(s, {})  # 6066: outside Linux's ephemeral range, no warning
+
+    """
+    from riverbed.lifetime import SUPERVISOR_ENV
+    from riverbed.ports import ephemeral_ports, exposed_ports
+
+    if SUPERVISOR_ENV in (os.environ if environ is None else environ):
+        return
+    extra = settings.processes if settings.processes > 1 else 0
+    exposed = exposed_ports(range(settings.web_port, settings.web_port + 1 + extra))
+    if exposed:
+        low, high = ephemeral_ports()
+        logging.getLogger("riverbed").warning(
+            "RIVERBED_WEB_PORT=%d: port%s %s lie%s in the kernel's ephemeral port range "
+            "%d-%d (net.ipv4.ip_local_port_range), where outgoing connections take their "
+            "local ports: one may hold a port when a worker binds it, and that worker "
+            "fails to start. Choose ports below %d, or reserve them "
+            "(net.ipv4.ip_local_reserved_ports).",
+            settings.web_port, "s" if len(exposed) > 1 else "",
+            ", ".join(map(str, exposed)), "" if len(exposed) > 1 else "s", low, high, low,
+        )  # fmt: skip
+
+
 def _supervise(settings: Settings, args: list[str], loop: asyncio.AbstractEventLoop) -> int:
     """Run the supervisor of ``settings.processes`` workers (topics already made)."""
     from riverbed.checkpoint.snapshots import load_key
@@ -926,6 +959,7 @@ def _faust(settings: Settings, args_list: list[str]) -> int:
             args_list, settings = _processes_option(args_list, settings)
         except ConfigError as exc:
             return _fail(str(exc))
+        _warn_exposed_ports(settings)
         # What start-up says before Faust's logging is set up ("created topics ...")
         # at the level the worker will log at.
         with contextlib.suppress(ValueError):  # a level Faust refuses, it says so itself

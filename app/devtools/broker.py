@@ -32,6 +32,7 @@ from typing import Any
 
 from riverbed.config import PROJECT_ROOT, Settings
 from riverbed.exceptions import BrokerError
+from riverbed.ports import ephemeral_ports
 
 __all__ = ["LocalBroker", "SecureListeners", "answers_metadata", "kafka_version"]
 
@@ -58,15 +59,6 @@ def kafka_version() -> str:
 FREE_PORTS_FROM = 10000  # the lowest port free_ports picks
 
 
-def _ephemeral_ports() -> tuple[int, int]:
-    """The ports the kernel hands to outgoing connections (ip_local_port_range)."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
 def free_ports(n: int = 1) -> int:
     """A base port with the ``n`` ports from it free on 127.0.0.1 (a supervisor's and
     its worker processes', or a broker's listeners): the tests and benchmarks use it.
@@ -81,12 +73,12 @@ def free_ports(n: int = 1) -> int:
     Examples
     --------
     >>> base = free_ports(3)
-    >>> low, high = _ephemeral_ports()
+    >>> low, high = ephemeral_ports()
     >>> base + 3 <= low or base > high
     True
 
     """
-    low, high = _ephemeral_ports()
+    low, high = ephemeral_ports()
     if low - n > FREE_PORTS_FROM:
         span = (FREE_PORTS_FROM, low - n)
     elif 65535 - n > high + 1:

@@ -17,6 +17,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from riverbed.devtools.replay import comparable, replay
+from riverbed.ports import ephemeral_ports, reserved_ports
 from tests.helpers import wait_for
 from tests.integration.helpers import (
     RECV_TIMEOUT_S,
@@ -374,21 +375,26 @@ def test_settings_the_cluster_cannot_honour_stop_start_up(
     assert says in res.stderr, res.stderr
 
 
-def test_a_partition_mismatch_is_found_before_any_topic_is_created(
-    kafka: str, names: Names
-) -> None:
-    async def create_and_list() -> set[str]:
+def _mismatched_layout(kafka: str, names: Names) -> None:
+    """events with 2 partitions, labels with 3: a worker refuses to start on them."""
+
+    async def create() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
         await admin.start()
         try:
             await admin.create_topics(
                 [NewTopic(names.topic("events"), 2, 1), NewTopic(names.topic("labels"), 3, 1)]
             )
-            return set(await admin.list_topics())
         finally:
             await admin.close()
 
-    asyncio.run(create_and_list())
+    asyncio.run(create())
+
+
+def test_a_partition_mismatch_is_found_before_any_topic_is_created(
+    kafka: str, names: Names
+) -> None:
+    _mismatched_layout(kafka, names)
     res = riverbed("worker", env=riverbed_env(kafka, names, partitions=2), timeout=60)
     assert res.returncode == 2 and "nothing was created" in res.stderr
 
@@ -401,6 +407,26 @@ def test_a_partition_mismatch_is_found_before_any_topic_is_created(
             await admin.close()
 
     assert asyncio.run(ours()) == {names.topic("events"), names.topic("labels")}
+
+
+def test_web_ports_in_the_ephemeral_range_are_warned_of_at_start(kafka: str, names: Names) -> None:
+    # The worker stops on the layout (after the warning, before it binds a port), so
+    # that no port of the range is bound here: a test must not race outgoing connections.
+    _mismatched_layout(kafka, names)
+    low, _ = ephemeral_ports()
+    env = riverbed_env(kafka, names, partitions=2, web_port=low - 1)
+    res = riverbed("worker", "--processes", "2", env=env, timeout=60)
+    assert res.returncode == 2 and "nothing was created" in res.stderr, res.stderr
+    exposed = [p for p in (low, low + 1) if p not in reserved_ports()]
+    if exposed:
+        assert (
+            f"RIVERBED_WEB_PORT={low - 1}: port{'s' if len(exposed) > 1 else ''} "
+            f"{', '.join(map(str, exposed))} lie"
+        ) in res.stderr, res.stderr
+    # Below the range, all three: not a word.
+    env = riverbed_env(kafka, names, partitions=2, web_port=low - 3)
+    res = riverbed("worker", "--processes", "2", env=env, timeout=60)
+    assert res.returncode == 2 and "RIVERBED_WEB_PORT" not in res.stderr, res.stderr
 
 
 def test_a_one_partition_events_topic_made_by_a_producer_gets_matching_topics(

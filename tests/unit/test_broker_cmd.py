@@ -46,10 +46,10 @@ def test_free_ports_stay_out_of_the_ephemeral_range(monkeypatch: Any) -> None:
     never picked: below the range, or above it when it starts too low."""
     from riverbed.devtools import broker
 
-    monkeypatch.setattr(broker, "_ephemeral_ports", lambda: (32768, 60999))
+    monkeypatch.setattr(broker, "ephemeral_ports", lambda: (32768, 60999))
     assert all(broker.FREE_PORTS_FROM <= broker.free_ports(3) <= 32765 for _ in range(20))
-    monkeypatch.setattr(broker, "_ephemeral_ports", lambda: (1024, 60000))
+    monkeypatch.setattr(broker, "ephemeral_ports", lambda: (1024, 60000))
     assert all(60000 < broker.free_ports(3) <= 65532 for _ in range(20))
-    monkeypatch.setattr(broker, "_ephemeral_ports", lambda: (1024, 65535))
+    monkeypatch.setattr(broker, "ephemeral_ports", lambda: (1024, 65535))
     with pytest.raises(BrokerError, match="outside the ephemeral range"):
         broker.free_ports(3)
