@@ -914,10 +914,11 @@ def _warn_exposed_ports(settings: Settings, environ: Mapping[str, str] | None = 
             "RIVERBED_WEB_PORT=%d: port%s %s lie%s in the kernel's ephemeral port range "
             "%d-%d (net.ipv4.ip_local_port_range), where outgoing connections take their "
             "local ports: one may hold a port when a worker binds it, and that worker "
-            "fails to start. Choose ports below %d, or reserve them "
-            "(net.ipv4.ip_local_reserved_ports).",
+            "fails to start. Choose ports outside it (below %d or above %d), or reserve "
+            "them (net.ipv4.ip_local_reserved_ports).",
             settings.web_port, "s" if len(exposed) > 1 else "",
             ", ".join(map(str, exposed)), "" if len(exposed) > 1 else "s", low, high, low,
+            high,
         )  # fmt: skip
 
 

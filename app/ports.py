@@ -41,14 +41,14 @@ def reserved_ports(proc: Path = PROC) -> set[int]:
     [6066, 40000, 40001, 40002]
 
     """
+    ports: set[int] = set()
     try:
         text = (proc / "ip_local_reserved_ports").read_text().strip()
-    except OSError:
+        for item in filter(None, text.split(",")):
+            low, _, high = item.partition("-")
+            ports.update(range(int(low), int(high or low) + 1))
+    except (OSError, ValueError):
         return set()
-    ports: set[int] = set()
-    for item in filter(None, text.split(",")):
-        low, _, high = item.partition("-")
-        ports.update(range(int(low), int(high or low) + 1))
     return ports
 
 

@@ -277,12 +277,16 @@ def _sigterm_pending(pid: int) -> bool:
 def _stopped(pid: int) -> bool:
     """Whether every thread of process ``pid`` is stopped (state T)."""
     states = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:  # the process is gone: never stopped (wait_for says so)
+        return False
+    for task in tasks:
         try:  # the state follows the parenthesised name, which may hold spaces
             states.append((task / "stat").read_text().rpartition(")")[2].split()[0])
-        except FileNotFoundError:  # a thread that has just exited
+        except (FileNotFoundError, ProcessLookupError):  # a thread that has just exited
             continue
-    return all(state in ("T", "t") for state in states)
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def _gone(pid: int) -> bool:
