@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import faulthandler
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -69,6 +70,8 @@ def _main(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) ->
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(fd, target)
         os.close(fd)
+    # A child that hangs is asked for its threads' stacks (run() does, before the kill).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     missing = [m for m in PRELOAD if m not in sys.modules]
     if missing:  # it still runs, as a spawned process would: only slower
         print(f"tests/forked.py: the forkserver did not preload {missing}", file=sys.stderr)
@@ -148,8 +151,13 @@ def run(
         try:
             code = proc.wait(timeout)
         except BaseException:  # a timeout, pytest-timeout's failure, Ctrl-C: as subprocess.run
+            proc.send_signal(signal.SIGUSR1)  # its stacks, to stderr
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1.0)
             proc.kill()
             proc.wait()
+            print(f"{' '.join(proc.args)}: stdout\n{out.read_text(errors='replace')}")
+            print(f"stderr\n{err.read_text(errors='replace')}")
             raise
         return subprocess.CompletedProcess(
             proc.args, code, out.read_text(errors="replace"), err.read_text(errors="replace")

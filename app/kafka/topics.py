@@ -10,7 +10,6 @@ and refuses to start when events, labels and predictions disagree.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -248,6 +247,10 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> Layout:
             ]  # fmt: skip
             await _create(admin, new, cluster, replication)
             existing = await _wait_for_metadata(admin, list(wanted))
+            # Another client may have created some of them meanwhile (a producer's
+            # auto-creation, a user, or one whose topics the metadata did not show yet
+            # when they were described): the layout is checked again on what is there.
+            _check_created(existing, co)
         else:
             await _raise_dlq_limit(admin, names.dlq, dlq_max)
         snap = await topic_configs(admin, [names.snapshots])
@@ -295,6 +298,35 @@ def _co_partition_count(settings: Settings, present: dict[str, int]) -> int:
     return count
 
 
+def _check_created(existing: dict[str, int], co: list[str]) -> None:
+    """After creating topics: the co-partitioned ones must agree, whoever made them.
+
+    Raises
+    ------
+    ConfigError
+        When they do not (one was created by another client meanwhile).
+
+    Examples
+    --------
+    >>> _check_created({"e": 4, "l": 4, "p": 4}, ["e", "l", "p"])
+    >>> try:
+    ...     _check_created({"e": 2, "l": 3, "p": 2}, ["e", "l", "p"])
+    ... except ConfigError as exc:
+    ...     print(str(exc)[:95])
+    topics must have the same number of partitions (e=2, l=3, p=2): another client created some of
+
+    """
+    present = {t: existing[t] for t in co if t in existing}
+    if len(set(present.values())) > 1:
+        detail = ", ".join(f"{t}={c}" for t, c in present.items())
+        msg = (
+            f"topics must have the same number of partitions ({detail}): another client "
+            "created some of them while riverbed created the rest. Recreate the odd one, "
+            "or add partitions to match (kafka-topics.sh --alter --partitions N)"
+        )
+        raise ConfigError(msg)
+
+
 async def _create(
     admin: AIOKafkaAdminClient, new: list[NewTopic], cluster: Cluster, replication: int
 ) -> None:
@@ -307,8 +339,12 @@ async def _create(
 
     """
     count = new[0].num_partitions
-    with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
+    try:
         created = await admin.create_topics(new)
+    except TopicAlreadyExistsError:  # another client won the race for one at least
+        logger.info("topics %s: another client created some of them meanwhile",
+                    [t.name for t in new])  # fmt: skip
+    else:
         refused = [t for t, code, *_ in getattr(created, "topic_errors", ())
                    if code == TOPIC_AUTHORIZATION_FAILED]  # fmt: skip
         if refused:
@@ -318,8 +354,8 @@ async def _create(
                 "partitions) or grant Create (README: Running on a real cluster)"
             )
             raise ConfigError(msg)
-    logger.info("created topics %s with %d partitions, replication factor %d",
-                [t.name for t in new], count, replication)  # fmt: skip
+        logger.info("created topics %s with %d partitions, replication factor %d",
+                    [t.name for t in new], count, replication)  # fmt: skip
     if cluster.advice("", replication):
         logger.warning(
             "RIVERBED_REPLICATION=%d is below what a cluster of %d brokers "

@@ -376,19 +376,30 @@ def test_settings_the_cluster_cannot_honour_stop_start_up(
 
 
 def _mismatched_layout(kafka: str, names: Names) -> None:
-    """events with 2 partitions, labels with 3: a worker refuses to start on them."""
+    """events with 2 partitions, labels with 3: a worker refuses to start on them. Once
+    the broker's metadata shows both: right after a create it may not yet, and a worker
+    that finds them missing creates them (then finds the mismatch only afterwards)."""
+    layout = {names.topic("events"): 2, names.topic("labels"): 3}
 
     async def create() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
         await admin.start()
         try:
-            await admin.create_topics(
-                [NewTopic(names.topic("events"), 2, 1), NewTopic(names.topic("labels"), 3, 1)]
-            )
+            await admin.create_topics([NewTopic(t, n, 1) for t, n in layout.items()])
         finally:
             await admin.close()
 
+    async def shown() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(layout))
+        finally:
+            await admin.close()
+        return {d["topic"]: len(d["partitions"]) for d in described} == layout
+
     asyncio.run(create())
+    wait_for(lambda: asyncio.run(shown()), timeout=RECV_TIMEOUT_S, what="the topics described")
 
 
 def test_a_partition_mismatch_is_found_before_any_topic_is_created(

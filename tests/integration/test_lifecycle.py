@@ -52,8 +52,16 @@ def send(kafka: str, names: Names, first: int, last: int) -> None:
 
 
 def handled(worker: Any, offset: int) -> None:
-    wait_for(lambda: worker.models()["partitions"]["0"]["last_offset"] >= offset,
-             timeout=RECV_TIMEOUT_S, what=f"events up to offset {offset} handled")  # fmt: skip
+    try:
+        # Partition 0 is absent from /models while a rebalance moves it (a static member
+        # restarted fast is in one right after it is ready).
+        wait_for(lambda: worker.models()["partitions"].get("0", {}).get("last_offset", -1)
+                 >= offset, timeout=RECV_TIMEOUT_S,
+                 what=f"events up to offset {offset} handled")  # fmt: skip
+    except BaseException:  # what the worker says of itself, for the failure report
+        print(orjson.dumps(worker.models(), option=orjson.OPT_INDENT_2).decode())
+        print(worker.get("/health")[1])
+        raise
 
 
 def operate(worker: Any, *args: str) -> list[dict[str, Any]]:
