@@ -339,23 +339,28 @@ async def _create(
 
     """
     count = new[0].num_partitions
-    try:
-        created = await admin.create_topics(new)
-    except TopicAlreadyExistsError:  # another client won the race for one at least
-        logger.info("topics %s: another client created some of them meanwhile",
-                    [t.name for t in new])  # fmt: skip
-    else:
-        refused = [t for t, code, *_ in getattr(created, "topic_errors", ())
-                   if code == TOPIC_AUTHORIZATION_FAILED]  # fmt: skip
-        if refused:
-            msg = (
-                f"Kafka does not allow this principal Create on topic "
-                f"{', '.join(refused)}: create them beforehand (with {count} "
-                "partitions) or grant Create (README: Running on a real cluster)"
-            )
-            raise ConfigError(msg)
+    # aiokafka returns each topic's result code (it raises only on transport errors).
+    created = await admin.create_topics(new)
+    codes = {t: (code, (rest or [None])[0])
+             for t, code, *rest in getattr(created, "topic_errors", ())}  # fmt: skip
+    refused = [t for t, (code, _) in codes.items() if code == TOPIC_AUTHORIZATION_FAILED]
+    if refused:
+        msg = (
+            f"Kafka does not allow this principal Create on topic "
+            f"{', '.join(refused)}: create them beforehand (with {count} "
+            "partitions) or grant Create (README: Running on a real cluster)"
+        )
+        raise ConfigError(msg)
+    made = [t.name for t in new if codes.get(t.name, (0, None))[0] == 0]
+    raced = [t for t, (code, _) in codes.items() if code == TopicAlreadyExistsError.errno]
+    if made:
         logger.info("created topics %s with %d partitions, replication factor %d",
-                    [t.name for t in new], count, replication)  # fmt: skip
+                    made, count, replication)  # fmt: skip
+    if raced:  # another worker, a producer's auto-creation or a user won the race
+        logger.info("topics %s: another client created them meanwhile", raced)
+    for topic, (code, message) in codes.items():
+        if code not in (0, TopicAlreadyExistsError.errno):
+            logger.warning("Kafka did not create %s: error %d (%s)", topic, code, message)
     if cluster.advice("", replication):
         logger.warning(
             "RIVERBED_REPLICATION=%d is below what a cluster of %d brokers "
