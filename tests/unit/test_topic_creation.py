@@ -27,12 +27,23 @@ class _Admin:
 
 def _run(results: list[tuple[Any, ...]]) -> None:
     new = [NewTopic(t, 4, 1) for t in ("t.events", "t.labels", "t.dlq")]
-    asyncio.run(_create(_Admin(results), new, ONE, 1))  # type: ignore[arg-type]
+    asyncio.run(_create(_Admin(results), new, ONE, 1))  # type: ignore[arg-type,unused-ignore]
 
 
-def test_only_what_kafka_created_is_said_created(caplog: pytest.LogCaptureFixture) -> None:
+def test_only_what_kafka_created_is_said_created(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caplog.set_level(logging.INFO, "riverbed")
-    _run([("t.events", 36, "exists"), ("t.labels", 0, None), ("t.dlq", 40, "bad config")])
+    # Directly on riverbed's logger, enabled: a worker's logging set-up earlier in this
+    # process may have stopped it propagating to the root (where caplog listens), or
+    # disabled the loggers that existed then (logging.config's dictConfig).
+    monkeypatch.setattr(logging.getLogger("riverbed.kafka.topics"), "disabled", False)
+    logger = logging.getLogger("riverbed")
+    logger.addHandler(caplog.handler)
+    try:
+        _run([("t.events", 36, "exists"), ("t.labels", 0, None), ("t.dlq", 40, "bad config")])
+    finally:
+        logger.removeHandler(caplog.handler)
     text = caplog.text
     assert "created topics ['t.labels'] with 4 partitions" in text
     assert "topics ['t.events']: another client created them meanwhile" in text
