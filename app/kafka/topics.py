@@ -276,15 +276,10 @@ def _co_partition_count(settings: Settings, present: dict[str, int]) -> int:
         When ``present`` topics disagree.
 
     """
-    if len(set(present.values())) > 1:
-        detail = ", ".join(f"{t}={c}" for t, c in present.items())
-        msg = (
-            f"topics must have the same number of partitions ({detail}); nothing was "
-            "created. Recreate the odd one, or add partitions to match "
-            "(kafka-topics.sh --alter --partitions N); RIVERBED_PARTITIONS applies only "
-            "to topics riverbed creates"
-        )
-        raise ConfigError(msg)
+    _refuse_disagreeing(
+        present, "; nothing was created.",
+        "; RIVERBED_PARTITIONS applies only to topics riverbed creates",
+    )  # fmt: skip
     count = next(iter(present.values())) if present else settings.partitions
     if present and count != settings.partitions:
         logger.warning(
@@ -317,12 +312,20 @@ def _check_created(existing: dict[str, int], co: list[str]) -> None:
 
     """
     present = {t: existing[t] for t in co if t in existing}
+    _refuse_disagreeing(
+        present, ": another client created some of them while riverbed created the rest."
+    )
+
+
+def _refuse_disagreeing(present: dict[str, int], why: str, tail: str = "") -> None:
+    """Raise ConfigError naming each count when the co-partitioned ``present`` disagree
+    (``why``: what happened, ``tail``: what else to know)."""
     if len(set(present.values())) > 1:
         detail = ", ".join(f"{t}={c}" for t, c in present.items())
         msg = (
-            f"topics must have the same number of partitions ({detail}): another client "
-            "created some of them while riverbed created the rest. Recreate the odd one, "
-            "or add partitions to match (kafka-topics.sh --alter --partitions N)"
+            f"topics must have the same number of partitions ({detail}){why} Recreate the "
+            f"odd one, or add partitions to match (kafka-topics.sh --alter --partitions N)"
+            f"{tail}"
         )
         raise ConfigError(msg)
 
